@@ -1,0 +1,9 @@
+"""dlpy: the classic deep-learning experiments, one Hydra-configured command each."""
+from pathlib import Path
+
+__version__ = "0.1.0"
+
+# The config groups: shipped inside the package when installed (pyproject maps conf/ to
+# dlpy/conf), read straight from the checkout's conf/ in an editable install.
+_here = Path(__file__).resolve().parent
+CONF_DIR = str(_here / "conf" if (_here / "conf").is_dir() else _here.parent / "conf")

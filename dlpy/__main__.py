@@ -1,0 +1,3 @@
+from dlpy.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,116 @@
+"""`dlpy train|eval|list`: the command line."""
+import sys
+from pathlib import Path
+
+from dlpy import CONF_DIR
+from dlpy.errors import DlpyError
+from dlpy.registry import unknown
+
+USAGE = """usage: dlpy <command> [arguments]
+
+commands:
+  train [overrides]        train; Hydra overrides such as model=resnet optimizer.lr=1e-3
+                           (dlpy train --help lists the config groups; -m runs a sweep)
+  eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split
+  list                     registered datasets, models, tasks, optimizers, schedulers, and presets
+"""
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0
+    commands = {"train": train_command, "eval": eval_command, "list": list_command}
+    command, rest = argv[0], argv[1:]
+    try:
+        if command not in commands:
+            raise DlpyError(unknown("command", command, commands))
+        return commands[command](rest) or 0
+    except DlpyError as err:
+        print(f"dlpy: error: {err}", file=sys.stderr)
+        return 2
+
+
+def train_command(args):
+    check_group_choices(args)
+    args += run_dir_for_resume(args)
+    from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
+
+    sys.argv = ["dlpy train", *args]
+    train.main()
+
+
+def presets(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+def check_group_choices(args):
+    """`model=nosuch` fails here with the known presets and the closest match, before Hydra starts."""
+    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    for arg in args:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in groups or any(c in value for c in "()[]{}"):
+            continue  # not a group choice, or a sweep function Hydra expands itself
+        for choice in value.split(","):
+            if choice not in presets(key) and choice != "null":
+                raise DlpyError(unknown(f"{key} preset", choice, presets(key)) + f" (conf/{key}/*.yaml)")
+
+
+def run_dir_for_resume(args):
+    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR."""
+    if "-m" in args or "--multirun" in args or any(a.startswith("hydra.run.dir=") for a in args):
+        return []
+    for arg in args:
+        if arg.startswith("trainer.resume="):
+            path = Path(arg.partition("=")[2]).expanduser()
+            if not path.exists():
+                raise DlpyError(f"trainer.resume: {path} does not exist")
+            run_dir = path if path.is_dir() else path.parent.parent  # <run>/checkpoints/last.pt
+            return [f"hydra.run.dir='{run_dir.resolve()}'"]
+    return []
+
+
+def eval_command(args):
+    if not args or args[0].startswith("-"):
+        raise DlpyError("usage: dlpy eval <run dir> [key=value ...]")
+    from omegaconf import OmegaConf
+
+    from dlpy.io import resolve_checkpoint
+    from dlpy.train import build_data, build_task, flatten
+    from dlpy.trainer import Trainer
+
+    run_dir = Path(args[0])
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise DlpyError(f"{config_file} not found: is {run_dir} a dlpy run folder?")
+    cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
+    checkpoint = resolve_checkpoint(run_dir, "best.pt")
+    if not checkpoint.is_file():
+        raise DlpyError(f"checkpoint {checkpoint} does not exist")
+    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
+    trainer.setup(build_task(cfg), build_data(cfg).to(trainer.device))
+    metrics = trainer.test(checkpoint)
+    for key, value in flatten(metrics).items():
+        print(f"{key:12s} {value:.4f}")
+
+
+def list_command(args):
+    from dlpy.registry import ALL
+
+    for registry in ALL:
+        print(f"{registry.kind}s:")
+        for name, description in registry.items():
+            print(f"  {name:16s} {description}")
+    print("\nconfig presets (dlpy train <group>=<preset>):")
+    for group in sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()):
+        print(f"  {group}:")
+        for name in presets(group):
+            first = (Path(CONF_DIR) / group / f"{name}.yaml").read_text().splitlines()[:1]
+            about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+            print(f"    {name:22s} {about}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

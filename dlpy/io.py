@@ -1,0 +1,60 @@
+"""Files that must never be half-written: write to a temporary file, fsync, rename."""
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import torch
+
+from dlpy.errors import DlpyError
+
+
+def atomic_write(path, write):
+    """Call write(file) on a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(state, path):
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def save_json(obj, path):
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Load a dlpy checkpoint; weights_only=True refuses pickles that would run code."""
+    path = Path(path)
+    if not path.is_file():
+        raise DlpyError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise DlpyError(f"checkpoint {path} cannot be read (truncated, corrupted or not a dlpy "
+                        f"checkpoint): {str(err).splitlines()[0]}") from None
+    if not isinstance(state, dict) or "task" not in state:
+        raise DlpyError(f"checkpoint {path} is not a dlpy checkpoint (no 'task' entry)")
+    return state
+
+
+def resolve_checkpoint(path, name="last.pt"):
+    """A run folder stands for its checkpoints/<name>; a file stands for itself."""
+    path = Path(path).expanduser()
+    return path / "checkpoints" / name if path.is_dir() else path

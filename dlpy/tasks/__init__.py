@@ -1,0 +1,2 @@
+"""Tasks: the inner training step of each model family. Importing registers every built-in task."""
+from dlpy.tasks import classification  # noqa: F401

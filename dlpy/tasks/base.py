@@ -1,0 +1,33 @@
+from torch import nn
+
+
+class Task(nn.Module):
+    """The inner step of one model family; the Trainer runs the outer loop around it.
+
+    A task holds its networks and an optimizer factory. The trainer calls, in order:
+    `configure_optimizers()`, then per epoch `batches(data)` and `training_step(batch, step)`
+    for each batch, then `evaluate(batches, split)`. A training step hands its losses to
+    `self.trainer.backward(loss, optimizer)`, which owns precision, clipping and stepping.
+    Steps and evaluations return plain dicts with namespaced keys (`train/loss`, `val/acc`).
+    """
+
+    def __init__(self, optimizer):
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.trainer = None  # set by Trainer.fit
+
+    def configure_optimizers(self):
+        raise NotImplementedError
+
+    def batches(self, data):
+        return data.train_batches()
+
+    def training_step(self, batch, step):
+        raise NotImplementedError
+
+    def evaluate(self, batches, split):
+        raise NotImplementedError
+
+    def examples(self, data):
+        """Images worth a look ({"images/<name>": uint8 CHW tensor}); none by default."""
+        return {}

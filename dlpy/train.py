@@ -1,0 +1,104 @@
+"""The recipe: compose config -> build data, model, task, trainer -> fit -> test -> metrics.json."""
+import logging
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from dlpy import CONF_DIR, callbacks
+from dlpy.errors import DlpyError
+from dlpy.io import save_json
+from dlpy.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kwargs
+from dlpy.trainer import Trainer, seed_everything
+
+log = logging.getLogger("dlpy")
+
+
+def train(cfg, run_dir):
+    start = time.perf_counter()
+    seed_everything(cfg.seed)
+    trainer = build_trainer(cfg, run_dir)
+    data = build_data(cfg).to(trainer.device)
+    data.seed(cfg.seed)
+    task = build_task(cfg)
+
+    trainer.fit(task, data)
+    metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
+
+    metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
+                "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
+                "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"}
+    save_json(metrics, Path(run_dir) / "metrics.json")
+    log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
+    log.info("run folder: %s", run_dir)
+    return metrics.get(cfg.trainer.monitor)
+
+
+def options(node, key):
+    """A config node's builder name and the rest as keyword arguments."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    if "name" not in kwargs:
+        raise DlpyError(f"{key}.name is missing: it names the builder to use")
+    return kwargs.pop("name"), kwargs
+
+
+def build_data(cfg):
+    name, kwargs = options(cfg.dataset, "dataset")
+    return DATASETS.build(name, key="dataset", **kwargs)
+
+
+def build_task(cfg):
+    name, kwargs = options(cfg.model, "model")
+    task_name, task_kwargs = options(OmegaConf.create(kwargs.pop("task")), "model.task")
+    net = MODELS.build(name, key="model", **kwargs)
+    return TASKS.build(task_name, net, key="model.task", optimizer=optimizer_factory(cfg), **task_kwargs)
+
+
+def optimizer_factory(cfg):
+    """A function of the parameters: the task decides which parameters each optimizer gets."""
+    name, kwargs = options(cfg.optimizer, "optimizer")
+    check_kwargs(OPTIMIZERS.get(name), kwargs, f"optimizer ({name!r})")
+    if not isinstance(kwargs.get("lr"), (int, float)) or kwargs["lr"] < 0:
+        raise DlpyError(f"optimizer.lr must be a number >= 0, got {kwargs.get('lr')!r}")
+    return partial(OPTIMIZERS.get(name), **kwargs)
+
+
+def scheduler_factory(cfg):
+    name, kwargs = options(cfg.scheduler, "scheduler")
+    check_kwargs(SCHEDULERS.get(name), kwargs, f"scheduler ({name!r})")
+    return partial(SCHEDULERS.get(name), **kwargs)
+
+
+def build_trainer(cfg, run_dir):
+    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
+    patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    cbs = [callbacks.ProgressBar(enabled=progress), callbacks.TensorBoard(run_dir, hparams=flatten(config))]
+    cbs += [callbacks.EarlyStopping(patience)] if patience else []
+    cbs.append(callbacks.Checkpoint(run_dir))  # last: the checkpoint holds the other callbacks' state
+    check_kwargs(Trainer, opts, "trainer")
+    return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
+
+
+def flatten(config, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings (TensorBoard hparams take scalars)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return flat
+
+
+@hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
+def main(cfg):
+    try:
+        return train(cfg, HydraConfig.get().runtime.output_dir)
+    except DlpyError as err:
+        print(f"dlpy: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,252 @@
+"""The outer loop: device, precision, epochs and steps, evaluation, callbacks, checkpoints, resume.
+
+The inner step belongs to the task (dlpy/tasks); it calls back into `Trainer.backward`, so
+loss scaling, gradient clipping, optimizer and schedule steps live here and only here.
+"""
+import logging
+import os
+import random
+import time
+from contextlib import nullcontext
+from itertools import islice
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from dlpy.errors import DlpyError
+from dlpy.io import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name):
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DlpyError(f"trainer.device: unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(device.type, False):
+        raise DlpyError(f"trainer.device={name}: no such device is available on this machine")
+    return device
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # every device's generator
+
+
+def rng_state():
+    np_state = np.random.get_state()
+    return {"python": random.getstate(), "torch": torch.get_rng_state(),
+            "numpy": (np_state[0], torch.from_numpy(np_state[1]), *np_state[2:]),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy(), *rest))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Trainer:
+    def __init__(self, *, max_epochs=10, max_steps=0, device="auto", precision="fp32", grad_clip=0.0,
+                 monitor="val/acc", mode="max", log_every_n_steps=50, limit_train_batches=0,
+                 limit_eval_batches=0, deterministic=False, compile=False, channels_last=False,
+                 resume=None, scheduler=None, callbacks=(), config=None):
+        for key, value in {"max_epochs": max_epochs, "max_steps": max_steps, "grad_clip": grad_clip,
+                           "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
+                           "log_every_n_steps": log_every_n_steps}.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise DlpyError(f"trainer.{key} must be a number >= 0, got {value!r}")
+        if not max_epochs and not max_steps:
+            raise DlpyError("trainer.max_epochs and trainer.max_steps are both 0: the run would never train")
+        if precision not in PRECISIONS:
+            raise DlpyError(f"trainer.precision: unknown {precision!r}; known: {', '.join(PRECISIONS)}")
+        if mode not in ("min", "max"):
+            raise DlpyError(f"trainer.mode must be 'min' or 'max', got {mode!r}")
+        self.device = resolve_device(device)
+        self.dtype = PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.max_epochs, self.max_steps, self.grad_clip = max_epochs, max_steps, grad_clip
+        self.monitor, self.mode, self.log_every_n_steps = monitor, mode, max(1, log_every_n_steps)
+        self.limit_train_batches, self.limit_eval_batches = limit_train_batches, limit_eval_batches
+        self.compile, self.channels_last, self.resume = compile, channels_last, resume
+        self.scheduler_factory, self.callbacks, self.config = scheduler, list(callbacks), config
+        self.epoch = self.step = 0
+        self.should_stop = False
+        self.train_time = self.train_samples = 0.0
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = not deterministic
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def setup(self, task, data):
+        """Attach the task and data and move the task's networks to the device."""
+        self.task, self.data = task, data
+        task.trainer = self
+        task.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+
+    def fit(self, task, data):
+        self.setup(task, data)
+        self.optimizers = task.configure_optimizers()
+        self.steps_per_epoch = min(data.steps_per_epoch(), self.limit_train_batches or float("inf"))
+        total_steps = min(self.max_steps or float("inf"), self.max_epochs * self.steps_per_epoch or float("inf"))
+        self.schedulers = [self.scheduler_factory(opt, total_steps=int(total_steps), steps_per_epoch=self.steps_per_epoch)
+                           if self.scheduler_factory else None for opt in self.optimizers]
+        if self.resume:
+            self.load(self.resume)
+        if self.compile:
+            for module in task.children():
+                module.compile()
+        self._call("on_fit_start")
+        while not self.finished():
+            self.run_epoch()
+            metrics = self.validate()
+            for scheduler in self.schedulers:
+                if isinstance(scheduler, ReduceLROnPlateau) and self.monitor in metrics:
+                    scheduler.step(metrics[self.monitor])  # plateau advances per evaluation, not per step
+            self._call("on_epoch_end", metrics)
+        self._call("on_fit_end")
+
+    def finished(self):
+        return (self.should_stop or (self.max_steps and self.step >= self.max_steps)
+                or (self.max_epochs and self.epoch >= self.max_epochs))
+
+    def run_epoch(self):
+        self.task.train()
+        self.epoch_sums, self.epoch_batches = {}, 0
+        self._call("on_epoch_start")
+        start = time.perf_counter()
+        for batch in islice(self.task.batches(self.data), int(self.steps_per_epoch)):
+            batch = self._prepare(batch)
+            with self.autocast():
+                logs = self.task.training_step(batch, self.step)
+            self.step += 1
+            self.epoch_batches += 1
+            self.train_samples += len(batch[0])
+            for key, value in logs.items():  # running sums stay on the device: no sync per step
+                self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
+            self._call("on_train_batch_end", logs, len(batch[0]))
+            if self.max_steps and self.step >= self.max_steps:
+                break
+        self.epoch += 1
+        self.train_time += time.perf_counter() - start
+
+    def epoch_means(self):
+        return {key: float(total) / max(1, self.epoch_batches) for key, total in self.epoch_sums.items()}
+
+    def backward(self, loss, optimizer):
+        """Backward pass and optimizer step with loss scaling, clipping and the schedule."""
+        with torch.autocast(self.device.type, enabled=False):
+            self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(optimizer)
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        scheduler = self.schedulers[self.optimizers.index(optimizer)]
+        if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step()
+
+    def evaluate(self, split):
+        batches = map(self._prepare, self.data.eval_batches(split))
+        if self.limit_eval_batches:
+            batches = islice(batches, self.limit_eval_batches)
+        self.task.eval()
+        with torch.inference_mode(), self.autocast():
+            metrics = self.task.evaluate(batches, split)
+        self.task.train()
+        return metrics
+
+    def validate(self):
+        return self.evaluate("val")
+
+    def test(self, checkpoint=None):
+        """Evaluate the given checkpoint's weights (else the current ones) on val and test, once."""
+        if checkpoint is not None and checkpoint.exists():
+            self.task.load_state_dict(load_checkpoint(checkpoint, self.device)["task"])
+        metrics = {**self.validate(), **self.evaluate("test")}
+        self._call("on_test_end", metrics)
+        return metrics
+
+    def examples(self):
+        self.task.eval()
+        with torch.inference_mode(), self.autocast():
+            images = self.task.examples(self.data)
+        self.task.train()
+        return images
+
+    # -- mechanics ---------------------------------------------------------------------------
+
+    def autocast(self):
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _prepare(self, batch):
+        return tuple(self._move(t) for t in batch)
+
+    def _move(self, t):
+        if self.channels_last and t.ndim == 4:
+            return t.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+        return t.to(self.device, non_blocking=True)
+
+    def learning_rates(self):
+        return {f"lr/{i}" if len(self.optimizers) > 1 else "lr": opt.param_groups[0]["lr"]
+                for i, opt in enumerate(self.optimizers)}
+
+    def _call(self, hook, *args):
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
+
+    # -- checkpoints: everything needed to continue exactly --------------------------------
+
+    def state_dict(self):
+        return {"task": self.task.state_dict(),
+                "optimizers": [opt.state_dict() for opt in self.optimizers],
+                "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
+                "scaler": self.scaler.state_dict(),
+                "epoch": self.epoch, "step": self.step,
+                "train_time": self.train_time, "train_samples": self.train_samples,
+                "rng": rng_state(), "data": self.data.state_dict(),
+                "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+                "config": self.config}
+
+    def save(self, path):
+        save_checkpoint(self.state_dict(), path)
+
+    def load(self, path):
+        state = load_checkpoint(path, self.device)
+        try:
+            self.task.load_state_dict(state["task"])
+        except RuntimeError as err:
+            was = (state.get("config") or {}).get("model", {}).get("name", "another model")
+            raise DlpyError(f"checkpoint {path} was saved by {was} and does not fit this model: "
+                            f"{str(err).splitlines()[1].strip() if len(str(err).splitlines()) > 1 else err}") from None
+        for opt, opt_state in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(opt_state)
+        for scheduler, sched_state in zip(self.schedulers, state["schedulers"]):
+            if scheduler is not None and sched_state is not None:
+                scheduler.load_state_dict(sched_state)
+        self.scaler.load_state_dict(state["scaler"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.train_time, self.train_samples = state["train_time"], state["train_samples"]
+        for cb in self.callbacks:
+            cb.load_state_dict(state["callbacks"].get(type(cb).__name__, {}))
+        self.data.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)
