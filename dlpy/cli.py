@@ -107,8 +107,9 @@ def list_command(args):
     for group in sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()):
         print(f"  {group}:")
         for name in presets(group):
-            first = (Path(CONF_DIR) / group / f"{name}.yaml").read_text().splitlines()[:1]
-            about = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+            text = (Path(CONF_DIR) / group / f"{name}.yaml").read_text()
+            comments = [line for line in text.splitlines() if line.startswith("#") and not line.startswith("# @")]
+            about = comments[0].lstrip("# ") if comments else ""
             print(f"    {name:22s} {about}")
 
 
