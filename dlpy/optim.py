@@ -39,6 +39,8 @@ def onecycle(optimizer, *, total_steps, steps_per_epoch, max_lr=None, pct_start=
              div_factor=25.0, final_div_factor=1e4):
     """One-cycle policy (Smith, 2018): warm up to max_lr, then anneal; max_lr defaults to optimizer.lr."""
     max_lr = max_lr or [g["lr"] for g in optimizer.param_groups]
+    # torch divides by the warm-up's length in steps, so a very short run needs more than one.
+    pct_start = min(max(pct_start, 1.5 / total_steps), 1 - 0.5 / total_steps)
     return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=pct_start,
                                    div_factor=div_factor, final_div_factor=final_div_factor)
 

@@ -15,7 +15,7 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from dlpy.errors import DlpyError
-from dlpy.io import load_checkpoint, save_checkpoint
+from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -106,7 +106,7 @@ class Trainer:
         self.schedulers = [self.scheduler_factory(opt, total_steps=int(total_steps), steps_per_epoch=self.steps_per_epoch)
                            if self.scheduler_factory else None for opt in self.optimizers]
         if self.resume:
-            self.load(self.resume)
+            self.load(resolve_checkpoint(self.resume))
         if self.compile:
             for module in task.children():
                 module.compile()

@@ -1,0 +1,106 @@
+"""Shared fixtures: small data sets written in the exact upstream file formats, and config composition.
+
+Real files are never needed: IDX files for the MNIST family (plain, as torchvision's raw/
+layout keeps them, and gzipped, as Debian's dataset packages ship them) and pickled batches
+for CIFAR. Images carry a class-dependent bright bar so that a few steps can learn something.
+"""
+import gzip
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dlpy import CONF_DIR
+
+N_TRAIN, N_TEST = 600, 200
+FAST = ["trainer=debug", "trainer.progress_bar=false", "dataset.val_size=100", "dataset.batch_size=32",
+        "dataset.eval_batch_size=100"]
+
+
+def images_and_labels(n, size, channels, classes, seed):
+    """uint8 (n, size, size, channels) noise with a bright horizontal bar at a row set by the label."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, n).astype(np.uint8)
+    x = rng.integers(0, 60, (n, size, size, channels), dtype=np.uint8)
+    rows = (labels.astype(int) % 10) * (size // 10) + 1
+    x[np.arange(n), rows] = 255
+    return x, labels
+
+
+def idx_bytes(array):
+    """IDX: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian int32 dims, then the raw data."""
+    return struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+
+
+def write_mnist_family(folder, gz=False):
+    """The four upstream files: train/t10k x images/labels, 28x28, 10 classes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, n, seed in (("train", N_TRAIN, 0), ("t10k", N_TEST, 1)):
+        x, y = images_and_labels(n, 28, 1, 10, seed)
+        for name, array in ((f"{prefix}-images-idx3-ubyte", x[..., 0]), (f"{prefix}-labels-idx1-ubyte", y)):
+            data = idx_bytes(array)
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+
+
+def write_cifar10(root):
+    """cifar-10-batches-py: five pickled training batches, a test batch and batches.meta.
+
+    Upstream pickles come from Python 2, whose str keys load as str with encoding="latin1".
+    """
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    x, y = images_and_labels(N_TRAIN, 32, 3, 10, 2)
+    chw = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # rows are R, G, B planes, as upstream
+    for i, part in enumerate(np.array_split(np.arange(N_TRAIN), 5)):
+        batch = {"data": chw[part], "labels": y[part].tolist(), "batch_label": f"training batch {i + 1} of 5"}
+        (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(batch, protocol=2))
+    xt, yt = images_and_labels(N_TEST, 32, 3, 10, 3)
+    test = {"data": xt.transpose(0, 3, 1, 2).reshape(N_TEST, -1), "labels": yt.tolist()}
+    (folder / "test_batch").write_bytes(pickle.dumps(test, protocol=2))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}, protocol=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A data folder in torchvision's layout holding MNIST and Fashion-MNIST."""
+    root = tmp_path_factory.mktemp("data")
+    for name in ("MNIST", "FashionMNIST"):
+        write_mnist_family(root / name / "raw")
+    return root
+
+
+@pytest.fixture
+def cifar_dir(tmp_path, monkeypatch):
+    """CIFAR-10 batches; torchvision's MD5 check is bypassed, since these files are not the real ones."""
+    from torchvision import datasets
+
+    monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(datasets.cifar, "check_integrity", lambda path, md5=None: True)  # batches.meta
+    return write_cifar10(tmp_path / "cifar")
+
+
+@pytest.fixture
+def make_cfg(data_dir):
+    """Compose the training config with overrides, as `dlpy train` would (fast smoke settings first)."""
+    def make(*overrides, fast=True):
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            return compose("train", [f"data_dir={data_dir}", *(FAST if fast else []), *overrides])
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _no_system_data(monkeypatch):
+    """Tests never pick up a system-wide copy of a data set by accident."""
+    monkeypatch.setenv("DLPY_DATA_DIR", "/nonexistent/dlpy-data")
+
+
+def presets(group):
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))

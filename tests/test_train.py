@@ -1,0 +1,99 @@
+"""Training end to end, in-process, on the synthetic upstream-format files of conftest."""
+import json
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import presets
+from dlpy.io import load_checkpoint
+from dlpy.train import train
+
+# vgg13's five pools need 32x32 inputs; every other preset trains on 28x28 Fashion-MNIST.
+DATASET_FOR = {"vgg13": "cifar10"}
+
+
+@pytest.mark.parametrize("model", presets("model"))
+def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_path, request):
+    dataset = DATASET_FOR.get(model, "fashion_mnist")
+    overrides = [f"model={model}", f"dataset={dataset}", "trainer.max_steps=2"]
+    if dataset == "cifar10":
+        overrides.append(f"dataset.root={request.getfixturevalue('cifar_dir')}")
+    cfg = make_cfg(*overrides)
+    before = {k: v.clone() for k, v in _net_weights(cfg).items()}
+
+    train(cfg, tmp_path)
+
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("val/acc", "test/acc", "test/loss", "time/total_s", "train/samples_per_s"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["steps"] == 2 and metrics["status"] == "finished"
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
+    assert any(not torch.equal(before[k], after[f"net.{k}"]) for k in before), "no weight changed"
+
+
+def _net_weights(cfg):
+    from dlpy.train import build_task
+    torch.manual_seed(cfg.seed)
+    return build_task(cfg).net.state_dict()
+
+
+def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
+    cfg = make_cfg("model=mlp", "trainer.max_epochs=3", "trainer.limit_train_batches=0", "trainer.limit_eval_batches=0")
+    assert train(cfg, tmp_path) > 0.9  # returns the monitored val/acc; chance is 0.1
+
+
+def test_resume_continues_exactly_where_the_run_stopped(make_cfg, tmp_path):
+    """2 epochs straight == 1 epoch, then resume for 1 more: identical weights on CPU.
+
+    The CNN has dropout (torch RNG) and batchnorm (buffers), the data is shuffled (its own
+    generator), and the step schedule halves the rate after epoch 1 (scheduler state).
+    """
+    common = ["model=cnn", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=step", "scheduler.step_epochs=1",
+              "scheduler.gamma=0.5", "trainer.limit_train_batches=4", "trainer.deterministic=true"]
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(make_cfg(*common, "trainer.max_epochs=2"), straight)
+    train(make_cfg(*common, "trainer.max_epochs=1"), interrupted)
+    train(make_cfg(*common, "trainer.max_epochs=2", f"trainer.resume={interrupted}"), interrupted)
+
+    a = load_checkpoint(straight / "checkpoints" / "last.pt")
+    b = load_checkpoint(interrupted / "checkpoints" / "last.pt")
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (2, 8)
+    assert a["task"].keys() == b["task"].keys()
+    for key in a["task"]:
+        assert torch.equal(a["task"][key], b["task"][key]), key
+    assert a["optimizers"][0]["param_groups"][0]["lr"] == b["optimizers"][0]["param_groups"][0]["lr"] == 0.0125
+
+
+def test_checkpoint_carries_everything_needed_to_resume(make_cfg, tmp_path):
+    train(make_cfg("model=mlp"), tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert {"task", "optimizers", "schedulers", "scaler", "epoch", "step", "rng", "data", "callbacks",
+            "config"} <= state.keys()
+    assert state["config"]["model"]["name"] == "mlp"
+    assert OmegaConf.create(state["config"]).trainer.max_epochs == 1
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_give_finite_losses(precision, make_cfg, tmp_path):
+    cfg = make_cfg("model=mlp", f"trainer.precision={precision}", "trainer.grad_clip=1.0", "trainer.max_steps=3")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert math.isfinite(metrics["test/loss"])
+
+
+def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_path):
+    # lr 0: nothing ever improves after the first evaluation, so patience 1 stops after epoch 2
+    cfg = make_cfg("model=mlp", "optimizer.lr=0.0", "scheduler=none", "trainer.max_epochs=10",
+                   "trainer.early_stopping_patience=1")
+    train(cfg, tmp_path)
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize("scheduler", presets("scheduler"))
+def test_every_schedule_runs(scheduler, make_cfg, tmp_path):
+    train(make_cfg("model=mlp", f"scheduler={scheduler}", "trainer.max_epochs=2", "trainer.limit_train_batches=2"),
+          tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 4
