@@ -18,6 +18,7 @@ from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
+SCHEDULE_PLAN = ("total_steps", "_schedule_phases", "T_max")  # OneCycleLR, CosineAnnealingLR
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -241,7 +242,10 @@ class Trainer:
             opt.load_state_dict(opt_state)
         for scheduler, sched_state in zip(self.schedulers, state["schedulers"]):
             if scheduler is not None and sched_state is not None:
-                scheduler.load_state_dict(sched_state)
+                # The plan's length comes from this run's config, so a resumed run may be longer
+                # (trainer.max_epochs raised); its position and all else come from the checkpoint.
+                plan = {k: v for k, v in scheduler.state_dict().items() if k in SCHEDULE_PLAN}
+                scheduler.load_state_dict({**sched_state, **plan})
         self.scaler.load_state_dict(state["scaler"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.train_time, self.train_samples = state["train_time"], state["train_samples"]

@@ -1,0 +1,114 @@
+"""The command line as a user runs it: subprocesses, exit codes, messages, run folders."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import FAST
+from dlpy.errors import DlpyError
+from dlpy.train import train
+
+
+def dlpy(*args, cwd, data_dir=None, check=True):
+    env = {**os.environ, "DLPY_DATA_DIR": str(data_dir or "/nonexistent")}
+    proc = subprocess.run([sys.executable, "-m", "dlpy", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+    if check and proc.returncode:
+        raise AssertionError(f"dlpy {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_console_script_is_installed():
+    assert (Path(sys.executable).parent / "dlpy").exists()
+
+
+def test_help_lists_the_subcommands(tmp_path):
+    out = dlpy("--help", cwd=tmp_path).stdout
+    for command in ("train", "eval", "list"):
+        assert f"\n  {command} " in out
+
+
+def test_list_prints_every_registered_name_with_a_description(tmp_path):
+    from dlpy.registry import ALL
+
+    out = dlpy("list", cwd=tmp_path).stdout
+    for registry in ALL:
+        for name, description in registry.items():
+            assert f"  {name}" in out and description in out
+
+
+@pytest.mark.parametrize("choice, expected", [("nosuch", "Known model presets: "), ("cnnn", "Did you mean 'cnn'?")])
+def test_unknown_model_lists_the_known_ones_without_a_traceback(choice, expected, tmp_path):
+    proc = dlpy("train", f"model={choice}", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert expected in proc.stderr and "resnet" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_value_exits_with_the_key_and_no_traceback(tmp_path, data_dir):
+    proc = dlpy("train", *FAST, "trainer.device=tpu", cwd=tmp_path, data_dir=data_dir, check=False)
+    assert proc.returncode == 2
+    assert "trainer.device" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path):
+    out = dlpy("train", "model=resnet", "--cfg", "job", cwd=tmp_path).stdout
+    assert "name: resnet" in out and "depth: 20" in out
+
+
+def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
+    run = tmp_path / "run"
+    out = dlpy("train", *FAST, "model=mlp", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir).stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"test/acc {metrics['test/acc']:.4f}" in out and str(run) in out
+    assert {"config.yaml", "overrides.yaml"} <= {p.name for p in (run / ".hydra").iterdir()}
+    assert (run / "checkpoints" / "best.pt").is_file() and list(run.glob("events.out.tfevents.*"))
+
+    evaluated = dlpy("eval", str(run), "trainer.device=cpu", cwd=tmp_path, data_dir=data_dir).stdout
+    assert f"test/acc     {metrics['test/acc']:.4f}" in evaluated
+
+    dlpy("train", *FAST, "model=mlp", "trainer.max_epochs=2", f"trainer.resume={run}", cwd=tmp_path,
+         data_dir=data_dir)
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    assert not (tmp_path / "outputs").exists()  # the resumed run wrote into its own folder
+
+
+def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
+    dlpy("train", "-m", *FAST, "model=mlp,cnn", cwd=tmp_path, data_dir=data_dir)
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"))
+    assert [job.name for job in jobs] == ["0", "1"]
+    for job, model in zip(jobs, ("mlp", "cnn")):
+        assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
+        assert f"name: {model}" in (job / ".hydra" / "config.yaml").read_text()
+        events = b"".join(p.read_bytes() for p in job.glob("events.out.tfevents.*"))
+        assert b"_hparams_/session_start_info" in events  # what TensorBoard's HPARAMS tab reads
+
+
+@pytest.mark.parametrize("override, key", [
+    ("dataset.batch_size=0", "dataset.batch_size"),
+    ("optimizer.lr=-0.1", "optimizer.lr"),
+    ("trainer.device=tpu", "trainer.device"),
+    ("trainer.precision=fp8", "trainer.precision"),
+    ("trainer.max_epochs=-1", "trainer.max_epochs"),
+    ("+model.bogus=1", "bogus"),
+    ("+optimizer.bogus=1", "bogus"),
+])
+def test_invalid_values_fail_before_training_naming_the_key(override, key, make_cfg, tmp_path):
+    with pytest.raises(DlpyError, match=key.replace(".", r"\.")):
+        train(make_cfg("model=mlp", override), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_checkpoint_of_another_model_is_refused_naming_the_file(make_cfg, tmp_path):
+    train(make_cfg("model=mlp"), tmp_path / "mlp")
+    checkpoint = tmp_path / "mlp" / "checkpoints" / "last.pt"
+    with pytest.raises(DlpyError, match=f"{checkpoint}.*mlp"):
+        train(make_cfg("model=cnn", f"trainer.resume={checkpoint}"), tmp_path / "cnn")
+
+
+def test_resume_from_a_missing_folder_fails_naming_it(tmp_path):
+    proc = dlpy("train", f"trainer.resume={tmp_path / 'nope'}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
