@@ -1,5 +1,8 @@
 """dlpy: the classic deep-learning experiments, one Hydra-configured command each."""
+import time
 from pathlib import Path
+
+STARTED = time.time()  # for time/startup_s: seconds from start-up to the first training step
 
 __version__ = "0.1.0"
 

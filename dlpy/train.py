@@ -9,7 +9,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
 
-from dlpy import CONF_DIR, callbacks
+from dlpy import CONF_DIR, STARTED, callbacks
 from dlpy.errors import DlpyError
 from dlpy.io import save_json
 from dlpy.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kwargs
@@ -31,6 +31,7 @@ def train(cfg, run_dir):
 
     metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
+                "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
                 "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"}
     save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))

@@ -86,6 +86,7 @@ class Trainer:
         self.epoch = self.step = 0
         self.should_stop = False
         self.train_time = self.train_samples = 0.0
+        self.first_step_at = None  # wall-clock time of this process's first training step
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -131,6 +132,7 @@ class Trainer:
         self._call("on_epoch_start")
         start = time.perf_counter()
         for batch in islice(self.task.batches(self.data), int(self.steps_per_epoch)):
+            self.first_step_at = self.first_step_at or time.time()
             batch = self._prepare(batch)
             with self.autocast():
                 logs = self.task.training_step(batch, self.step)
