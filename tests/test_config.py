@@ -1,0 +1,96 @@
+"""Config groups and registries: every preset composes and resolves, every name explains itself."""
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import presets
+from dlpy import CONF_DIR
+from dlpy.errors import DlpyError
+from dlpy.registry import ALL, MODELS
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment")
+GROUP_PRESETS = [(group, preset) for group in GROUPS for preset in presets(group)]
+
+
+def test_the_config_groups_are_all_found():
+    # guards the parametrisation below against silently testing nothing
+    assert {"dataset", "model", "optimizer", "scheduler", "trainer"} <= set(GROUPS)
+    assert all(presets(group) for group in GROUPS)
+
+
+@pytest.mark.parametrize(("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS])
+def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
+    cfg = make_cfg(f"{group}={preset}")
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on any broken interpolation
+    assert OmegaConf.missing_keys(cfg) == set()
+    node = resolved[group]
+    assert isinstance(node, dict) and node
+    # The group node holds what the preset file says (the fast smoke overrides aside).
+    own = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / group / f"{preset}.yaml"))
+    own.pop("defaults", None)
+    if "name" in own:
+        assert node["name"] == own["name"]
+    assert set(own) <= set(node)
+
+
+@pytest.mark.parametrize("experiment", presets("experiment"))
+def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, make_cfg):
+    cfg = make_cfg(f"experiment={experiment}")
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    model, dataset = resolved["model"], resolved["dataset"]
+    assert model["in_channels"] == dataset["channels"]
+    assert model["image_size"] == dataset["image_size"]
+    assert model["num_classes"] == dataset["num_classes"]
+    # ...by interpolation, so the numbers are typed once, in the dataset preset
+    raw = OmegaConf.to_container(cfg, resolve=False)["model"]
+    assert raw["in_channels"] == "${dataset.channels}"
+    assert raw["image_size"] == "${dataset.image_size}"
+    assert raw["num_classes"] == "${dataset.num_classes}"
+
+    # The presets the experiment overrides are the ones composed.
+    spec = OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{experiment}.yaml")
+    overrides = [entry for entry in spec.defaults if any(k.startswith("override /") for k in entry)]
+    assert overrides, "an experiment picks its dataset and model"
+    for entry in overrides:
+        (key, preset), = entry.items()
+        group = key.removeprefix("override /")
+        chosen = OmegaConf.load(Path(CONF_DIR) / group / f"{preset}.yaml")
+        assert resolved[group]["name"] == chosen.name, f"{experiment}: {group}"
+
+
+@pytest.mark.parametrize("registry", ALL, ids=[r.kind for r in ALL])
+def test_every_registered_name_has_a_one_line_description(registry):
+    items = registry.items()
+    assert items, f"no {registry.kind}s registered"
+    for name, description in items:
+        assert isinstance(description, str) and description.strip(), f"{registry.kind} {name!r}"
+        assert "\n" not in description, f"{registry.kind} {name!r}"
+
+
+def test_every_preset_names_a_registered_builder():
+    by_group = {"dataset": "dataset", "model": "model", "optimizer": "optimizer", "scheduler": "scheduler"}
+    registries = {r.kind: r for r in ALL}
+    for group, kind in by_group.items():
+        for preset in presets(group):
+            name = OmegaConf.load(Path(CONF_DIR) / group / f"{preset}.yaml").name
+            assert name in registries[kind].names(), f"{group}={preset}: {name!r}"
+
+
+def test_an_unknown_name_suggests_the_closest_and_lists_the_known_ones():
+    with pytest.raises(DlpyError) as err:
+        MODELS.get("cnnn")
+    message = str(err.value)
+    assert "Did you mean 'cnn'" in message
+    known = MODELS.names()
+    assert len(known) > 1
+    for name in known:
+        assert name in message
+
+
+def test_an_unknown_option_is_named_before_the_builder_runs():
+    with pytest.raises(DlpyError) as err:
+        MODELS.build("mlp", key="model", in_channels=1, image_size=28, num_classes=10, bogus=1)
+    message = str(err.value)
+    assert "bogus" in message and "model" in message
+    assert "hidden" in message  # the accepted options are listed

@@ -1,0 +1,107 @@
+"""Every model preset on both image shapes, ResNet depth rules, and parameter counts as an oracle."""
+import pytest
+import torch
+
+from conftest import presets
+from dlpy.errors import DlpyError
+from dlpy.models.resnet import BasicBlock, PreActBottleneck
+from dlpy.train import build_task
+
+# (dataset preset, channels, image size): Fashion-MNIST's 1x28x28 and CIFAR-10's 3x32x32
+SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]
+# Architectures that cannot fit the image: vgg13's five 2x2 pools take 28 -> 14 -> 7 -> 3 -> 1 -> 0.
+UNFIT = {("vgg13", "fashion_mnist")}
+CASES = [(model, *shape) for model in presets("model") for shape in SHAPES]
+
+
+def build_net(make_cfg, *overrides):
+    torch.manual_seed(0)
+    return build_task(make_cfg(*overrides)).net
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize(("model", "dataset", "channels", "size"), CASES,
+                         ids=[f"{m}-{d}" for m, d, _, _ in CASES])
+def test_every_model_maps_a_batch_to_class_logits(model, dataset, channels, size, make_cfg):
+    cfg = make_cfg(f"model={model}", f"dataset={dataset}")
+    assert (cfg.dataset.channels, cfg.dataset.image_size) == (channels, size)
+    if (model, dataset) in UNFIT:
+        with pytest.raises(DlpyError, match="model.layers"):
+            build_task(cfg)
+        return
+    torch.manual_seed(0)
+    net = build_task(cfg).net.eval()
+    x = torch.randn(2, channels, size, size)
+    with torch.no_grad():
+        out = net(x)
+    assert out.shape == (2, cfg.dataset.num_classes)
+    assert out.dtype == torch.float32
+    assert torch.isfinite(out).all()
+    assert not torch.equal(out[0], out[1]), "the output ignores the input"
+
+
+def test_the_unfit_combinations_are_real_presets():
+    assert {m for m, _ in UNFIT} <= set(presets("model"))
+    assert {d for _, d in UNFIT} <= {d for d, _, _ in SHAPES}
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_resnet_v1_depth_gives_3n_basic_blocks(depth, make_cfg):
+    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1")
+    blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 3 * (depth - 2) // 6
+    assert not any(isinstance(m, PreActBottleneck) for m in net.modules())
+    # depth counts the weighted layers on the main path: stem conv, 2 convs per block, the fc
+    main_convs = 1 + 2 * len(blocks)
+    assert main_convs + 1 == depth
+
+
+def test_resnet_v1_depth_not_6n_plus_2_is_refused(make_cfg):
+    with pytest.raises(DlpyError, match="model.depth") as err:
+        build_net(make_cfg, "model=resnet", "model.depth=21", "model.version=1")
+    assert "21" in str(err.value)
+
+
+def test_resnet_v2_depth_29_builds_bottlenecks(make_cfg):
+    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", "model.depth=29", "model.version=2").eval()
+    blocks = [m for m in net.modules() if isinstance(m, PreActBottleneck)]
+    assert len(blocks) == 3 * (29 - 2) // 9
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+
+
+def test_resnet_v2_takes_9n_plus_2_not_6n_plus_2(make_cfg):
+    build_net(make_cfg, "model=resnet", "model.depth=32", "model.version=1")  # 6n+2
+    with pytest.raises(DlpyError, match="model.depth"):  # 32 is not 9n+2
+        build_net(make_cfg, "model=resnet", "model.depth=32", "model.version=2")
+
+
+def test_resnet_version_3_is_refused(make_cfg):
+    with pytest.raises(DlpyError, match="model.version") as err:
+        build_net(make_cfg, "model=resnet", "model.version=3")
+    assert "3" in str(err.value)
+
+
+# He et al. (2015), table 6: CIFAR-10 ResNets of 0.27M (20 layers) and 0.85M (56 layers) parameters.
+@pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (56, 0.85)])
+def test_resnet_v1_parameter_count_matches_the_paper(depth, millions, make_cfg):
+    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1")
+    assert abs(n_params(net) / 1e6 - millions) <= 0.01
+
+
+def test_parameter_count_follows_the_config(make_cfg):
+    """The count moves with what the config says: classes, input channels, width."""
+    base = n_params(build_net(make_cfg, "model=resnet", "dataset=cifar10"))
+    # 100 classes: the fc grows by 90 x (64 inputs + 1 bias)
+    more_classes = n_params(build_net(make_cfg, "model=resnet", "dataset=cifar10", "dataset.num_classes=100"))
+    assert more_classes - base == 90 * (64 + 1)
+    # 1 input channel: the stem's 3x3 conv loses 2 x 16 x 9 weights
+    grey = n_params(build_net(make_cfg, "model=resnet", "dataset=fashion_mnist"))
+    assert base - grey == 2 * 16 * 9
+    # the MLP's first layer is (channels * size^2) x hidden + bias
+    mlp = build_net(make_cfg, "model=mlp", "dataset=fashion_mnist", "model.hidden=[64]")
+    assert n_params(mlp) == (28 * 28 * 64 + 64) + (64 * 10 + 10)
