@@ -77,7 +77,7 @@ def eval_command(args):
     from omegaconf import OmegaConf
 
     from dlpy.io import resolve_checkpoint
-    from dlpy.train import build_data, build_task, flatten
+    from dlpy.train import build_data, build_task
     from dlpy.trainer import Trainer
 
     run_dir = Path(args[0])
@@ -92,7 +92,7 @@ def eval_command(args):
     trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
     trainer.setup(build_task(cfg), build_data(cfg).to(trainer.device))
     metrics = trainer.test(checkpoint)
-    for key, value in flatten(metrics).items():
+    for key, value in metrics.items():
         print(f"{key:12s} {value:.4f}")
 
 

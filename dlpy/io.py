@@ -47,8 +47,9 @@ def load_checkpoint(path, map_location="cpu"):
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise DlpyError(f"checkpoint {path} cannot be read (truncated, corrupted or not a dlpy "
-                        f"checkpoint): {str(err).splitlines()[0]}") from None
+                        f"checkpoint): {reason}") from None
     if not isinstance(state, dict) or "task" not in state:
         raise DlpyError(f"checkpoint {path} is not a dlpy checkpoint (no 'task' entry)")
     return state
