@@ -12,6 +12,8 @@ commands:
   train [overrides]        train; Hydra overrides such as model=resnet optimizer.lr=1e-3
                            (dlpy train --help lists the config groups; -m runs a sweep)
   eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split
+  sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
+                           predictions) as PNGs into <run dir>/samples/
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -21,7 +23,7 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    commands = {"train": train_command, "eval": eval_command, "list": list_command}
+    commands = {"train": train_command, "eval": eval_command, "sample": sample_command, "list": list_command}
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -71,12 +73,13 @@ def run_dir_for_resume(args):
     return []
 
 
-def eval_command(args):
+def load_run(args, usage):
+    """A run folder's config (with key=value overrides) and a trainer holding its best weights."""
     if not args or args[0].startswith("-"):
-        raise DlpyError("usage: dlpy eval <run dir> [key=value ...]")
+        raise DlpyError(f"usage: {usage}")
     from omegaconf import OmegaConf
 
-    from dlpy.io import resolve_checkpoint
+    from dlpy.io import load_checkpoint, resolve_checkpoint
     from dlpy.train import build_data, build_task
     from dlpy.trainer import Trainer
 
@@ -85,15 +88,36 @@ def eval_command(args):
     if not config_file.is_file():
         raise DlpyError(f"{config_file} not found: is {run_dir} a dlpy run folder?")
     cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
-    checkpoint = resolve_checkpoint(run_dir, "best.pt")
-    if not checkpoint.is_file():
-        raise DlpyError(f"checkpoint {checkpoint} does not exist")
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
     trainer.setup(build_task(cfg), build_data(cfg).to(trainer.device))
-    metrics = trainer.test(checkpoint)
-    for key, value in metrics.items():
+    checkpoint = resolve_checkpoint(run_dir, "best.pt")
+    trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
+    return run_dir, cfg, trainer
+
+
+def eval_command(args):
+    _, _, trainer = load_run(args, "dlpy eval <run dir> [key=value ...]")
+    for key, value in trainer.test().items():
         print(f"{key:12s} {value:.4f}")
+
+
+def sample_command(args):
+    """The task's images from the best checkpoint (n of them in the main grid) as PNGs."""
+    import torch
+
+    from dlpy.plots import save_png
+
+    n = next((int(a.partition("=")[2]) for a in args if a.startswith("n=")), 64)
+    run_dir, _, trainer = load_run([a for a in args if not a.startswith("n=")], "dlpy sample <run dir> [n=64]")
+    trainer.task.eval()
+    with torch.inference_mode():
+        images = trainer.task.examples(trainer.data, n=n)
+    (run_dir / "samples").mkdir(exist_ok=True)
+    for key, image in images.items():
+        path = run_dir / "samples" / f"{key.split('/')[-1]}.png"
+        save_png(image, path)
+        print(path)
 
 
 def list_command(args):

@@ -3,6 +3,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
+from torchvision.utils import make_grid
 
 GREEN, RED = (40, 160, 40), (200, 40, 40)
 
@@ -23,3 +24,16 @@ def labelled_grid(images, captions, correct, columns=8, cell=64, caption_height=
         canvas.paste(Image.fromarray(image.permute(1, 2, 0).numpy()), (left, top))
         draw.text((left + 2, top + h), caption[: w // 6], fill=GREEN if ok else RED, font=font)
     return torch.from_numpy(np.array(canvas)).permute(2, 0, 1).contiguous()
+
+
+def grid(images, columns=8):
+    """uint8 (N, C, H, W) images -> one uint8 (3, H, W) grid, `columns` images a row."""
+    images = images.detach().cpu()
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    return make_grid(images, nrow=columns, padding=2, pad_value=255)
+
+
+def save_png(image, path):
+    """A uint8 (3, H, W) tensor as a PNG file."""
+    Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(path)

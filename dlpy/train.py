@@ -78,7 +78,8 @@ def build_trainer(cfg, run_dir):
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
     config = OmegaConf.to_container(cfg, resolve=True)
-    cbs = [callbacks.ProgressBar(enabled=progress), callbacks.TensorBoard(run_dir, hparams=flatten(config))]
+    cbs = [callbacks.ProgressBar(enabled=progress), callbacks.TensorBoard(run_dir, hparams=flatten(config)),
+           callbacks.ImageFiles(run_dir)]
     cbs += [callbacks.EarlyStopping(patience)] if patience else []
     cbs.append(callbacks.Checkpoint(run_dir))  # last: the checkpoint holds the other callbacks' state
     check_kwargs(Trainer, opts, "trainer")

@@ -187,11 +187,14 @@ class Trainer:
         return metrics
 
     def examples(self):
-        self.task.eval()
-        with torch.inference_mode(), self.autocast():
-            images = self.task.examples(self.data)
-        self.task.train()
-        return images
+        """The task's example images at the current step, computed once however many callbacks ask."""
+        if getattr(self, "_examples_step", None) != self.step:
+            self.task.eval()
+            with torch.inference_mode(), self.autocast():
+                self._examples = self.task.examples(self.data)
+            self.task.train()
+            self._examples_step = self.step
+        return self._examples
 
     # -- mechanics ---------------------------------------------------------------------------
 

@@ -112,3 +112,16 @@ def test_checkpoint_of_another_model_is_refused_naming_the_file(make_cfg, tmp_pa
 def test_resume_from_a_missing_folder_fails_naming_it(tmp_path):
     proc = dlpy("train", f"trainer.resume={tmp_path / 'nope'}", cwd=tmp_path, check=False)
     assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
+
+
+@pytest.mark.parametrize("model, grids", [("vae", {"samples", "reconstructions", "interpolation"}),
+                                          ("cnn", {"predictions"})])
+def test_sample_writes_the_png_grids_of_the_best_checkpoint(model, grids, tmp_path, data_dir):
+    run = tmp_path / "run"
+    dlpy("train", *FAST, f"model={model}", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
+    printed = dlpy("sample", str(run), "n=16", "trainer.device=cpu", cwd=tmp_path, data_dir=data_dir).stdout
+    written = {p.stem for p in (run / "samples").glob("*.png")}
+    assert written == grids and all(str(run / "samples" / f"{g}.png") in printed for g in grids)
+    from PIL import Image
+    with Image.open(run / "samples" / f"{sorted(grids)[-1]}.png") as image:
+        assert image.mode == "RGB" and min(image.size) > 28

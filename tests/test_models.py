@@ -25,7 +25,7 @@ def n_params(net):
 
 @pytest.mark.parametrize(("model", "dataset", "channels", "size"), CASES,
                          ids=[f"{m}-{d}" for m, d, _, _ in CASES])
-def test_every_model_maps_a_batch_to_class_logits(model, dataset, channels, size, make_cfg):
+def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, channels, size, make_cfg):
     cfg = make_cfg(f"model={model}", f"dataset={dataset}")
     assert (cfg.dataset.channels, cfg.dataset.image_size) == (channels, size)
     if (model, dataset) in UNFIT:
@@ -34,10 +34,18 @@ def test_every_model_maps_a_batch_to_class_logits(model, dataset, channels, size
         return
     torch.manual_seed(0)
     net = build_task(cfg).net.eval()
-    x = torch.randn(2, channels, size, size)
+    x = torch.rand(2, channels, size, size)
+    y = torch.tensor([0, 1])
     with torch.no_grad():
-        out = net(x)
-    assert out.shape == (2, cfg.dataset.num_classes)
+        if cfg.model.task.name == "classification":  # class logits
+            out, expected = net(x), (2, cfg.dataset.num_classes)
+        elif cfg.model.task.name == "vae":  # Bernoulli logits of the image, the posterior's mean and log-variance
+            out, mu, logvar = net(x, y)
+            expected = x.shape
+            assert mu.shape == logvar.shape == (2, cfg.model.latent)
+        else:  # an autoencoder reconstructs the image (as logits)
+            out, expected = net(x), x.shape
+    assert out.shape == expected
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert not torch.equal(out[0], out[1]), "the output ignores the input"

@@ -23,7 +23,8 @@ def improved(value, best, mode, min_delta=0.0):
 
 from dlpy.callbacks.checkpoint import Checkpoint  # noqa: E402
 from dlpy.callbacks.early_stopping import EarlyStopping  # noqa: E402
+from dlpy.callbacks.images import ImageFiles  # noqa: E402
 from dlpy.callbacks.progress import ProgressBar  # noqa: E402
 from dlpy.callbacks.tensorboard import TensorBoard  # noqa: E402
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "ProgressBar", "TensorBoard", "improved"]
+__all__ = ["Callback", "Checkpoint", "EarlyStopping", "ImageFiles", "ProgressBar", "TensorBoard", "improved"]

@@ -19,6 +19,15 @@ from dlpy.errors import DlpyError
 from dlpy.registry import DATASETS
 
 
+# Pixel scalings, as (scale, shift) of the uint8 values: classifiers take standardised inputs;
+# Bernoulli decoders (BCE) want [0, 1]; tanh generators want [-1, 1].
+SCALINGS = {
+    "standardize": lambda mean, std: (1.0 / (255.0 * std), -mean / std),  # (x / 255 - mean) / std
+    "unit": lambda mean, std: (torch.full_like(std, 1 / 255), torch.zeros_like(mean)),
+    "symmetric": lambda mean, std: (torch.full_like(std, 2 / 255), -torch.ones_like(mean)),
+}
+
+
 class Split:
     def __init__(self, x, y):
         self.x, self.y = x, y  # x: uint8 (N, C, H, W); y: int64 (N,)
@@ -34,14 +43,16 @@ class ImageData:
     """Train/val/test splits plus the batch recipe: shuffle, augment, normalise."""
 
     def __init__(self, train, val, test, classes, mean, std, batch_size, eval_batch_size,
-                 crop_padding=0, hflip=False):
+                 crop_padding=0, hflip=False, scaling="standardize"):
         self.train, self.val, self.test, self.classes = train, val, test, classes
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.crop_padding, self.hflip = crop_padding, hflip
+        if scaling not in SCALINGS:
+            raise DlpyError(f"dataset.scaling: unknown {scaling!r}; known: {', '.join(SCALINGS)}")
         std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-        # (x / 255 - mean) / std, folded into one multiply-add
-        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
+        # x * scale + shift, one multiply-add on the uint8 pixels
+        self.scale, self.shift = SCALINGS[scaling](mean, std)
         self.generator = torch.Generator()
 
     @property
@@ -72,6 +83,10 @@ class ImageData:
 
     def normalize(self, x):
         return x.float() * self.scale + self.shift
+
+    def to_uint8(self, x):
+        """The inverse of normalize: network inputs or outputs back to displayable pixels."""
+        return ((x.float() - self.shift) / self.scale).round().clamp(0, 255).to(torch.uint8)
 
     def train_batches(self):
         order = torch.randperm(len(self.train), device=self.device, generator=self.generator)
@@ -155,9 +170,9 @@ def as_tensors(ds):
     return Split(x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)), list(ds.classes)
 
 
-def image_classification(cls, *, root, system_dir=None, download=True, val_size=5000, split_seed=0,
+def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000, split_seed=0,
                          batch_size=128, eval_batch_size=1000, mean, std, channels, image_size,
-                         num_classes, augment=None):
+                         num_classes, augment=None, scaling="standardize"):
     for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
@@ -172,7 +187,8 @@ def image_classification(cls, *, root, system_dir=None, download=True, val_size=
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
     val_idx, train_idx = perm[:val_size], perm[val_size:]
     return ImageData(Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx]),
-                     test, classes, mean, std, batch_size, eval_batch_size, **(augment or {}))
+                     test, classes, mean, std, batch_size, eval_batch_size, scaling=scaling,
+                     **(augment or {}))
 
 
 for _name, _cls, _doc in [
@@ -181,4 +197,4 @@ for _name, _cls, _doc in [
     ("cifar10", datasets.CIFAR10, "CIFAR-10 (Krizhevsky, 2009): 32x32 colour, 10 classes"),
     ("cifar100", datasets.CIFAR100, "CIFAR-100 (Krizhevsky, 2009): 32x32 colour, 100 fine classes"),
 ]:
-    DATASETS.register(_name, _doc)(partial(image_classification, _cls))
+    DATASETS.register(_name, _doc)(partial(labelled_images, _cls))

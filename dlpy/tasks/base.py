@@ -28,6 +28,6 @@ class Task(nn.Module):
     def evaluate(self, batches, split):
         raise NotImplementedError
 
-    def examples(self, data):
-        """Images worth a look ({"images/<name>": uint8 CHW tensor}); none by default."""
+    def examples(self, data, n=64):
+        """Images worth a look ({"images/<name>": uint8 CHW tensor}), n in the main grid; none by default."""
         return {}
