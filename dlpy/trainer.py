@@ -151,7 +151,12 @@ class Trainer:
         return {key: float(total) / max(1, self.epoch_batches) for key, total in self.epoch_sums.items()}
 
     def backward(self, loss, optimizer):
-        """Backward pass and optimizer step with loss scaling, clipping and the schedule."""
+        """Backward pass and optimizer step with loss scaling, clipping and the schedule.
+
+        Gradients are cleared first: a GAN's generator loss also reaches the discriminator's
+        parameters, and those gradients must not leak into the discriminator's next step.
+        """
+        optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward()
         if self.grad_clip:
@@ -160,7 +165,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
         self.scaler.step(optimizer)
         self.scaler.update()
-        optimizer.zero_grad(set_to_none=True)
         scheduler = self.schedulers[self.optimizers.index(optimizer)]
         if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
             scheduler.step()

@@ -115,6 +115,7 @@ def test_resume_from_a_missing_folder_fails_naming_it(tmp_path):
 
 
 @pytest.mark.parametrize("model, grids", [("vae", {"samples", "reconstructions", "interpolation"}),
+                                          ("dcgan", {"samples"}), ("autoencoder", {"reconstructions"}),
                                           ("cnn", {"predictions"})])
 def test_sample_writes_the_png_grids_of_the_best_checkpoint(model, grids, tmp_path, data_dir):
     run = tmp_path / "run"

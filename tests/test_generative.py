@@ -55,3 +55,71 @@ def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     assert metrics["test/kl"] >= 0 and metrics["test/recon"] > 0
     names = {p.name for p in (tmp_path / "images").iterdir()}
     assert {"samples_epoch001.png", "reconstructions_epoch001.png", "interpolation_epoch001.png"} <= names
+
+
+# -- GANs -----------------------------------------------------------------------------------
+
+def test_gradient_penalty_of_a_linear_critic_is_the_norm_of_its_weights_minus_one():
+    from dlpy.tasks.gan import gradient_penalty
+
+    critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1))
+    with torch.no_grad():
+        critic[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # the gradient is w everywhere: |w| = 5
+    real, fake = torch.rand(6, 1, 2, 2), torch.rand(6, 1, 2, 2)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx((5 - 1) ** 2)
+
+
+def test_gradient_penalty_of_a_quadratic_critic_by_hand():
+    from dlpy.tasks.gan import gradient_penalty
+
+    critic = lambda x: (x ** 2).flatten(1).sum(1)  # noqa: E731  gradient 2x, norm 2|x|
+    real, fake = torch.ones(3, 1, 1, 2), torch.zeros(3, 1, 1, 2)
+    torch.manual_seed(0)
+    alpha = torch.rand(3, 1, 1, 1)  # what gradient_penalty draws after the same seed
+    expected = ((2 * alpha.flatten() * 2 ** 0.5 - 1) ** 2).mean()
+    torch.manual_seed(0)
+    assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
+    from dlpy.metrics import fid, frechet_distance, kid
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 8, generator=g)
+    assert abs(fid(a, a)) < 1e-6
+    # KID is unbiased over random subsets: zero in expectation for one distribution, not exactly
+    assert abs(kid(a, a)) < 0.05 * kid(a, a + 0.5)
+    # diagonal covariances: FID = |mu1 - mu2|^2 + sum (sigma1 - sigma2)^2
+    mu1, mu2 = torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
+    s1, s2 = torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64), torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64)
+    exact = frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2))
+    assert exact == pytest.approx(5 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2)
+    x = mu1 + s1.sqrt() * torch.randn(100_000, 3, generator=g, dtype=torch.float64)
+    y = mu2 + s2.sqrt() * torch.randn(100_000, 3, generator=g, dtype=torch.float64)
+    assert fid(x, y) == pytest.approx(exact, rel=0.02)
+    assert kid(x[:2000], y[:2000]) > 10 * abs(kid(x[:2000], x[2000:4000]))
+
+
+@pytest.mark.parametrize("model", ["dcgan", "wgan_gp"])
+def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
+    cfg = make_cfg(f"model={model}")
+    task, data = build_task(cfg), build_data(cfg)
+    from dlpy.trainer import Trainer
+    trainer = Trainer(device="cpu")
+    trainer.setup(task, data)
+    trainer.optimizers = task.configure_optimizers()
+    trainer.schedulers = [None, None]
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    batches = data.train_batches()
+    for step in range(task.d_steps):  # the generator steps on the last of them
+        logs = task.training_step(next(batches), step)
+    assert all(torch.isfinite(v) for v in logs.values())
+    changed = {k.split(".")[1] for k, v in task.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"generator", "discriminator"}
+
+
+def test_gan_run_reports_fid_kid_and_the_floor(make_cfg, tmp_path):
+    train(make_cfg("model=dcgan", "trainer.max_steps=2", "trainer.limit_eval_batches=0"), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["test/fid"] > metrics["test/fid_floor"] >= 0 and metrics["test/kid"] > 0
+    assert (tmp_path / "images" / "samples_epoch001.png").is_file()

@@ -43,6 +43,9 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, 
             out, mu, logvar = net(x, y)
             expected = x.shape
             assert mu.shape == logvar.shape == (2, cfg.model.latent)
+        elif cfg.model.task.name in ("gan", "wgan_gp"):  # noise -> images in [-1, 1]; images -> one score each
+            out, expected = net(torch.randn(2, cfg.model.latent)), x.shape
+            assert out.abs().max() <= 1 and net.discriminator(out).shape == (2,)
         else:  # an autoencoder reconstructs the image (as logits)
             out, expected = net(x), x.shape
     assert out.shape == expected

@@ -1,0 +1,94 @@
+"""FID and KID of generated images, on features of a classifier that dlpy trains itself.
+
+The usual Inception weights cannot be downloaded everywhere, so the features are the
+penultimate layer (256 units) of dlpy's `cnn` classifier, trained for two epochs on the
+dataset's training split with a fixed seed and cached in <dataset root>/dlpy-fid/. The numbers
+compare dlpy runs on one dataset with each other; they are not the Inception FIDs of papers.
+The floor, FID between real training and real test images, says how low a perfect generator goes.
+"""
+import logging
+from functools import partial
+
+import torch
+
+from dlpy.io import load_checkpoint, save_checkpoint
+from dlpy.models.cnn import CNN
+
+log = logging.getLogger(__name__)
+
+
+def statistics(features):
+    features = features.double()
+    return features.mean(0), torch.cov(features.T)
+
+
+def frechet_distance(mu1, cov1, mu2, cov2):
+    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2)) (Heusel et al., 2017).
+
+    The trace of the square root is the sum of the square roots of the eigenvalues of C1 C2,
+    which are real and non-negative for covariance matrices (up to rounding, hence the clamp).
+    """
+    root_trace = torch.linalg.eigvals(cov1 @ cov2).real.clamp(min=0).sqrt().sum()
+    return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * root_trace)
+
+
+def fid(a, b):
+    return frechet_distance(*statistics(a), *statistics(b))
+
+
+def kid(a, b, subsets=10, size=1000):
+    """Kernel Inception Distance (Binkowski et al., 2018): the unbiased MMD^2 under the kernel
+    k(x, y) = (x.y / d + 1)^3, averaged over random subsets of `size` from each set."""
+    d, m = a.shape[1], min(size, len(a), len(b))
+    g = torch.Generator().manual_seed(0)
+    estimates = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]].double()
+        y = b[torch.randperm(len(b), generator=g)[:m]].double()
+        kxx, kyy, kxy = ((p @ q.T / d + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        within = (kxx.sum() - kxx.diag().sum() + kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
+        estimates.append(within - 2 * kxy.mean())
+    return float(torch.stack(estimates).mean())
+
+
+class FeatureNet:
+    """uint8 images -> penultimate-layer features of the dataset's own classifier."""
+
+    def __init__(self, net, data):
+        self.net, self.data = net.eval(), data.rescaled("standardize")
+        self.floor = None  # FID between real train and real test images
+
+    @torch.inference_mode()
+    def __call__(self, images, batch_size=1000):
+        body = self.net.classifier[:-1]  # everything but the last linear layer
+        return torch.cat([body(self.net.features(self.data.normalize(chunk))).float()
+                          for chunk in images.split(batch_size)])
+
+
+@torch.inference_mode(False)  # first use comes from inside an evaluation: step out to train
+@torch.enable_grad()
+def feature_network(data):
+    """The cached feature network of this dataset, trained (seeded, in a forked RNG) on first use."""
+    from dlpy.tasks.classification import Classification
+    from dlpy.trainer import Trainer
+
+    shape = dict(in_channels=data.train.x.shape[1], image_size=data.train.x.shape[2], num_classes=len(data.classes))
+    net = CNN(**shape, layers=[32, "M", 64, "M", 128, "M"], batchnorm=True, fc=[256], dropout=0.5).to(data.device)
+    path = data.root / "dlpy-fid" / f"{data.name}-{len(data.train)}-{len(data.test)}.pt"
+    if path.is_file():
+        state = load_checkpoint(path, data.device)
+        net.load_state_dict(state["task"])
+        features = FeatureNet(net, data)
+        features.floor = state["floor"]
+        return features
+    log.info("training the FID feature network for %s (once; cached in %s)", data.name, path)
+    with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
+        torch.manual_seed(0)
+        train_data = data.rescaled("standardize")
+        train_data.seed(0)
+        task = Classification(net, optimizer=partial(torch.optim.Adam, lr=2e-3))
+        Trainer(max_epochs=2, device=str(data.device), monitor="val/acc").fit(task, train_data)
+    features = FeatureNet(net, data)
+    features.floor = fid(features(data.train.x[:10000]), features(data.test.x[:10000]))
+    save_checkpoint({"task": net.state_dict(), "floor": features.floor}, path)
+    return features

@@ -1,0 +1,104 @@
+"""GANs: DCGAN's two-player BCE game and WGAN-GP's critic with a gradient penalty.
+
+Each batch gives the discriminator (critic) one step on fresh real images; every d_steps-th
+batch the generator takes a step too (WGAN-GP: n_critic = 5 critic steps per generator step).
+Images are in [-1, 1] (the presets set dataset.scaling: symmetric) to match the tanh output.
+Evaluation is FID and KID against the split's real images (dlpy/metrics.py).
+"""
+import torch
+import torch.nn.functional as F
+
+from dlpy import metrics
+from dlpy.plots import grid
+from dlpy.registry import TASKS
+from dlpy.tasks.autoencoder import fixed_noise
+from dlpy.tasks.base import Task
+
+
+@TASKS.register("gan")
+class GAN(Task):
+    """DCGAN: the discriminator tells real from generated (BCE); the generator learns to fool it."""
+
+    def __init__(self, net, optimizer, d_steps=1):
+        super().__init__(optimizer)
+        self.net, self.d_steps = net, d_steps
+        self._features = None
+        self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
+
+    def configure_optimizers(self):
+        self.opt_d = self.optimizer_factory(self.net.discriminator.parameters())
+        self.opt_g = self.optimizer_factory(self.net.generator.parameters())
+        return [self.opt_d, self.opt_g]
+
+    def noise(self, n, device):
+        return torch.randn(n, self.net.latent, device=device)
+
+    def discriminator_loss(self, real, fake):
+        d_real, d_fake = self.net.discriminator(real), self.net.discriminator(fake)
+        loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        return loss, {"loss/d": loss, "d/real": torch.sigmoid(d_real).mean(), "d/fake": torch.sigmoid(d_fake).mean()}
+
+    def generator_loss(self, fake):
+        d_fake = self.net.discriminator(fake)
+        # the non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+
+    def training_step(self, batch, step):
+        real = batch[0]
+        # (1) Update D: maximise log(D(x)) + log(1 - D(G(z)))
+        fake = self.net.generator(self.noise(len(real), real.device))
+        loss_d, logs = self.discriminator_loss(real, fake.detach())
+        self.trainer.backward(loss_d, self.opt_d)
+        # (2) Update G every d_steps batches: maximise log(D(G(z)))
+        if (step + 1) % self.d_steps == 0:
+            self._loss_g = self.generator_loss(fake)
+            self.trainer.backward(self._loss_g, self.opt_g)
+        return {key: value.detach() for key, value in logs.items()} | {"loss/g": self._loss_g.detach()}
+
+    def generate(self, n, device, seed=0):
+        """n images from fixed noise (the same every call), in [-1, 1]."""
+        z = fixed_noise((n, self.net.latent), device, seed)
+        return torch.cat([self.net.generator(chunk) for chunk in z.split(1000)])
+
+    def evaluate(self, batches, split):
+        real = torch.cat([x for x, _ in batches])
+        if not len(real):
+            return {}
+        data = self.trainer.data
+        if self._features is None:
+            self._features = metrics.feature_network(data)
+        real_f = self._features(data.to_uint8(real))
+        fake_f = self._features(data.to_uint8(self.generate(len(real), real.device)))
+        scores = {f"{split}/fid": metrics.fid(real_f, fake_f), f"{split}/kid": metrics.kid(real_f, fake_f)}
+        return scores | ({"test/fid_floor": self._features.floor} if split == "test" else {})
+
+    def examples(self, data, n=64):
+        return {"images/samples": grid(data.to_uint8(self.generate(n, data.device)), 8)}
+
+
+def gradient_penalty(critic, real, fake):
+    """(||grad_x critic(x)||_2 - 1)^2 at random points x between real and fake images (Gulrajani et al., eq. 3)."""
+    alpha = torch.rand(len(real), 1, 1, 1, device=real.device)
+    x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+@TASKS.register("wgan_gp")
+class WGANGP(GAN):
+    """WGAN-GP: the critic estimates the Wasserstein distance, kept 1-Lipschitz by a gradient penalty."""
+
+    def __init__(self, net, optimizer, d_steps=5, gp_weight=10.0):
+        super().__init__(net, optimizer, d_steps)
+        self.gp_weight = gp_weight
+
+    def discriminator_loss(self, real, fake):
+        wasserstein = self.net.discriminator(real).mean() - self.net.discriminator(fake).mean()
+        gp = gradient_penalty(self.net.discriminator, real, fake)
+        # the critic maximises the Wasserstein estimate: minimise its negative plus the penalty
+        return -wasserstein + self.gp_weight * gp, {"wasserstein": wasserstein, "loss/gp": gp,
+                                                    "loss/d": -wasserstein + self.gp_weight * gp}
+
+    def generator_loss(self, fake):
+        return -self.net.discriminator(fake).mean()
