@@ -8,6 +8,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks
 from dlpy.errors import DlpyError
@@ -41,7 +42,10 @@ def train(cfg, run_dir):
 
 def options(node, key):
     """A config node's builder name and the rest as keyword arguments."""
-    kwargs = OmegaConf.to_container(node, resolve=True)
+    try:
+        kwargs = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise DlpyError(f"{key}.{err.full_key} is required: set it on the command line ({key}.{err.full_key}=...)") from None
     if "name" not in kwargs:
         raise DlpyError(f"{key}.name is missing: it names the builder to use")
     return kwargs.pop("name"), kwargs

@@ -19,9 +19,13 @@ def test_the_config_groups_are_all_found():
     assert all(presets(group) for group in GROUPS)
 
 
+# Presets with a value the user must give (`???` in the file)
+REQUIRED = {"dataset=image_folder": ["dataset.root=/path/to/images"]}
+
+
 @pytest.mark.parametrize(("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS])
 def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
-    cfg = make_cfg(f"{group}={preset}")
+    cfg = make_cfg(f"{group}={preset}", *REQUIRED.get(f"{group}={preset}", []))
     resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on any broken interpolation
     assert OmegaConf.missing_keys(cfg) == set()
     node = resolved[group]
