@@ -89,10 +89,16 @@ def cifar_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_cfg(data_dir):
-    """Compose the training config with overrides, as `dlpy train` would (fast smoke settings first)."""
+    """Compose the training config with overrides, as `dlpy train` would (fast smoke settings first).
+
+    The smoke settings of the dataset group apply where the chosen dataset has the key (a K-fold
+    data set has no val_size).
+    """
     def make(*overrides, fast=True):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-            return compose("train", [f"data_dir={data_dir}", *(FAST if fast else []), *overrides])
+            cfg = compose("train", [f"data_dir={data_dir}", *overrides])
+            smoke = [o for o in FAST if not o.startswith("dataset.") or o.partition("=")[0][8:] in cfg.dataset]
+            return compose("train", [f"data_dir={data_dir}", *(smoke if fast else []), *overrides])
     return make
 
 
@@ -104,3 +110,53 @@ def _no_system_data(monkeypatch):
 
 def presets(group):
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+# -- sequence and table data, in their upstream formats ---------------------------------------------
+
+JENA_HEADER = ('"Date Time","p (mbar)","T (degC)","Tpot (K)","Tdew (degC)","rh (%)","VPmax (mbar)","VPact (mbar)",'
+               '"VPdef (mbar)","sh (g/kg)","H2OC (mmol/mol)","rho (g/m**3)","wv (m/s)","max. wv (m/s)","wd (deg)"')
+
+
+def write_jena(path, temperature, seed=0):
+    """The Jena CSV: its header, a row every 10 minutes from 01.01.2009 00:10:00, T (degC) as given."""
+    from datetime import datetime, timedelta
+
+    rng = np.random.default_rng(seed)
+    start, lines = datetime(2009, 1, 1, 0, 10), [JENA_HEADER]
+    for i, t in enumerate(temperature):
+        others = rng.normal(0, 1, 13) + np.arange(13)
+        values = [others[0] + 990, t, *others[1:]]
+        lines.append((start + timedelta(minutes=10 * i)).strftime("%d.%m.%Y %H:%M:%S") + ","
+                     + ",".join(f"{v:.2f}" for v in values))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+REVIEW_WORDS = {"pos": "great wonderful loved superb", "neg": "awful boring hated dull"}
+
+
+def write_aclimdb(root, per_class=30):
+    """aclImdb/(train|test)/(pos|neg)/<id>_<stars>.txt; a review's sentiment words tell its class."""
+    rng = np.random.default_rng(0)
+    filler = "the a movie film plot actor scene story and of it was".split()
+    for split in ("train", "test"):
+        for sentiment, stars in (("pos", 8), ("neg", 2)):
+            folder = root / "aclImdb" / split / sentiment
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                words = list(rng.choice(filler, rng.integers(5, 40))) + REVIEW_WORDS[sentiment].split()[:1 + i % 4]
+                rng.shuffle(words)
+                (folder / f"{i}_{stars}.txt").write_text(" ".join(words).capitalize() + ".<br /><br />The end.")
+    return root
+
+
+def write_boston(path, n=506, seed=0):
+    """Keras's boston_housing.npz: x (506, 13) float64, y (506,) prices; here y is linear in x."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(5, 3, (n, 13))
+    y = x @ np.linspace(-1, 1, 13) + 22
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, x=x, y=y)
+    return path
