@@ -98,6 +98,7 @@ class Trainer:
         """Attach the task and data and move the task's networks to the device."""
         self.task, self.data = task, data
         task.trainer = self
+        task.attach(data)
         task.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
 
     def fit(self, task, data):

@@ -5,7 +5,7 @@ from dlpy.plots import save_png
 
 
 class ImageFiles(callbacks.Callback):
-    """After every epoch, the task's example images as PNGs: <run>/images/<name>_epoch<N>.png."""
+    """After every epoch, the task's examples as files: images as <run>/images/<name>_epoch<N>.png, texts as .txt."""
 
     def __init__(self, run_dir):
         self.dir = Path(run_dir) / "images"
@@ -14,5 +14,9 @@ class ImageFiles(callbacks.Callback):
         images = trainer.examples()
         if images:
             self.dir.mkdir(parents=True, exist_ok=True)
-        for key, image in images.items():
-            save_png(image, self.dir / f"{key.split('/')[-1]}_epoch{trainer.epoch:03d}.png")
+        for key, value in images.items():
+            stem = f"{key.split('/')[-1]}_epoch{trainer.epoch:03d}"
+            if key.startswith("text/"):
+                (self.dir / f"{stem}.txt").write_text(value, encoding="utf-8")
+            else:
+                save_png(value, self.dir / f"{stem}.png")

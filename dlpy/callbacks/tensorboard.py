@@ -27,8 +27,11 @@ class TensorBoard(callbacks.Callback):
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, trainer.step)
         self.writer.add_scalar("epoch", trainer.epoch, trainer.step)
-        for key, image in trainer.examples().items():
-            self.writer.add_image(key, image, trainer.step)
+        for key, value in trainer.examples().items():
+            if key.startswith("text/"):
+                self.writer.add_text(key, value, trainer.step)
+            else:
+                self.writer.add_image(key, value, trainer.step)
         self.writer.flush()
 
     def on_test_end(self, trainer, metrics):

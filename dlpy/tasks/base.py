@@ -16,6 +16,9 @@ class Task(nn.Module):
         self.optimizer_factory = optimizer
         self.trainer = None  # set by Trainer.fit
 
+    def attach(self, data):
+        """Take what the networks need from the data before training (pretrained word vectors); nothing by default."""
+
     def configure_optimizers(self):
         raise NotImplementedError
 
@@ -31,3 +34,10 @@ class Task(nn.Module):
     def examples(self, data, n=64):
         """Images worth a look ({"images/<name>": uint8 CHW tensor}), n in the main grid; none by default."""
         return {}
+
+
+def attach_vectors(net, data):
+    """Pretrained word vectors of the data (dataset.glove) into the network's embedding."""
+    vectors = getattr(data, "vectors", None)
+    if vectors is not None:
+        net.load_vectors(vectors)

@@ -2,7 +2,7 @@ import torch.nn.functional as F
 
 from dlpy.plots import labelled_grid
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Task
+from dlpy.tasks.base import Task, attach_vectors
 
 
 @TASKS.register("classification")
@@ -12,6 +12,9 @@ class Classification(Task):
     def __init__(self, net, optimizer, label_smoothing=0.0, l1=0.0):
         super().__init__(optimizer)
         self.net, self.label_smoothing, self.l1 = net, label_smoothing, l1
+
+    def attach(self, data):
+        attach_vectors(self.net, data)
 
     def configure_optimizers(self):
         self.optimizer = self.optimizer_factory(self.net.parameters())
@@ -38,6 +41,8 @@ class Classification(Task):
 
     def examples(self, data, n=32):
         """The first validation (else test) images with their predicted labels: green right, red wrong."""
+        if not hasattr(data, "to_uint8"):  # text and series have no picture to draw
+            return {}
         split = data.val if len(data.val) else data.test
         x = split.x[:n]
         pred = self.net(data.normalize(x)).argmax(1)

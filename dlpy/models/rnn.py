@@ -1,0 +1,142 @@
+"""Sequence networks: recurrent (RNN, LSTM, GRU) and 1-D convolutional, over any kind of steps.
+
+The input decides what a step is: an image (N, C, H, W) is read row by row (H steps of C*W
+features, Atienza's RNN on MNIST); integer token indices (N, L) go through an embedding, or
+one-hot when embedding_dim is 0 (Chollet's character model); a float series (N, L, F) is used
+as it is (Chollet's temperature forecasts).
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from dlpy.errors import DlpyError
+from dlpy.models import activation as make_activation
+from dlpy.registry import MODELS
+
+CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+
+
+class SequenceInput(nn.Module):
+    """Images, token indices or series -> float steps (N, L, F), with the lengths of padded token sequences."""
+
+    def __init__(self, num_features=None, in_channels=None, image_size=None, vocab_size=0, embedding_dim=0,
+                 input_dropout=0.0):
+        super().__init__()
+        self.vocab_size, self.input_dropout = vocab_size, input_dropout
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if vocab_size and embedding_dim else None
+        if vocab_size:
+            self.size = embedding_dim or vocab_size
+        elif num_features:
+            self.size = num_features
+        elif in_channels and image_size:
+            self.size = in_channels * image_size  # one image row per step
+        else:
+            raise DlpyError("model.num_features: a sequence model needs the features per step "
+                            "(dataset.num_features), token indices (model.vocab_size) or images (dataset.image_size)")
+
+    def load_vectors(self, vectors, trainable=True):
+        """Pretrained word vectors (vocab_size, embedding_dim) into the embedding (Chollet 6.1: GloVe)."""
+        if self.embedding is None or vectors.shape != self.embedding.weight.shape:
+            have = None if self.embedding is None else tuple(self.embedding.weight.shape)
+            raise DlpyError(f"model.embedding_dim: the word vectors are {tuple(vectors.shape)}, the embedding {have}")
+        self.embedding.weight.data.copy_(vectors)
+        self.embedding.weight.requires_grad_(trainable)
+
+    def forward(self, x):
+        lengths = None
+        if x.ndim == 4:  # (N, C, H, W): rows are steps
+            x = x.permute(0, 2, 1, 3).flatten(2)
+        elif self.vocab_size:
+            if x.is_floating_point():
+                raise DlpyError("model.vocab_size is set, so the model reads token indices, but the data gives "
+                                f"float rows {tuple(x.shape)} (for IMDB: dataset.mode=index)")
+            if self.embedding is not None:
+                lengths = (x != 0).sum(1).clamp_min(1)  # index 0 pads after the tokens
+                x = self.embedding(x)
+            else:
+                x = F.one_hot(x, self.vocab_size).float()
+        if self.training and self.input_dropout:
+            # Keras's `dropout` of recurrent layers: one mask per sequence, the same at every step
+            keep = torch.rand(x.shape[0], 1, x.shape[2], device=x.device) >= self.input_dropout
+            x = x * keep / (1 - self.input_dropout)
+        return x, lengths
+
+
+@MODELS.register("rnn")
+class RecurrentNet(nn.Module):
+    """RNN, LSTM or GRU (layers, bidirectional, dropout) with a linear head on the final hidden state."""
+
+    def __init__(self, num_classes, num_features=None, in_channels=None, image_size=None, cell="lstm", hidden=128,
+                 layers=1, bidirectional=False, dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0,
+                 vocab_size=0, embedding_dim=0, embedding_trainable=True):
+        super().__init__()
+        if cell not in CELLS:
+            raise DlpyError(f"model.cell: unknown {cell!r}; known: {', '.join(CELLS)}")
+        self.input = SequenceInput(num_features, in_channels, image_size, vocab_size, embedding_dim, input_dropout)
+        self.embedding_trainable = embedding_trainable
+        self.rnn = CELLS[cell](self.input.size, hidden, num_layers=layers, batch_first=True,
+                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        self.recurrent_dropout = recurrent_dropout
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
+
+    def load_vectors(self, vectors):
+        self.input.load_vectors(vectors, self.embedding_trainable)
+
+    def recurrent_weights(self):
+        """Keras's recurrent_dropout (Gal & Ghahramani, 2016) drops units of the state h(t-1) fed back into
+        every step with one mask for the whole sequence. Dropping the matching columns of the recurrent
+        weights does the same with one mask per batch, and keeps the fused cuDNN/oneDNN kernels."""
+        if not (self.training and self.recurrent_dropout):
+            return {}
+        p, weights = self.recurrent_dropout, {}
+        for name, w in self.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                keep = (torch.rand(1, w.shape[1], device=w.device) >= p).to(w.dtype)
+                weights[name] = w * keep / (1 - p)
+        return weights
+
+    def forward(self, x):
+        x, lengths = self.input(x)
+        if lengths is not None:
+            x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, state = functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **self.recurrent_weights()}, (x,))
+        h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
+        last = torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]  # the top layer, both directions
+        return self.head(last)
+
+
+@MODELS.register("conv1d")
+class Conv1dNet(nn.Module):
+    """1-D convnet over steps (Chollet 6.4): conv+pool blocks, then global max-pooling or a GRU, then a linear head."""
+
+    def __init__(self, num_classes, num_features=None, in_channels=None, image_size=None, channels=(32, 32, 32),
+                 kernel_size=5, pool=3, padding="same", activation="relu", gru_hidden=0, gru_dropout=0.0,
+                 gru_recurrent_dropout=0.0, vocab_size=0, embedding_dim=0, embedding_trainable=True):
+        super().__init__()
+        if padding not in ("same", "valid"):
+            raise DlpyError(f"model.padding: unknown {padding!r}; known: same, valid")
+        self.input = SequenceInput(num_features, in_channels, image_size, vocab_size, embedding_dim)
+        self.embedding_trainable = embedding_trainable
+        layers, width = [], self.input.size
+        for i, out in enumerate(channels):
+            layers += [nn.Conv1d(width, out, kernel_size, padding=padding), make_activation(activation)]
+            if i < len(channels) - 1:  # Chollet pools between convolutions, not after the last
+                layers.append(nn.MaxPool1d(pool))
+            width = out
+        self.features = nn.Sequential(*layers)
+        # conv1d followed by a GRU: the convolutions shorten the sequence, the GRU reads it in order (Chollet 6.4.4)
+        self.gru = RecurrentNet(num_classes, num_features=width, cell="gru", hidden=gru_hidden, input_dropout=gru_dropout,
+                                recurrent_dropout=gru_recurrent_dropout) if gru_hidden else None
+        self.head = None if gru_hidden else nn.Linear(width, num_classes)
+
+    def load_vectors(self, vectors):
+        self.input.load_vectors(vectors, self.embedding_trainable)
+
+    def forward(self, x):
+        x, _ = self.input(x)
+        h = self.features(x.transpose(1, 2))  # (N, channels, steps)
+        if self.gru is not None:
+            return self.gru(h.transpose(1, 2))
+        return self.head(h.amax(2))  # global max-pooling over the steps
