@@ -13,7 +13,8 @@ commands:
                            (dlpy train --help lists the config groups; -m runs a sweep)
   eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
-                           predictions) as PNGs into <run dir>/samples/
+                           predictions) as PNGs into <run dir>/samples/; for a character model,
+                           print text: length=400 temperature=0.2,0.5,1.0,1.2
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -103,21 +104,45 @@ def eval_command(args):
 
 
 def sample_command(args):
-    """The task's images from the best checkpoint (n of them in the main grid) as PNGs."""
+    """The task's examples from the best checkpoint: images as PNGs, texts printed and saved, in <run dir>/samples/."""
+    import inspect
+
     import torch
 
     from dlpy.plots import save_png
 
-    n = next((int(a.partition("=")[2]) for a in args if a.startswith("n=")), 64)
-    run_dir, _, trainer = load_run([a for a in args if not a.startswith("n=")], "dlpy sample <run dir> [n=64]")
+    own, rest = {}, []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in ("n", "length", "temperature"):
+            own[key] = value
+        else:
+            rest.append(arg)
+    run_dir, _, trainer = load_run(rest, "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]")
+    text = "temperatures" in inspect.signature(trainer.task.examples).parameters
+    kwargs = {} if text else {"n": 64}
+    try:
+        if "n" in own or "length" in own:
+            kwargs["n"] = int(own.get("length", own.get("n")))
+        if "temperature" in own:
+            kwargs["temperatures"] = [float(t) for t in own["temperature"].split(",")]
+    except ValueError as err:
+        raise DlpyError(f"dlpy sample: n, length and temperature take numbers ({err})") from None
+    if "temperatures" in kwargs and not text:
+        raise DlpyError(f"dlpy sample: temperature= applies to text models; {run_dir} trained "
+                        f"{type(trainer.task).__name__}")
     trainer.task.eval()
     with torch.inference_mode():
-        images = trainer.task.examples(trainer.data, n=n)
+        examples = trainer.task.examples(trainer.data, **kwargs)
     (run_dir / "samples").mkdir(exist_ok=True)
-    for key, image in images.items():
-        path = run_dir / "samples" / f"{key.split('/')[-1]}.png"
-        save_png(image, path)
-        print(path)
+    for key, value in examples.items():
+        name = key.split("/")[-1]
+        if key.startswith("text/"):
+            (run_dir / "samples" / f"{name}.txt").write_text(value, encoding="utf-8")
+            print(f"--- {name.replace('_', ' ')} ---\n{value}\n")
+        else:
+            save_png(value, run_dir / "samples" / f"{name}.png")
+            print(run_dir / "samples" / f"{name}.png")
 
 
 def list_command(args):

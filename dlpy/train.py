@@ -1,4 +1,5 @@
 """The recipe: compose config -> build data, model, task, trainer -> fit -> test -> metrics.json."""
+import json
 import logging
 import sys
 import time
@@ -20,6 +21,8 @@ log = logging.getLogger("dlpy")
 
 
 def train(cfg, run_dir):
+    if cfg.dataset.get("folds") and "fold" in cfg.dataset and cfg.dataset.fold is None:
+        return cross_validate(cfg, run_dir)
     start = time.perf_counter()
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
@@ -37,6 +40,27 @@ def train(cfg, run_dir):
     save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
     log.info("run folder: %s", run_dir)
+    return metrics.get(cfg.trainer.monitor)
+
+
+def cross_validate(cfg, run_dir):
+    """K-fold validation (Chollet 3.6): one run per fold in <run>/fold<k>/, then the mean of their numbers.
+
+    Each fold is a whole run with dataset.fold=k, so a fold can also be trained alone or swept with -m.
+    """
+    start, runs = time.perf_counter(), []
+    for k in range(cfg.dataset.folds):
+        fold_cfg = cfg.copy()
+        fold_cfg.dataset.fold = k
+        log.info("fold %d of %d", k + 1, cfg.dataset.folds)
+        train(fold_cfg, Path(run_dir) / f"fold{k}")
+        runs.append(json.loads((Path(run_dir) / f"fold{k}" / "metrics.json").read_text()))
+    scores = [key for key, value in runs[0].items() if key.startswith(("val/", "test/")) and isinstance(value, float)]
+    metrics = {key: sum(run[key] for run in runs) / len(runs) for key in scores}
+    metrics |= {f"fold{k}/{key}": run[key] for k, run in enumerate(runs) for key in scores if key.startswith("val/")}
+    metrics |= {"folds": len(runs), "time/total_s": time.perf_counter() - start, "status": "finished"}
+    save_json(metrics, Path(run_dir) / "metrics.json")
+    log.info("%d-fold means: %s", len(runs), "  ".join(f"{k} {metrics[k]:.4f}" for k in scores))
     return metrics.get(cfg.trainer.monitor)
 
 
