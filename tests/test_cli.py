@@ -126,3 +126,21 @@ def test_sample_writes_the_png_grids_of_the_best_checkpoint(model, grids, tmp_pa
     from PIL import Image
     with Image.open(run / "samples" / f"{sorted(grids)[-1]}.png") as image:
         assert image.mode == "RGB" and min(image.size) > 28
+
+
+def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("to be or not to be, that is the question. " * 150)
+    run = tmp_path / "run"
+    dlpy("train", "trainer=debug", "trainer.progress_bar=false", "model=char_lstm", f"dataset.path={corpus}",
+         "dataset.val_size=300", "dataset.test_size=300", "model.hidden=16", f"hydra.run.dir={run}", cwd=tmp_path)
+    out = dlpy("sample", str(run), "temperature=0.2,1.2", "length=40", "trainer.device=cpu", cwd=tmp_path).stdout
+    passages = out.split("--- temperature ")[1:]
+    assert [p.split(" ---")[0] for p in passages] == ["0.2", "1.2"]
+    prompt = corpus.read_text()[-600:-540]
+    for passage in passages:
+        text = passage.split("---\n", 1)[1].rstrip("\n")
+        assert text.startswith(prompt) and len(text) >= len(prompt) + 40
+    assert sorted(p.name for p in (run / "samples").glob("*.txt")) == ["temperature_0.2.txt", "temperature_1.2.txt"]
+    refused = dlpy("sample", str(run), "temperature=x", "trainer.device=cpu", cwd=tmp_path, check=False)
+    assert refused.returncode == 2 and "temperature" in refused.stderr

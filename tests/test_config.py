@@ -19,8 +19,10 @@ def test_the_config_groups_are_all_found():
     assert all(presets(group) for group in GROUPS)
 
 
-# Presets with a value the user must give (`???` in the file)
-REQUIRED = {"dataset=image_folder": ["dataset.root=/path/to/images"]}
+# Presets with a value the user must give (`???` in the file), or that need a model other than the default CNN
+REQUIRED = {"dataset=image_folder": ["dataset.root=/path/to/images"], "dataset=imdb": ["model=mlp"],
+            "dataset=jena_climate": ["model=lstm"], "dataset=boston_housing": ["model=mlp"],
+            "dataset=text": ["model=char_lstm"]}
 
 
 @pytest.mark.parametrize(("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS])
@@ -48,14 +50,15 @@ def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, ma
     cfg = make_cfg(f"experiment={experiment}")
     resolved = OmegaConf.to_container(cfg, resolve=True)
     model, dataset = resolved["model"], resolved["dataset"]
-    assert model["in_channels"] == dataset["channels"]
-    assert model["image_size"] == dataset["image_size"]
-    assert model["num_classes"] == dataset["num_classes"]
-    # ...by interpolation, so the numbers are typed once, in the dataset preset
     raw = OmegaConf.to_container(cfg, resolve=False)["model"]
-    assert raw["in_channels"] == "${dataset.channels}"
-    assert raw["image_size"] == "${dataset.image_size}"
-    assert raw["num_classes"] == "${dataset.num_classes}"
+    shape = {"in_channels": "channels", "image_size": "image_size", "num_features": "num_features",
+             "vocab_size": "vocab_size", "num_classes": "num_classes"}
+    given = [key for key, source in shape.items() if source in dataset and key in model]
+    assert "num_classes" in given and ({"in_channels", "image_size"} <= set(given) or {"num_features", "vocab_size"} & set(given))
+    for key in given:
+        assert model[key] == dataset[shape[key]], key
+        # ...by interpolation, so the numbers are typed once, in the dataset preset
+        assert f"dataset.{shape[key]}" in raw[key], key
 
     # The presets the experiment overrides are the ones composed.
     spec = OmegaConf.load(Path(CONF_DIR) / "experiment" / f"{experiment}.yaml")
@@ -65,6 +68,7 @@ def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, ma
         (key, preset), = entry.items()
         group = key.removeprefix("override /")
         chosen = OmegaConf.load(Path(CONF_DIR) / group / f"{preset}.yaml")
+        chosen = chosen[group] if group in chosen and "name" not in chosen else chosen  # a _global_ preset
         assert resolved[group]["name"] == chosen.name, f"{experiment}: {group}"
 
 

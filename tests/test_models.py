@@ -37,7 +37,7 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, 
     x = torch.rand(2, channels, size, size)
     y = torch.tensor([0, 1])
     with torch.no_grad():
-        if cfg.model.task.name == "classification":  # class logits
+        if cfg.model.task.name in ("classification", "char_lm"):  # class logits (a character model's: of the next byte)
             out, expected = net(x), (2, cfg.dataset.num_classes)
         elif cfg.model.task.name == "vae":  # Bernoulli logits of the image, the posterior's mean and log-variance
             out, mu, logvar = net(x, y)

@@ -10,8 +10,9 @@ from conftest import presets
 from dlpy.io import load_checkpoint
 from dlpy.train import train
 
-# vgg13's five pools need 32x32 inputs; every other preset trains on 28x28 Fashion-MNIST.
-DATASET_FOR = {"vgg13": "cifar10"}
+# vgg13's five pools need 32x32 inputs; the character model reads text; every other preset trains
+# on 28x28 Fashion-MNIST (the sequence models read the rows as steps).
+DATASET_FOR = {"vgg13": "cifar10", "char_lstm": "text"}
 
 
 @pytest.mark.parametrize("model", presets("model"))
@@ -20,6 +21,9 @@ def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_p
     overrides = [f"model={model}", f"dataset={dataset}", "trainer.max_steps=2"]
     if dataset == "cifar10":
         overrides.append(f"dataset.root={request.getfixturevalue('cifar_dir')}")
+    if dataset == "text":
+        (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 100)
+        overrides += [f"dataset.path={tmp_path / 'corpus.txt'}", "dataset.test_size=500"]
     cfg = make_cfg(*overrides)
     before = {k: v.clone() for k, v in _net_weights(cfg).items()}
 
@@ -31,7 +35,7 @@ def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_p
     for key in (*tested, cfg.trainer.monitor, "time/total_s", "train/samples_per_s"):
         assert math.isfinite(metrics[key]), key
     assert metrics["steps"] == 2 and metrics["status"] == "finished"
-    assert list((tmp_path / "images").glob("*_epoch001.png"))
+    assert list((tmp_path / "images").glob("*_epoch001.png" if dataset != "text" else "*_epoch001.txt"))
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
     assert any(not torch.equal(before[k], after[f"net.{k}"]) for k in before), "no weight changed"
 
