@@ -85,7 +85,8 @@ def find_or_download(what, root, name, url, download, unpack=None):
             partial.replace(archive)
             if unpack == "tar":
                 with tarfile.open(archive) as tar:
-                    tar.extractall(root, filter="data")
+                    # the "data" filter refuses links and paths that leave root (Python 3.10.12+, 3.11.4+)
+                    tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
             elif unpack == "zip":
                 with zipfile.ZipFile(archive) as zf:
                     zf.extractall(root)
