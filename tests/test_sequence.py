@@ -264,3 +264,14 @@ def test_the_dense_baseline_learns_the_sentiment_words(make_cfg, imdb_root, tmp_
     assert cfg.model.num_features == 40
     assert train(cfg, tmp_path) == 1.0  # val/acc: the sentiment words give each review away
     assert json.loads((tmp_path / "metrics.json").read_text())["test/acc"] > 0.9
+
+
+def test_recurrent_dropout_drops_whole_state_units_in_every_gate_and_rescales():
+    torch.manual_seed(0)
+    net = RecurrentNet(2, num_features=3, hidden=50, cell="gru", recurrent_dropout=0.5).train()
+    dropped = net.recurrent_weights()["weight_hh_l0"]
+    w = net.rnn.weight_hh_l0
+    zero = (dropped == 0).all(0)  # a dropped unit of h(t-1) reaches none of the 3 gates
+    assert 0 < zero.sum() < 50
+    assert torch.allclose(dropped[:, ~zero], 2 * w[:, ~zero])
+    assert net.eval().recurrent_weights() == {}

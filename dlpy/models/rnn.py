@@ -101,7 +101,8 @@ class RecurrentNet(nn.Module):
         x, lengths = self.input(x)
         if lengths is not None:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        _, state = functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **self.recurrent_weights()}, (x,))
+        dropped = self.recurrent_weights()
+        _, state = functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **dropped}, (x,)) if dropped else self.rnn(x)
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
         last = torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]  # the top layer, both directions
         return self.head(last)
