@@ -13,7 +13,6 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -68,12 +67,13 @@ def plain(root, epochs):
 
 
 def dlpy(data_dir, epochs):
-    with tempfile.TemporaryDirectory() as run:
-        args = [sys.executable, "-m", "dlpy", "train", "model=vae", "dataset=fashion_mnist", f"hydra.run.dir={run}",
-                "trainer.device=cpu", f"trainer.max_epochs={epochs}"] + ([f"data_dir={data_dir}"] if data_dir else [])
-        subprocess.run(args, check=True, capture_output=True)
-        metrics = json.loads((Path(run) / "metrics.json").read_text())
-    return metrics["test/neg_elbo"], metrics["time/train_s"] / metrics["epochs"]
+    """The run stays in outputs/benchmark_vae/<time>/, so `dlpy sample` and TensorBoard can look at it."""
+    run = Path("outputs") / "benchmark_vae" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    args = [sys.executable, "-m", "dlpy", "train", "model=vae", "dataset=fashion_mnist", f"hydra.run.dir={run}",
+            "trainer.device=cpu", f"trainer.max_epochs={epochs}"] + ([f"data_dir={data_dir}"] if data_dir else [])
+    subprocess.run(args, check=True, capture_output=True)
+    metrics = json.loads((run / "metrics.json").read_text())
+    return metrics["test/neg_elbo"], metrics["time/train_s"] / metrics["epochs"], run
 
 
 def main():
@@ -83,8 +83,8 @@ def main():
                                            "torchvision's layout, as any dlpy run leaves it")
     args = parser.parse_args()
     root = Path(args.data_dir or "~/.cache/dlpy/data").expanduser()
-    a_elbo, a_s = dlpy(args.data_dir, args.epochs)
-    print(f"(a) dlpy model=vae        test -ELBO {a_elbo:7.2f} nats   {a_s:5.2f} s/epoch")
+    a_elbo, a_s, run = dlpy(args.data_dir, args.epochs)
+    print(f"(a) dlpy model=vae        test -ELBO {a_elbo:7.2f} nats   {a_s:5.2f} s/epoch   ({run})")
     b_elbo, b_s = plain(root, args.epochs)
     print(f"(b) plain PyTorch VAE     test -ELBO {b_elbo:7.2f} nats   {b_s:5.2f} s/epoch")
     print(f"dlpy - plain: {a_elbo - b_elbo:+.2f} nats; epoch time ratio a/b = {a_s / b_s:.2f}")
