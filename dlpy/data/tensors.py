@@ -12,10 +12,11 @@ from pathlib import Path
 
 import torch
 
+from dlpy.data.base import Shuffled
 from dlpy.errors import DlpyError
 
 
-class TensorData:
+class TensorData(Shuffled):
     """Splits of sample indices plus the batch recipe; the trainer's interface, as ImageData's."""
 
     def __init__(self, sizes, batch_size, eval_batch_size):
@@ -23,7 +24,7 @@ class TensorData:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
         self.sizes, self.batch_size, self.eval_batch_size = sizes, batch_size, eval_batch_size
-        self.generator = torch.Generator()
+        super().__init__()
         self.name, self.root = None, None
 
     def batch(self, split, idx):
@@ -40,20 +41,8 @@ class TensorData:
     def to(self, device):
         for key, value in self.tensors().items():
             setattr(self, key, value.to(device))
-        state = self.generator.get_state()
-        self.generator = torch.Generator(device)
-        if self.generator.device.type == "cpu":
-            self.generator.set_state(state)
+        self.move_generator(device)
         return self
-
-    def seed(self, seed):
-        self.generator.manual_seed(seed)
-
-    def state_dict(self):
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
 
     def steps_per_epoch(self):
         return -(-self.sizes["train"] // self.batch_size)

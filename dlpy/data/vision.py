@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets
 
+from dlpy.data.base import Shuffled
 from dlpy.errors import DlpyError
 from dlpy.registry import DATASETS
 
@@ -40,7 +41,7 @@ class Split:
         return Split(self.x.to(device), self.y.to(device))
 
 
-class ImageData:
+class ImageData(Shuffled):
     """Train/val/test splits plus the batch recipe: shuffle, augment, normalise."""
 
     def __init__(self, train, val, test, classes, mean, std, batch_size, eval_batch_size,
@@ -55,7 +56,7 @@ class ImageData:
         # x * scale + shift, one multiply-add on the uint8 pixels
         self.scale, self.shift = SCALINGS[scaling](self.mean, self.std)
         self.name, self.root = None, None  # set by the builder; the FID feature cache uses them
-        self.generator = torch.Generator()
+        super().__init__()
 
     @property
     def device(self):
@@ -65,10 +66,7 @@ class ImageData:
         for name in ("train", "val", "test"):
             setattr(self, name, getattr(self, name).to(device))
         self.scale, self.shift = self.scale.to(device), self.shift.to(device)
-        state = self.generator.get_state()
-        self.generator = torch.Generator(device)
-        if self.generator.device.type == "cpu":
-            self.generator.set_state(state)
+        self.move_generator(device)
         return self
 
     def rescaled(self, scaling):
@@ -77,15 +75,6 @@ class ImageData:
         other.scale, other.shift = (t.to(self.device) for t in SCALINGS[scaling](self.mean, self.std))
         other.generator = torch.Generator(self.device)
         return other
-
-    def seed(self, seed):
-        self.generator.manual_seed(seed)
-
-    def state_dict(self):
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        self.generator.set_state(state["generator"])
 
     def steps_per_epoch(self):
         return -(-len(self.train) // self.batch_size)
