@@ -3,7 +3,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
-from torchvision.utils import make_grid
 
 GREEN, RED = (40, 160, 40), (200, 40, 40)
 
@@ -28,6 +27,8 @@ def labelled_grid(images, captions, correct, columns=8, cell=64, caption_height=
 
 def grid(images, columns=8):
     """uint8 (N, C, H, W) images -> one uint8 (3, H, W) grid, `columns` images a row."""
+    from torchvision.utils import make_grid  # torchvision takes a second to import: only when drawing
+
     images = images.detach().cpu()
     if images.shape[1] == 1:
         images = images.expand(-1, 3, -1, -1)
