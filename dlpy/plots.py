@@ -38,3 +38,16 @@ def grid(images, columns=8):
 def save_png(image, path):
     """A uint8 (3, H, W) tensor as a PNG file."""
     Image.fromarray(image.permute(1, 2, 0).cpu().numpy()).save(path)
+
+
+def save_gif(frames, path, fps=30, scale=0.5):
+    """uint8 (H, W, 3) frames as an animated GIF that loops, shrunk by `scale` (written atomically)."""
+    from dlpy.io import atomic_write
+
+    if not frames:
+        raise ValueError("save_gif: no frames")
+    h, w = frames[0].shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize(size) for frame in frames]
+    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
+                                                duration=round(1000 / fps), loop=0))
