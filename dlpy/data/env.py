@@ -198,6 +198,9 @@ class EnvData:
 
 @DATASETS.register("gym")
 def gym_env(*, id, num_envs=8, updates_per_epoch=50, num_features, num_actions, reward_threshold=None,
-            max_episode_steps=None):
-    """Any gymnasium environment with discrete actions (dataset.id), num_envs seeded copies stepped together."""
+            max_episode_steps=None, agent=None):
+    """Any gymnasium environment with discrete actions (dataset.id), num_envs seeded copies stepped together.
+
+    `agent` holds what the environment suggests to the agent's config (model presets read it); the data ignore it.
+    """
     return EnvData(id, num_envs, updates_per_epoch, num_features, num_actions, reward_threshold, max_episode_steps)
