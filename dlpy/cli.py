@@ -92,7 +92,9 @@ def load_run(args, usage):
     cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
-    trainer.setup(build_task(cfg), build_data(cfg).to(trainer.device))
+    data = build_data(cfg).to(trainer.device)
+    data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
+    trainer.setup(build_task(cfg), data)
     checkpoint = resolve_checkpoint(run_dir, "best.pt")
     trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
     return run_dir, cfg, trainer

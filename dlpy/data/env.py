@@ -6,7 +6,7 @@ Episodes end by termination (the pole fell) or truncation (the time limit); the 
 resets an ended copy in the same step and hands over the last observation, which an
 actor-critic needs to bootstrap a truncated episode.
 """
-from collections import deque
+from collections import deque, namedtuple
 from functools import lru_cache
 
 import numpy as np
@@ -38,12 +38,8 @@ def env_shape(env_id):
     return {"num_features": int(np.prod(obs.shape)), "num_actions": int(act.n)}
 
 
-class Step:
-    """What one step of every copy gives: tensors of (num_envs, ...)."""
-    __slots__ = ("reward", "terminated", "truncated", "final_obs")
-
-    def __init__(self, reward, terminated, truncated, final_obs):
-        self.reward, self.terminated, self.truncated, self.final_obs = reward, terminated, truncated, final_obs
+# What one step of every copy gives, as (num_envs, ...) tensors; final_obs only where a time limit cut an episode.
+Step = namedtuple("Step", "reward terminated truncated final_obs")
 
 
 class EnvData:
