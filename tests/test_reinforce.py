@@ -88,7 +88,7 @@ def test_solved_needs_100_episodes_whose_mean_reaches_the_threshold():
 
 
 def test_a_continuous_action_space_is_refused_naming_the_key():
-    with pytest.raises(DlpyError, match=r"dataset.id: Pendulum-v1 has a Box action space; model=reinforce needs a discrete"):
+    with pytest.raises(DlpyError, match="dataset.id: Pendulum-v1 has a Box action space; model=reinforce needs a"):
         DATASETS.build("gym", id="Pendulum-v1", num_features=3, num_actions=None)
 
 
@@ -204,7 +204,8 @@ def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypa
     assert not (run / "episode.gif").exists()
 
     # the frames as the environment would draw them (drawing needs pygame)
-    monkeypatch.setattr(EnvData, "frames", lambda self, act, seed: [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)])
+    frames = [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)]
+    monkeypatch.setattr(EnvData, "frames", lambda self, act, seed: frames)
     assert cli(["eval", str(run), "record=true"]) == 0
     with Image.open(run / "episode.gif") as gif:
         assert gif.n_frames == 4

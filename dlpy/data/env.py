@@ -22,8 +22,9 @@ WINDOW = 100  # episodes in the running mean that decides "solved", as gymnasium
 def env_shape(env_id):
     """{"num_features": n, "num_actions": k} of a gymnasium id, or None where it has no such shape.
 
-    The config reads it (`${dlpy.env:${.id},num_actions}`, registered in dlpy/__init__.py), so a network fits any environment without
-    numbers typed by hand; what is wrong with the environment is said by EnvData, which names the key.
+    The config reads it (`${dlpy.env:${.id},num_actions}`, a resolver registered in dlpy/__init__.py),
+    so a network fits any environment without numbers typed by hand; what is wrong with an
+    environment is said by EnvData, which names the key.
     """
     import gymnasium as gym
 
@@ -143,9 +144,8 @@ class EnvData:
                     final_obs[i] = info["final_obs"][i]
                 final_obs = self.tensor(final_obs)
         self.obs = self.tensor(obs)
-        as_tensor = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=self.device)  # noqa: E731
-        return Step(as_tensor(reward, torch.float32), as_tensor(terminated, torch.bool), as_tensor(truncated, torch.bool),
-                    final_obs)
+        flags = [torch.as_tensor(a, dtype=torch.bool, device=self.device) for a in (terminated, truncated)]
+        return Step(torch.as_tensor(reward, dtype=torch.float32, device=self.device), *flags, final_obs)
 
     def return_mean(self):
         """Mean return of the last 100 episodes (fewer before there are 100); None before the first."""
