@@ -10,3 +10,20 @@ __version__ = "0.1.0"
 # dlpy/conf), read straight from the checkout's conf/ in an editable install.
 _here = Path(__file__).resolve().parent
 CONF_DIR = str(_here / "conf" if (_here / "conf").is_dir() else _here.parent / "conf")
+
+
+def _env_shape(env_id, key):
+    """`${dlpy.env:CartPole-v1,num_actions}` in a config: the sizes an environment has (None if it cannot say)."""
+    from dlpy.data.env import env_shape
+
+    shape = env_shape(env_id)
+    return shape[key] if shape else None
+
+
+def _register_resolvers():
+    from omegaconf import OmegaConf
+
+    OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
+
+
+_register_resolvers()

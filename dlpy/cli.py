@@ -11,7 +11,8 @@ USAGE = """usage: dlpy <command> [arguments]
 commands:
   train [overrides]        train; Hydra overrides such as model=resnet optimizer.lr=1e-3
                            (dlpy train --help lists the config groups; -m runs a sweep)
-  eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split
+  eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split; an agent plays
+                           episodes=20 greedy and sampled episodes; record=true writes episode.gif
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
                            predictions) as PNGs into <run dir>/samples/; for a character model,
                            print text: length=400 temperature=0.2,0.5,1.0,1.2
@@ -91,16 +92,44 @@ def load_run(args, usage):
     cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
-    trainer.setup(build_task(cfg), build_data(cfg).to(trainer.device))
+    data = build_data(cfg).to(trainer.device)
+    data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
+    trainer.setup(build_task(cfg), data)
     checkpoint = resolve_checkpoint(run_dir, "best.pt")
     trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
     return run_dir, cfg, trainer
 
 
 def eval_command(args):
-    _, _, trainer = load_run(args, "dlpy eval <run dir> [key=value ...]")
+    """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled episodes instead,
+    and with record=true also writes one greedy episode to <run dir>/episode.gif."""
+    own, rest = own_options(args, ("episodes", "record"))
+    run_dir, _, trainer = load_run(rest, "dlpy eval <run dir> [key=value ...] (an agent also: episodes=20 record=true)")
+    task = trainer.task
+    if own and not hasattr(task, "record"):
+        raise DlpyError(f"dlpy eval: episodes= and record= apply to agents (model=reinforce); {run_dir} trained "
+                        f"{type(task).__name__}")
+    if "episodes" in own:
+        if not own["episodes"].isdigit() or int(own["episodes"]) < 1:
+            raise DlpyError(f"dlpy eval: episodes takes a positive whole number, got {own['episodes']!r}")
+        task.eval_episodes = int(own["episodes"])
     for key, value in trainer.test().items():
         print(f"{key:12s} {value:.4f}")
+    if own.get("record", "false").lower() in ("true", "1", "yes"):
+        frames = task.record(run_dir / "episode.gif")
+        print(f"{run_dir / 'episode.gif'}  ({frames} frames)")
+
+
+def own_options(args, names):
+    """The command's own key=value options, apart from the config overrides of the run."""
+    own, rest = {}, []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in names:
+            own[key] = value
+        else:
+            rest.append(arg)
+    return own, rest
 
 
 def sample_command(args):
@@ -111,13 +140,7 @@ def sample_command(args):
 
     from dlpy.plots import save_png
 
-    own, rest = {}, []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key in ("n", "length", "temperature"):
-            own[key] = value
-        else:
-            rest.append(arg)
+    own, rest = own_options(args, ("n", "length", "temperature"))
     run_dir, _, trainer = load_run(rest, "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]")
     text = "temperatures" in inspect.signature(trainer.task.examples).parameters
     kwargs = {} if text else {"n": 64}

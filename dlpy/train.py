@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks
 from dlpy.errors import DlpyError
@@ -36,9 +36,9 @@ def train(cfg, run_dir):
     metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
-                "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"}
+                "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"} | task.summary()
     save_json(metrics, Path(run_dir) / "metrics.json")
-    log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test/")))
+    log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
 
@@ -64,12 +64,21 @@ def cross_validate(cfg, run_dir):
     return metrics.get(cfg.trainer.monitor)
 
 
+def resolved(node, key=None):
+    """A config node as plain containers; a value left to give, or one that refers to nothing, names its key."""
+    where = f"{key}." if key else ""
+    try:
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise DlpyError(f"{where}{err.full_key} is required: set it on the command line ({where}{err.full_key}=...)") from None
+    except InterpolationKeyError as err:
+        raise DlpyError(f"{where}{err.full_key}: {str(err).splitlines()[0]}; does the model fit the dataset "
+                        "(dlpy list shows both)?") from None
+
+
 def options(node, key):
     """A config node's builder name and the rest as keyword arguments."""
-    try:
-        kwargs = OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
-    except MissingMandatoryValue as err:
-        raise DlpyError(f"{key}.{err.full_key} is required: set it on the command line ({key}.{err.full_key}=...)") from None
+    kwargs = resolved(node, key)
     if "name" not in kwargs:
         raise DlpyError(f"{key}.name is missing: it names the builder to use")
     return kwargs.pop("name"), kwargs
@@ -105,7 +114,7 @@ def scheduler_factory(cfg):
 def build_trainer(cfg, run_dir):
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
-    config = OmegaConf.to_container(cfg, resolve=True)
+    config = resolved(cfg)
     cbs = [callbacks.ProgressBar(enabled=progress), callbacks.TensorBoard(run_dir, hparams=flatten(config)),
            callbacks.ImageFiles(run_dir)]
     cbs += [callbacks.EarlyStopping(patience)] if patience else []

@@ -143,8 +143,8 @@ class Trainer:
             for key, value in logs.items():  # running sums stay on the device: no sync per step
                 self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
             self._call("on_train_batch_end", logs, len(batch[0]))
-            if self.max_steps and self.step >= self.max_steps:
-                break
+            if self.should_stop or (self.max_steps and self.step >= self.max_steps):
+                break  # a task may stop the run mid-epoch (an agent that solved its environment)
         self.epoch += 1
         self.train_time += time.perf_counter() - start
 

@@ -22,7 +22,9 @@ def test_the_config_groups_are_all_found():
 # Presets with a value the user must give (`???` in the file), or that need a model other than the default CNN
 REQUIRED = {"dataset=image_folder": ["dataset.root=/path/to/images"], "dataset=imdb": ["model=mlp"],
             "dataset=jena_climate": ["model=lstm"], "dataset=boston_housing": ["model=mlp"],
-            "dataset=text": ["model=char_lstm"]}
+            "dataset=text": ["model=char_lstm"], "model=reinforce": ["dataset=cartpole"],
+            "dataset=gym": ["dataset.id=CartPole-v1", "model=reinforce"], "dataset=cartpole": ["model=reinforce"],
+            "dataset=acrobot": ["model=reinforce"], "dataset=mountain_car": ["model=reinforce"]}
 
 
 @pytest.mark.parametrize(("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS])

@@ -11,7 +11,10 @@ from dlpy.train import build_task
 SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]
 # Architectures that cannot fit the image: vgg13's five 2x2 pools take 28 -> 14 -> 7 -> 3 -> 1 -> 0.
 UNFIT = {("vgg13", "fashion_mnist")}
-CASES = [(model, *shape) for model in presets("model") for shape in SHAPES]
+# Agents read an environment's observations, not images: they are tested on each environment preset below.
+AGENTS = {"reinforce"}
+CASES = [(model, *shape) for model in presets("model") if model not in AGENTS for shape in SHAPES]
+ENVIRONMENTS = ["cartpole", "acrobot", "mountain_car"]
 
 
 def build_net(make_cfg, *overrides):
@@ -52,6 +55,26 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, 
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
     assert not torch.equal(out[0], out[1]), "the output ignores the input"
+
+
+@pytest.mark.parametrize("model", sorted(AGENTS))
+@pytest.mark.parametrize("dataset", ENVIRONMENTS)
+def test_every_agent_maps_observations_to_action_logits_and_values(model, dataset, make_cfg):
+    cfg = make_cfg(f"model={model}", f"dataset={dataset}")
+    torch.manual_seed(0)
+    net = build_task(cfg).net.eval()
+    obs = torch.randn(2, cfg.dataset.num_features)
+    with torch.no_grad():
+        logits, values = net(obs), net.value(obs)
+    assert logits.shape == (2, cfg.dataset.num_actions) and values.shape == (2,)
+    assert torch.isfinite(logits).all() and torch.isfinite(values).all()
+    assert not torch.equal(values[0], values[1]), "the value ignores the observation"
+    # the policy starts close to uniform (a small last layer), so that every action gets tried
+    assert (logits.softmax(-1) - 1 / cfg.dataset.num_actions).abs().max() < 0.05
+
+
+def test_the_agents_and_environments_are_real_presets():
+    assert AGENTS <= set(presets("model")) and set(ENVIRONMENTS) <= set(presets("dataset"))
 
 
 def test_the_unfit_combinations_are_real_presets():

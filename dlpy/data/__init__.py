@@ -1,2 +1,2 @@
 """Datasets. Importing this package registers every built-in dataset."""
-from dlpy.data import folder, tabular, text, timeseries, vision  # noqa: F401
+from dlpy.data import env, folder, tabular, text, timeseries, vision  # noqa: F401

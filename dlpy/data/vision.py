@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torchvision import datasets
 
 from dlpy.data.base import Shuffled
 from dlpy.errors import DlpyError
@@ -121,12 +120,14 @@ def load_torchvision(cls, root, system_dir, download):
     The system folder is where Debian/Ubuntu dataset packages put the upstream files
     (`apt-get install dataset-fashion-mnist` -> /usr/share/datasets/fashion-mnist).
     """
+    from torchvision.datasets import MNIST
+
     root, tried = Path(root).expanduser(), []
     for where in (root, system_dir and Path(system_dir)):
         if not where:
             continue
         try:
-            if where != root and where.is_dir() and issubclass(cls, datasets.MNIST):
+            if where != root and where.is_dir() and issubclass(cls, MNIST):
                 import_idx_files(cls, where, root)  # flat *.gz files -> root/<Class>/raw/
                 where = root
             return tuple(as_tensors(cls(str(where), train=train, download=False)) for train in (True, False))
@@ -174,6 +175,9 @@ def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000,
     for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
+    from torchvision import datasets  # a second to import: only for the runs that read images
+
+    cls = getattr(datasets, cls)
     (train, classes), (test, _) = load_torchvision(cls, root, system_dir, download)
     got = {"channels": train.x.shape[1], "image_size": train.x.shape[2], "num_classes": len(classes)}
     for key, want in {"channels": channels, "image_size": image_size, "num_classes": num_classes}.items():
@@ -191,9 +195,9 @@ def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000,
 
 
 for _name, _cls, _doc in [
-    ("mnist", datasets.MNIST, "MNIST handwritten digits (LeCun et al., 1998): 28x28 grey, 10 classes"),
-    ("fashion_mnist", datasets.FashionMNIST, "Fashion-MNIST (Xiao et al., 2017): 28x28 grey garments, 10 classes"),
-    ("cifar10", datasets.CIFAR10, "CIFAR-10 (Krizhevsky, 2009): 32x32 colour, 10 classes"),
-    ("cifar100", datasets.CIFAR100, "CIFAR-100 (Krizhevsky, 2009): 32x32 colour, 100 fine classes"),
+    ("mnist", "MNIST", "MNIST handwritten digits (LeCun et al., 1998): 28x28 grey, 10 classes"),
+    ("fashion_mnist", "FashionMNIST", "Fashion-MNIST (Xiao et al., 2017): 28x28 grey garments, 10 classes"),
+    ("cifar10", "CIFAR10", "CIFAR-10 (Krizhevsky, 2009): 32x32 colour, 10 classes"),
+    ("cifar100", "CIFAR100", "CIFAR-100 (Krizhevsky, 2009): 32x32 colour, 100 fine classes"),
 ]:
     DATASETS.register(_name, _doc)(partial(labelled_images, _cls))

@@ -13,4 +13,4 @@ def activation(name):
     return ACTIVATIONS[name]()
 
 
-from dlpy.models import autoencoder, cnn, gan, mlp, resnet, rnn  # noqa: E402,F401  (registers the builders)
+from dlpy.models import autoencoder, cnn, gan, mlp, policy, resnet, rnn  # noqa: E402,F401  (registers the builders)

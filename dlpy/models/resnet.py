@@ -1,7 +1,6 @@
 """ResNets for small images: CIFAR-style v1 and v2 (as in Atienza's ResNet-20/56/110 table) and ResNet-18."""
 import torch.nn.functional as F
 from torch import nn
-from torchvision.models import resnet18 as torchvision_resnet18
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
@@ -71,6 +70,8 @@ class ResNet(nn.Module):
 @MODELS.register("resnet18")
 def resnet18(in_channels, image_size, num_classes):
     """torchvision's ResNet-18 for small images: 3x3 stride-1 stem, no max-pool."""
+    from torchvision.models import resnet18 as torchvision_resnet18  # a second to import: only when used
+
     net = torchvision_resnet18(num_classes=num_classes)
     net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()

@@ -31,6 +31,10 @@ class Task(nn.Module):
     def evaluate(self, batches, split):
         raise NotImplementedError
 
+    def summary(self):
+        """Final numbers of the run besides its evaluation (an agent's episodes and env steps); none by default."""
+        return {}
+
     def examples(self, data, n=64):
         """Images worth a look ({"images/<name>": uint8 CHW tensor}), n in the main grid; none by default."""
         return {}

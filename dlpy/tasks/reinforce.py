@@ -1,0 +1,218 @@
+"""Policy gradients on an environment: REINFORCE (Williams, 1992), with a learned baseline, and A2C.
+
+`batches(data)` plays the environment instead of reading stored samples: each batch is a rollout
+collected by the current policy, and `training_step` turns it into one update. The trainer runs
+it like any other task; the task stops it (`trainer.should_stop`) once the environment is solved
+or the env-step budget is spent.
+"""
+import logging
+import time
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dlpy.errors import DlpyError
+from dlpy.registry import TASKS
+from dlpy.tasks.base import Task
+
+log = logging.getLogger(__name__)
+ADVANTAGES = ("reinforce", "baseline", "a2c")
+EVAL_SEED = 1_000_000  # evaluation episodes start from seeds the training copies never use
+
+
+def discounted_returns(rewards, dones, gamma):
+    """Reward-to-go G_t = r_t + gamma G_{t+1}, restarted after each episode's end, over (T, N) tensors."""
+    returns, future = torch.empty_like(rewards), torch.zeros_like(rewards[0])
+    for t in reversed(range(len(rewards))):
+        future = rewards[t] + gamma * future * ~dones[t]
+        returns[t] = future
+    return returns
+
+
+def gae(rewards, values, dones, next_value, gamma, lam):
+    """Generalised advantage estimates (Schulman et al., 2016, eq. 16) over (T, N) tensors.
+
+    delta_t = r_t + gamma V(s_t+1) - V(s_t) and A_t = delta_t + gamma lam A_t+1, both cut at episode ends;
+    lam = 1 gives the discounted return bootstrapped from V at the rollout's end, minus V(s_t).
+    """
+    advantages, running = torch.empty_like(rewards), torch.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        alive = (~dones[t]).float()
+        delta = rewards[t] + gamma * next_value * alive - values[t]
+        running = delta + gamma * lam * alive * running
+        advantages[t] = running
+        next_value = values[t]
+    return advantages
+
+
+@TASKS.register("reinforce")
+class Reinforce(Task):
+    """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, or A2C; entropy bonus."""
+
+    def __init__(self, net, optimizer, advantage="a2c", gamma=0.99, gae_lambda=0.95, normalize=False,
+                 steps_per_update=16, episodes_per_update=8, value_coef=0.5, entropy_coef=0.0,
+                 max_env_steps=0, eval_episodes=20):
+        super().__init__(optimizer)
+        if advantage not in ADVANTAGES:
+            raise DlpyError(f"model.task.advantage: unknown {advantage!r}; known: {', '.join(ADVANTAGES)}")
+        for key, value, low, high in (("gamma", gamma, 0, 1), ("gae_lambda", gae_lambda, 0, 1)):
+            if not low <= value <= high:
+                raise DlpyError(f"model.task.{key} must be in [{low}, {high}], got {value!r}")
+        for key, value in (("steps_per_update", steps_per_update), ("episodes_per_update", episodes_per_update),
+                           ("eval_episodes", eval_episodes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise DlpyError(f"model.task.{key} must be a positive integer, got {value!r}")
+        self.net, self.advantage, self.gamma, self.gae_lambda = net, advantage, gamma, gae_lambda
+        self.normalize, self.value_coef, self.entropy_coef = normalize, value_coef, entropy_coef
+        self.steps_per_update, self.episodes_per_update = steps_per_update, episodes_per_update
+        self.max_env_steps, self.eval_episodes = max_env_steps, eval_episodes
+        self.data, self.rows = None, []
+
+    def attach(self, data):
+        if not hasattr(data, "play"):
+            raise DlpyError("model=reinforce plays an environment: choose dataset=cartpole, acrobot, mountain_car, "
+                            "or gym with dataset.id=<a gymnasium id>")
+        self.data = data
+        # Whole-episode rollouts: the steps taken so far (one row per step of every copy), the index of each
+        # copy's first step not yet used in an update, and of its running episode's first step.
+        self.rows, self.offset = [], 0
+        self.used, self.start = np.zeros(data.num_envs, dtype=np.int64), np.zeros(data.num_envs, dtype=np.int64)
+        self.episodes_seen, self.last_episodes, self.clock = 0, (0.0, 0.0), None
+
+    def configure_optimizers(self):
+        self.optimizer = self.optimizer_factory(self.net.parameters())
+        return [self.optimizer]
+
+    @torch.no_grad()
+    def act(self, obs, greedy=False):
+        logits = self.net(obs)
+        return logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
+
+    # -- rollouts -------------------------------------------------------------------------------
+
+    def batches(self, data):
+        collect = self.steps if self.advantage == "a2c" else self.episodes
+        if self.clock is None:  # env steps per second count from the first rollout of this process
+            self.clock = (time.perf_counter(), data.env_steps)
+        while True:
+            yield collect(data)
+
+    def steps(self, data):
+        """A2C's rollout: steps_per_update steps of every copy, as (T x N) grids, plus the state reached."""
+        obs, actions, rewards, dones, truncated = [], [], [], [], []
+        final_obs = torch.zeros(self.steps_per_update, data.num_envs, data.num_features, device=data.device)
+        for t in range(self.steps_per_update):
+            obs.append(data.obs)
+            actions.append(self.act(data.obs))
+            step = data.step(actions[-1])
+            rewards.append(step.reward)
+            dones.append(step.terminated | step.truncated)
+            truncated.append(step.truncated)
+            if step.final_obs is not None:
+                final_obs[t] = step.final_obs
+        return (torch.cat(obs), torch.cat(actions), torch.stack(rewards), torch.stack(dones), torch.stack(truncated),
+                final_obs.flatten(0, 1), data.obs)
+
+    def episodes(self, data):
+        """REINFORCE's rollout: play until episodes_per_update episodes have ended; the steps of those episodes
+        with their reward-to-go. An episode still running when the update comes waits for the next one (its
+        first actions then come from the policy before the update, as in any asynchronous actor)."""
+        ended = 0
+        while ended < self.episodes_per_update:
+            obs = data.obs
+            action = self.act(obs)
+            step = data.step(action)
+            done = step.terminated | step.truncated
+            self.rows.append((obs, action, step.reward, done))
+            if done.any():
+                ended += int(done.sum())
+                self.start[done.cpu().numpy()] = self.offset + len(self.rows)
+        obs, actions, rewards, dones = (torch.stack(column) for column in zip(*self.rows))
+        # The classic return of an episode ends at its end, whether it fell or ran out of time.
+        returns = discounted_returns(rewards, dones, self.gamma)
+        t = torch.arange(self.offset, self.offset + len(self.rows))[:, None]
+        ready = (t >= torch.from_numpy(self.used)) & (t < torch.from_numpy(self.start))
+        ready = ready.to(data.device)
+        self.used[:] = self.start
+        drop = int(self.start.min()) - self.offset
+        self.rows, self.offset = self.rows[drop:], self.offset + drop
+        return obs[ready], actions[ready], returns[ready]
+
+    # -- the update -----------------------------------------------------------------------------
+
+    def training_step(self, batch, step):
+        if self.advantage == "a2c":
+            obs, actions, rewards, dones, truncated, final_obs, next_obs = batch
+            values = self.net.value(obs)
+            with torch.no_grad():
+                # A time limit is not a failure: where an episode was cut, its last reward is followed by the
+                # value of the state it was cut at (Pardo et al., 2018, "Time limits in RL").
+                if truncated.any():
+                    rewards = rewards + self.gamma * truncated * self.net.value(final_obs).view_as(rewards)
+                advantages = gae(rewards, values.detach().view_as(rewards), dones, self.net.value(next_obs),
+                                 self.gamma, self.gae_lambda).flatten()
+                returns = advantages + values.detach()
+        else:
+            obs, actions, returns = batch
+            values = self.net.value(obs) if self.advantage == "baseline" else None
+            advantages = returns - values.detach() if values is not None else returns
+        if self.normalize and len(advantages) > 1:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        log_probs = F.log_softmax(self.net(obs), dim=-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+        # (1) policy: raise the log-probability of actions in proportion to their advantage (Williams, 1992)
+        policy_loss = -(log_probs.gather(1, actions[:, None]).squeeze(1) * advantages).mean()
+        loss = policy_loss - self.entropy_coef * entropy
+        logs = {"loss/policy": policy_loss.detach(), "policy/entropy": entropy.detach()}
+        if values is not None:
+            # (2) critic: regress the state values on the (bootstrapped) returns
+            value_loss = F.mse_loss(values, returns)
+            loss = loss + self.value_coef * value_loss
+            logs["loss/value"] = value_loss.detach()
+        self.trainer.backward(loss, self.optimizer)
+        return logs | self.progress()
+
+    def progress(self):
+        """The episodes' numbers for the logs, and the decision to stop."""
+        data, now = self.data, time.perf_counter()
+        if data.episodes > self.episodes_seen:
+            new = min(data.episodes - self.episodes_seen, len(data.returns))
+            self.last_episodes = (float(np.mean(list(data.returns)[-new:])), float(np.mean(list(data.lengths)[-new:])))
+            self.episodes_seen = data.episodes
+        if data.solved() or (self.max_env_steps and data.env_steps >= self.max_env_steps):
+            log.info("%s after %d episodes, %d env steps: 100-episode mean return %.1f",
+                     "solved" if data.solved() else "env-step budget spent", data.episodes, data.env_steps,
+                     data.return_mean() or 0.0)
+            self.trainer.should_stop = True
+        return {"charts/episodic_return": self.last_episodes[0], "charts/episodic_length": self.last_episodes[1],
+                "charts/return_mean100": data.return_mean() or 0.0, "charts/env_steps": data.env_steps,
+                "charts/env_steps_per_s": (data.env_steps - self.clock[1]) / max(now - self.clock[0], 1e-9)}
+
+    # -- evaluation -------------------------------------------------------------------------------
+
+    def evaluate(self, batches, split):
+        """Between epochs: the running mean of the training episodes (no extra env steps). At the end
+        ("test"): eval_episodes fresh episodes with the greedy and with the sampled policy."""
+        if split != "test":
+            mean = self.data.return_mean()
+            return {} if mean is None else {f"{split}/return_mean100": mean}
+        seed = EVAL_SEED + self.data.base_seed
+        greedy, lengths = self.data.play(partial(self.act, greedy=True), self.eval_episodes, seed)
+        sampled, _ = self.data.play(self.act, self.eval_episodes, seed)
+        return {"eval/return_mean": float(greedy.mean()), "eval/return_std": float(greedy.std()),
+                "eval/length_mean": float(lengths.mean()), "eval/sampled_return_mean": float(sampled.mean()),
+                "eval/sampled_return_std": float(sampled.std())}
+
+    def record(self, path):
+        """One greedy episode as an animated GIF at `path`."""
+        from dlpy.plots import save_gif
+
+        frames = self.data.frames(partial(self.act, greedy=True), EVAL_SEED + self.data.base_seed)
+        save_gif(frames, path, fps=self.data.render_fps)
+        return len(frames)
+
+    def summary(self):
+        return {"episodes": self.data.episodes, "env_steps": self.data.env_steps, "solved": self.data.solved(),
+                "train/return_mean100": self.data.return_mean()}

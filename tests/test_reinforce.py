@@ -1,0 +1,231 @@
+"""The policy-gradient agent: returns and advantages against hand-computed values, updates, seeding, stopping."""
+import json
+from collections import deque
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dlpy.cli import main as cli
+from dlpy.data.env import EnvData
+from dlpy.errors import DlpyError
+from dlpy.io import load_checkpoint
+from dlpy.plots import save_gif
+from dlpy.registry import DATASETS
+from dlpy.tasks.reinforce import discounted_returns, gae
+from dlpy.train import build_data, build_task, train
+
+TINY = ["model=reinforce", "dataset=cartpole", "dataset.num_envs=2", "model.task.steps_per_update=8",
+        "model.task.eval_episodes=2"]
+
+
+def cartpole(**options):
+    return DATASETS.build("gym", id="CartPole-v1", **{"num_envs": 2, "updates_per_epoch": 1, "num_features": 4,
+                                                      "num_actions": 2, **options})
+
+
+# -- the mathematics ----------------------------------------------------------------------------------
+
+def test_discounted_returns_restart_after_each_episode_end():
+    gamma = 0.5
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 2.0], [1.0, 3.0]])  # (T=3 steps, N=2 copies)
+    dones = torch.tensor([[False, False], [False, True], [True, False]])
+    # copy 0: one episode of three 1s: 1 + .5 (1 + .5 * 1) = 1.75, then 1.5, then 1
+    # copy 1: an episode 0, 2 that ends, then a new one whose 3 is all that is known of it
+    expected = torch.tensor([[1.75, 1.0], [1.5, 2.0], [1.0, 3.0]])
+    assert torch.allclose(discounted_returns(rewards, dones, gamma), expected)
+
+
+def test_gae_by_hand():
+    gamma, lam = 0.5, 0.5
+    rewards, values, next_value = torch.tensor([[1.0], [1.0]]), torch.tensor([[0.5], [1.0]]), torch.tensor([2.0])
+    # delta_1 = 1 + .5 * 2 - 1 = 1;  delta_0 = 1 + .5 * 1 - .5 = 1;  A_0 = delta_0 + .5 * .5 * A_1 = 1.25
+    running = gae(rewards, values, torch.tensor([[False], [False]]), next_value, gamma, lam)
+    assert torch.allclose(running, torch.tensor([[1.25], [1.0]]))
+    # the episode ends after step 0: neither V(s_1) nor A_1 reaches back to it: A_0 = 1 - .5 = .5
+    ended = gae(rewards, values, torch.tensor([[True], [False]]), next_value, gamma, lam)
+    assert torch.allclose(ended, torch.tensor([[0.5], [1.0]]))
+
+
+def test_gae_with_lambda_1_is_the_bootstrapped_return_minus_the_value():
+    torch.manual_seed(0)
+    rewards, values, next_value = torch.rand(6, 3), torch.rand(6, 3), torch.rand(3)
+    dones = torch.rand(6, 3) < 0.3
+    advantages = gae(rewards, values, dones, next_value, 0.9, 1.0)
+    # oracle: the plain discounted reward-to-go, with V(s_T) as one more reward where the episode runs on
+    padded_rewards = torch.cat([rewards, next_value[None]])
+    padded_dones = torch.cat([dones, torch.ones(1, 3, dtype=torch.bool)])
+    returns = discounted_returns(padded_rewards, padded_dones, 0.9)[:-1]
+    assert torch.allclose(advantages, returns - values, atol=1e-6)
+
+
+# -- the environment as data ---------------------------------------------------------------------------
+
+def test_a_time_limit_truncates_and_hands_over_the_last_observation():
+    data = cartpole(max_episode_steps=3)
+    data.seed(0)
+    for _ in range(3):
+        before = data.obs
+        step = data.step(torch.zeros(2, dtype=torch.long))
+    assert step.truncated.all() and not step.terminated.any()
+    assert step.final_obs is not None and step.final_obs.shape == (2, 4)
+    assert not torch.equal(step.final_obs, before)  # the state the episode was cut at, after the third step
+    assert list(data.lengths) == [3, 3] and list(data.returns) == [3.0, 3.0] and data.episodes == 2
+    assert data.env_steps == 6
+
+
+def test_solved_needs_100_episodes_whose_mean_reaches_the_threshold():
+    data = cartpole()
+    assert data.reward_threshold == 475  # CartPole-v1's, from its gymnasium spec
+    data.returns = deque([500.0] * 99, maxlen=100)
+    assert not data.solved()  # 99 perfect episodes are not 100
+    data.returns = deque([474.0] + [475.0] * 99, maxlen=100)  # mean 474.99
+    assert not data.solved()
+    data.returns.append(475.0)  # the 474 falls out of the window: mean 475, the threshold itself
+    assert data.solved()
+    assert not cartpole(reward_threshold=476).solved() and cartpole(reward_threshold=476).reward_threshold == 476
+
+
+def test_a_continuous_action_space_is_refused_naming_the_key():
+    with pytest.raises(DlpyError, match="dataset.id: Pendulum-v1 has a Box action space; model=reinforce needs a"):
+        DATASETS.build("gym", id="Pendulum-v1", num_features=3, num_actions=None)
+
+
+def test_sizes_that_do_not_fit_the_environment_name_the_key():
+    with pytest.raises(DlpyError, match="dataset.num_actions is 3, but CartPole-v1 has 2"):
+        cartpole(num_actions=3)
+
+
+def test_the_config_reads_the_sizes_from_the_environment(make_cfg):
+    for dataset, sizes in (("cartpole", (4, 2)), ("acrobot", (6, 3)), ("mountain_car", (2, 3))):
+        cfg = make_cfg("model=reinforce", f"dataset={dataset}")
+        assert (cfg.model.num_features, cfg.model.num_actions) == sizes, dataset
+    cfg = make_cfg("model=reinforce", "dataset=gym", "dataset.id=CartPole-v1")
+    assert (cfg.dataset.num_features, cfg.dataset.num_actions) == (4, 2)
+
+
+def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
+    """An episode still running at an update waits for the next one; no step is used twice or lost."""
+    cfg = make_cfg(*TINY, "model.task.advantage=reinforce", "model.task.episodes_per_update=3")
+    torch.manual_seed(0)
+    data, task = build_data(cfg), build_task(cfg)
+    data.seed(0)
+    task.attach(data)
+    rollouts = task.batches(data)
+    lengths_seen = 0
+    for _ in range(3):
+        episodes_before = data.episodes
+        obs, actions, returns = next(rollouts)
+        ended = data.episodes - episodes_before
+        assert ended >= 3
+        assert len(obs) == len(actions) == len(returns) == sum(list(data.lengths)[lengths_seen:])
+        lengths_seen += ended
+        # each episode's last step (CartPole pays 1 a step) has return 1; every other step more
+        assert int((returns == 1).sum()) == ended and (returns >= 1).all()
+
+
+# -- training -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c"])
+def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_cfg, tmp_path):
+    cfg = make_cfg(*TINY, f"model.task.advantage={advantage}", "model.task.episodes_per_update=2",
+                   "trainer.max_steps=1")
+    torch.manual_seed(cfg.seed)
+    before = {k: v.clone() for k, v in build_task(cfg).net.state_dict().items()}
+    train(cfg, tmp_path)
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
+    changed = {k for k in before if not torch.equal(before[k], after[f"net.{k}"])}
+    assert {k for k in changed if k.startswith("actor.")}, "the policy did not change"
+    critic = {k for k in changed if k.startswith("critic.")}
+    assert bool(critic) == (advantage != "reinforce"), critic
+
+
+def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
+    def first_episodes(seed, folder):
+        train(make_cfg(*TINY, f"seed={seed}", "trainer.max_steps=8"), tmp_path / folder)
+        return load_checkpoint(tmp_path / folder / "checkpoints" / "last.pt")["data"]["returns"]
+
+    a, b, c = first_episodes(3, "a"), first_episodes(3, "b"), first_episodes(4, "c")
+    assert len(a) >= 2
+    assert a == b
+    assert a != c
+
+
+def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
+    # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
+    cfg = make_cfg(*TINY, "dataset.reward_threshold=5", "trainer.max_epochs=1000", "trainer.limit_train_batches=0")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["solved"] is True
+    assert metrics["episodes"] >= 100 and metrics["episodes"] < 130  # stopped at the first update that solved it
+    assert metrics["val/return_mean100"] >= 5
+    for key in ("env_steps", "time/total_s", "eval/return_mean", "eval/return_std", "eval/sampled_return_mean"):
+        assert key in metrics, key
+    assert metrics["env_steps"] == metrics["steps"] * 2 * 8
+
+
+def test_a_run_stops_at_the_env_step_budget(make_cfg, tmp_path):
+    cfg = make_cfg(*TINY, "model.task.max_env_steps=40", "trainer.max_epochs=1000", "trainer.limit_train_batches=0")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["env_steps"] == 48 and metrics["steps"] == 3 and metrics["solved"] is False  # 16 steps an update
+
+
+def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
+    common = [*TINY, "trainer.max_epochs=10"]
+    train(make_cfg(*common, "trainer.max_steps=2"), tmp_path)
+    first = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["data"]
+    train(make_cfg(*common, "trainer.max_steps=4", f"trainer.resume={tmp_path}"), tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert first["env_steps"] == 32 and metrics["env_steps"] == 64 and metrics["steps"] == 4
+    assert metrics["episodes"] >= first["episodes"]
+
+
+# -- evaluation ---------------------------------------------------------------------------------------------
+
+def test_save_gif_writes_every_frame_shrunk(tmp_path):
+    frames = [np.full((40, 60, 3), 25 * i, dtype=np.uint8) for i in range(5)]
+    save_gif(frames, tmp_path / "a.gif", fps=50)
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames == 5 and gif.size == (30, 20)
+        assert gif.info["duration"] == 20 and gif.info["loop"] == 0
+
+
+def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    train(make_cfg(*TINY, "trainer.max_steps=1"), run)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"]))
+    capsys.readouterr()
+    assert cli(["eval", str(run), "episodes=3"]) == 0
+    printed = capsys.readouterr().out
+    assert "eval/return_mean" in printed and "eval/sampled_return_std" in printed
+    assert not (run / "episode.gif").exists()
+
+    # the frames as the environment would draw them (drawing needs pygame)
+    frames = [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)]
+    monkeypatch.setattr(EnvData, "frames", lambda self, act, seed: frames)
+    assert cli(["eval", str(run), "record=true"]) == 0
+    with Image.open(run / "episode.gif") as gif:
+        assert gif.n_frames == 4
+
+
+def test_recording_without_pygame_names_the_package(make_cfg):
+    pytest.importorskip("gymnasium")
+    try:
+        import pygame  # noqa: F401
+        pytest.skip("pygame is installed")
+    except ImportError:
+        pass
+    data = build_data(make_cfg(*TINY))
+    with pytest.raises(DlpyError, match="pygame"):
+        data.frames(lambda obs: torch.zeros(len(obs), dtype=torch.long), seed=0)
+
+
+def test_eval_options_of_agents_are_refused_for_other_models(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg("model=mlp", "trainer.max_steps=1"), run)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"]))
+    assert cli(["eval", str(run), "episodes=3"]) == 2
