@@ -62,11 +62,11 @@ def set_rng_state(state):
 class Trainer:
     def __init__(self, *, max_epochs=10, max_steps=0, device="auto", precision="fp32", grad_clip=0.0,
                  monitor="val/acc", mode="max", log_every_n_steps=50, limit_train_batches=0,
-                 limit_eval_batches=0, deterministic=False, compile=False, channels_last=False,
+                 limit_eval_batches=0, deterministic=False, threads=0, compile=False, channels_last=False,
                  resume=None, scheduler=None, callbacks=(), config=None):
         for key, value in {"max_epochs": max_epochs, "max_steps": max_steps, "grad_clip": grad_clip,
                            "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
-                           "log_every_n_steps": log_every_n_steps}.items():
+                           "log_every_n_steps": log_every_n_steps, "threads": threads}.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise DlpyError(f"trainer.{key} must be a number >= 0, got {value!r}")
         if not max_epochs and not max_steps:
@@ -91,6 +91,8 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = not deterministic
+        if threads:  # CPU threads of torch's kernels; 0 keeps torch's default (one per core)
+            torch.set_num_threads(int(threads))
 
     # -- the loop ------------------------------------------------------------------------------
 

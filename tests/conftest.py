@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 from dlpy import CONF_DIR
 
 N_TRAIN, N_TEST = 600, 200
-FAST = ["trainer=debug", "trainer.progress_bar=false", "dataset.val_size=100", "dataset.batch_size=32",
+# trainer.threads=0: the tests share one process, so a preset's thread count must not leak into later tests
+FAST = ["trainer=debug", "trainer.progress_bar=false", "trainer.threads=0", "dataset.val_size=100", "dataset.batch_size=32",
         "dataset.eval_batch_size=100"]
 
 
