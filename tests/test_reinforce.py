@@ -1,5 +1,6 @@
 """The policy-gradient agent: returns and advantages against hand-computed values, updates, seeding, stopping."""
 import json
+import sys
 from collections import deque
 
 import numpy as np
@@ -211,16 +212,17 @@ def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypa
         assert gif.n_frames == 4
 
 
-def test_recording_without_pygame_names_the_package(make_cfg):
-    pytest.importorskip("gymnasium")
-    try:
-        import pygame  # noqa: F401
-        pytest.skip("pygame is installed")
-    except ImportError:
-        pass
+def test_recording_draws_the_episode_and_without_pygame_names_the_package(make_cfg, monkeypatch):
+    pytest.importorskip("pygame")  # the `render` extra; `make` installs it
     data = build_data(make_cfg(*TINY))
+    always_left = lambda obs: torch.zeros(len(obs), dtype=torch.long)  # noqa: E731 - the pole falls in a few steps
+    frames = data.frames(always_left, seed=0)
+    assert 2 <= len(frames) < 100 and frames[0].ndim == 3 and frames[0].shape[2] == 3
+    assert any((a != b).any() for a, b in zip(frames, frames[1:])), "the frames do not move"
+
+    monkeypatch.setitem(sys.modules, "pygame", None)  # as if it were not installed
     with pytest.raises(DlpyError, match="pygame"):
-        data.frames(lambda obs: torch.zeros(len(obs), dtype=torch.long), seed=0)
+        build_data(make_cfg(*TINY)).frames(always_left, seed=0)
 
 
 def test_eval_options_of_agents_are_refused_for_other_models(make_cfg, tmp_path):
