@@ -39,6 +39,19 @@ def test_vae_examples_are_uint8_grids_and_the_manifold_appears_for_a_2d_latent(m
     assert images["images/samples"].shape[1:] == (3 * 30 + 2, 8 * 30 + 2)
 
 
+def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(make_cfg):
+    cfg = make_cfg("model=denoising_autoencoder")
+    task, data = build_task(cfg), build_data(cfg)
+    with torch.inference_mode():
+        images = task.eval().examples(data, n=40)
+    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for denoised
+    assert images["images/reconstructions"].shape[1:] == (6 * 30 + 2, 16 * 30 + 2)
+    assert images["images/denoised"].shape[1:] == (9 * 30 + 2, 16 * 30 + 2)
+    first_input = data.to_uint8(data.normalize(data.val.x[:1]))[0, 0]
+    top_left = images["images/denoised"][0, 2:30, 2:30]  # the clean first image, in the first band's top row
+    assert torch.equal(top_left, first_input)
+
+
 def test_denoising_corrupts_the_input_and_keeps_the_clean_target(make_cfg):
     task = build_task(make_cfg("model=denoising_autoencoder"))
     x = torch.rand(4, 1, 28, 28)

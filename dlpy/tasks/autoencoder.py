@@ -80,11 +80,19 @@ class Autoencoder(Reconstruction):
         """Rows of inputs (noisy ones when denoising) above their reconstructions."""
         x, _ = first_images(data, n)
         noisy = self.corrupt(x, fixed_noise(x.shape, x.device))
-        images = {"images/reconstructions": grid(torch.cat([data.to_uint8(noisy), pixels(self.net(noisy))]), n)}
+        images = {"images/reconstructions": stacked_rows(data.to_uint8(noisy), pixels(self.net(noisy)))}
         if self.noise_std:
-            images["images/denoised"] = grid(torch.cat([data.to_uint8(x), data.to_uint8(noisy),
-                                                        pixels(self.net(noisy))]), n)
+            images["images/denoised"] = stacked_rows(data.to_uint8(x), data.to_uint8(noisy), pixels(self.net(noisy)))
         return images
+
+
+def stacked_rows(*sets, columns=16):
+    """Image sets of equal length as bands: each row of `columns` images of the first set above the same
+    images of the others (the last band padded with empty cells), so any n reads as pairs of rows."""
+    pad = -len(sets[0]) % columns
+    sets = [torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) for images in sets]
+    bands = [images[i:i + columns] for i in range(0, len(sets[0]), columns) for images in sets]
+    return grid(torch.cat(bands), columns)
 
 
 @TASKS.register("vae")
