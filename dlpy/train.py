@@ -8,6 +8,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
@@ -134,10 +135,31 @@ def flatten(config, prefix=""):
     return flat
 
 
+def record_failure(run_dir, err):
+    """A run that failed says so in metrics.json (keeping what it had measured), so it never looks finished."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        metrics = {}
+    reason = (str(err).splitlines() or [""])[0]
+    error = reason if isinstance(err, DlpyError) else f"{type(err).__name__}: {reason}"
+    save_json(metrics | {"status": "failed", "error": error}, path)
+    return error
+
+
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg):
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        return train(cfg, HydraConfig.get().runtime.output_dir)
-    except DlpyError as err:
+        return train(cfg, run_dir)
+    except Exception as err:
+        error = record_failure(run_dir, err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.
+            log.error("job failed: %s (run folder %s); the sweep goes on", error, run_dir)
+            return float("nan")
+        if not isinstance(err, DlpyError):
+            raise
         print(f"dlpy: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -87,6 +87,23 @@ def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
         assert b"_hparams_/session_start_info" in events  # what TensorBoard's HPARAMS tab reads
 
 
+def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
+    run = tmp_path / "run"
+    proc = dlpy("train", *FAST, "model=mlp", "dataset.batch_size=0", f"hydra.run.dir={run}", cwd=tmp_path,
+                data_dir=data_dir, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and "dataset.batch_size" in metrics["error"]
+
+
+def test_a_failing_job_does_not_sink_the_sweep(tmp_path, data_dir):
+    dlpy("train", "-m", *FAST, "model=mlp", "optimizer.lr=0.01,-1", cwd=tmp_path, data_dir=data_dir)
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"))
+    status = [json.loads((job / "metrics.json").read_text()) for job in jobs]
+    assert [s["status"] for s in status] == ["finished", "failed"]
+    assert "optimizer.lr" in status[1]["error"] and "test/acc" in status[0]
+
+
 @pytest.mark.parametrize("override, key", [
     ("dataset.batch_size=0", "dataset.batch_size"),
     ("optimizer.lr=-0.1", "optimizer.lr"),
