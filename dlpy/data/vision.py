@@ -9,6 +9,7 @@ import copy
 import gzip
 import os
 import shutil
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from dlpy.data.base import Shuffled
+from dlpy.data.files import check_idx_files, name_corrupted_file
 from dlpy.errors import DlpyError
 from dlpy.registry import DATASETS
 
@@ -130,8 +132,11 @@ def load_torchvision(cls, root, system_dir, download):
             if where != root and where.is_dir() and issubclass(cls, MNIST):
                 import_idx_files(cls, where, root)  # flat *.gz files -> root/<Class>/raw/
                 where = root
+            if issubclass(cls, MNIST):
+                check_idx_files(cls, where)
             return tuple(as_tensors(cls(str(where), train=train, download=False)) for train in (True, False))
         except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted"
+            name_corrupted_file(cls, where)  # a file that is there but wrong is an error, not a miss
             tried.append(f"{where}: {err}")
     if download:
         try:
@@ -158,8 +163,12 @@ def import_idx_files(cls, source, root):
         raw.mkdir(parents=True, exist_ok=True)
         opener = gzip.open if found.suffix == ".gz" else open
         partial_file = target.with_suffix(".partial")
-        with opener(found, "rb") as src, open(partial_file, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        try:
+            with opener(found, "rb") as src, open(partial_file, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a cut or corrupted .gz
+            partial_file.unlink(missing_ok=True)
+            raise DlpyError(f"{found} cannot be unpacked (truncated or corrupted): {err}") from None
         os.replace(partial_file, target)
 
 
@@ -183,6 +192,10 @@ def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000,
     for key, want in {"channels": channels, "image_size": image_size, "num_classes": num_classes}.items():
         if got[key] != want:
             raise DlpyError(f"dataset.{key} is {want}, but the {cls.__name__} files have {got[key]}")
+    labels = int(max(train.y.max(), test.y.max()))
+    if labels >= num_classes:
+        raise DlpyError(f"the {cls.__name__} label files hold class {labels}, but there are {num_classes} "
+                        f"classes: a label file under {root} is corrupted")
     if not 0 <= val_size < len(train):
         raise DlpyError(f"dataset.val_size must be in [0, {len(train)}), got {val_size}")
     # The validation split is held out of train with its own fixed seed, the same for every run.
