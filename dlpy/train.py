@@ -7,15 +7,17 @@ from functools import partial
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks
-from dlpy.errors import DlpyError
+from dlpy.errors import DlpyError, report
 from dlpy.io import save_json
-from dlpy.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kwargs
+from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_sign,
+                           check_signs, first_line)
 from dlpy.trainer import Trainer, seed_everything
 
 log = logging.getLogger("dlpy")
@@ -25,6 +27,8 @@ def train(cfg, run_dir):
     if cfg.dataset.get("folds") and "fold" in cfg.dataset and cfg.dataset.fold is None:
         return cross_validate(cfg, run_dir)
     start = time.perf_counter()
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+        raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {cfg.seed!r}")
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
     data = build_data(cfg).to(trainer.device)
@@ -100,16 +104,32 @@ def build_task(cfg):
 def optimizer_factory(cfg):
     """A function of the parameters: the task decides which parameters each optimizer gets."""
     name, kwargs = options(cfg.optimizer, "optimizer")
-    check_kwargs(OPTIMIZERS.get(name), kwargs, f"optimizer ({name!r})")
+    check_kwargs(OPTIMIZERS.get(name, "optimizer"), kwargs, f"optimizer ({name!r})", key="optimizer")
     if not isinstance(kwargs.get("lr"), (int, float)) or kwargs["lr"] < 0:
         raise DlpyError(f"optimizer.lr must be a number >= 0, got {kwargs.get('lr')!r}")
-    return partial(OPTIMIZERS.get(name), **kwargs)
+    factory = partial(OPTIMIZERS.get(name), **kwargs)
+    trial(lambda: factory([torch.zeros(1, requires_grad=True)]), "optimizer", name, kwargs)
+    check_signs(OPTIMIZERS.get(name), kwargs, "optimizer")
+    return factory
 
 
 def scheduler_factory(cfg):
     name, kwargs = options(cfg.scheduler, "scheduler")
-    check_kwargs(SCHEDULERS.get(name), kwargs, f"scheduler ({name!r})")
-    return partial(SCHEDULERS.get(name), **kwargs)
+    check_kwargs(SCHEDULERS.get(name, "scheduler"), kwargs, f"scheduler ({name!r})", key="scheduler")
+    factory = partial(SCHEDULERS.get(name), **kwargs)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    trial(lambda: factory(optimizer, total_steps=100, steps_per_epoch=10), "scheduler", name, kwargs)
+    check_signs(SCHEDULERS.get(name), kwargs, "scheduler")
+    return factory
+
+
+def trial(build, key, name, kwargs):
+    """Build once on a stand-in parameter, so options torch refuses fail now, not when training starts."""
+    try:
+        build()
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # torch's message may not name the option
+        given = ", ".join(f"{key}.{k}={v!r}" for k, v in kwargs.items())
+        raise DlpyError(f"{key} ({name!r}) cannot be built from {given}: {first_line(err)}") from None
 
 
 def build_trainer(cfg, run_dir):
@@ -120,7 +140,11 @@ def build_trainer(cfg, run_dir):
            callbacks.ImageFiles(run_dir)]
     cbs += [callbacks.EarlyStopping(patience)] if patience else []
     cbs.append(callbacks.Checkpoint(run_dir))  # last: the checkpoint holds the other callbacks' state
-    check_kwargs(Trainer, opts, "trainer")
+    if not isinstance(progress, bool):
+        raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
+    check_kind("trainer.early_stopping_patience", patience, 0)
+    check_sign("trainer.early_stopping_patience", patience, 0)
+    check_kwargs(Trainer, opts, "trainer", key="trainer")
     return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
 
 
@@ -150,6 +174,7 @@ def record_failure(run_dir, err):
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg):
+    """Hydra's entry point, called by `dlpy train` (dlpy.cli): an error is recorded and printed on one line."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         return train(cfg, run_dir)
@@ -159,7 +184,9 @@ def main(cfg):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.
             log.error("job failed: %s (run folder %s); the sweep goes on", error, run_dir)
             return float("nan")
-        if not isinstance(err, DlpyError):
-            raise
-        print(f"dlpy: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if report(err) is None:
+            raise  # a bug shows its traceback
+        # printed here: an exception would make Hydra print "Error executing job" before it
+        line, status = report(err)
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None

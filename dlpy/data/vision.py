@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from dlpy.data.base import Shuffled
 from dlpy.data.files import check_idx_files, name_corrupted_file
 from dlpy.errors import DlpyError
-from dlpy.registry import DATASETS
+from dlpy.registry import DATASETS, check_kwargs, check_signs
 
 
 # Pixel scalings, as (scale, shift) of the uint8 values: classifiers take standardised inputs;
@@ -179,11 +179,13 @@ def as_tensors(ds):
 
 
 def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000, split_seed=0,
-                         batch_size=128, eval_batch_size=1000, mean, std, channels, image_size,
-                         num_classes, augment=None, scaling="standardize"):
+                         batch_size=128, eval_batch_size=1000, mean: list, std: list, channels: int, image_size: int,
+                         num_classes: int, augment=None, scaling="standardize"):
     for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
+    check_kwargs(ImageData, augment or {}, "dataset.augment", key="dataset.augment")
+    check_signs(ImageData, augment or {}, "dataset.augment")
     from torchvision import datasets  # a second to import: only for the runs that read images
 
     cls = getattr(datasets, cls)
@@ -192,6 +194,8 @@ def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000,
     for key, want in {"channels": channels, "image_size": image_size, "num_classes": num_classes}.items():
         if got[key] != want:
             raise DlpyError(f"dataset.{key} is {want}, but the {cls.__name__} files have {got[key]}")
+    if len(mean) != channels or len(std) != channels:
+        raise DlpyError(f"dataset.mean and dataset.std need one number per channel ({channels}), got {mean} and {std}")
     labels = int(max(train.y.max(), test.y.max()))
     if labels >= num_classes:
         raise DlpyError(f"the {cls.__name__} label files hold class {labels}, but there are {num_classes} "
