@@ -11,6 +11,7 @@ from pathlib import Path
 from dlpy import CONF_DIR
 from dlpy.errors import DlpyError, report
 from dlpy.registry import unknown
+from dlpy.signals import handling, raise_interrupted
 
 USAGE = """usage: dlpy <command> [arguments]
 
@@ -52,7 +53,7 @@ def train_command(args):
     from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
 
     sys.argv = ["dlpy train", *args]
-    with config_errors_in_one_line():
+    with handling(raise_interrupted), config_errors_in_one_line():
         train.main()
 
 

@@ -1,10 +1,36 @@
-"""The one exception dlpy raises for bad input, and the one line the CLI prints for any error it expects."""
+"""How a run ends when it does not finish: the CLI prints the message on one line and exits non-zero.
+
+metrics.json records the ending as `status` (failed, diverged, interrupted), so a folder never looks finished.
+"""
+import signal
 
 
 class DlpyError(Exception):
     """A user-facing error: the message names the config key or file at fault."""
 
+    status = "failed"
     exit_code = 2
+
+
+class Diverged(DlpyError):
+    """The loss became NaN or infinite: the run stops, and its checkpoints keep the last good weights."""
+
+    status = "diverged"
+    exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run. Like KeyboardInterrupt, no `except Exception` swallows it.
+
+    The exit status follows the shell's convention, 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM.
+    """
+
+    status = "interrupted"
+
+    def __init__(self, signum, message=None, step=None):
+        super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
+        self.signum, self.exit_code = signum, 128 + signum
+        self.step = step  # set where the training loop stopped and saved a checkpoint at this step
 
 
 def report(err):

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks
-from dlpy.errors import DlpyError, report
+from dlpy.errors import Diverged, DlpyError, Interrupted, report
 from dlpy.io import save_json
 from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_sign,
                            check_signs, first_line)
@@ -35,17 +35,31 @@ def train(cfg, run_dir):
     data.seed(cfg.seed)
     task = build_task(cfg)
 
-    trainer.fit(task, data)
+    try:
+        trainer.fit(task, data)
+    except (Interrupted, Diverged) as stop:
+        if not (isinstance(stop, Interrupted) and stop.step is None):  # None: a signal before the loop saved nothing
+            stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
+        raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
 
     metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
-                "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"} | task.summary()
+                "epochs": trainer.epoch, "steps": trainer.step, "nan_skipped": trainer.nan_skipped,
+                "status": "finished"} | task.summary()
     save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
+
+
+def what_is_kept(stop, run_dir):
+    """For a run that stopped early: what its checkpoint holds, and how to go on."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if isinstance(stop, Interrupted):
+        return f"checkpoint saved to {last}; resume with: dlpy train trainer.resume={run_dir}"
+    return f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
 
 
 def cross_validate(cfg, run_dir):
@@ -160,15 +174,22 @@ def flatten(config, prefix=""):
 
 
 def record_failure(run_dir, err):
-    """A run that failed says so in metrics.json (keeping what it had measured), so it never looks finished."""
+    """A run that did not finish says so in metrics.json (keeping what it had measured), so it never looks finished.
+
+    Its status is the error's own (interrupted by a signal, diverged on a NaN loss), else failed.
+    """
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
+    except (OSError, ValueError):
         metrics = {}
-    reason = (str(err).splitlines() or [""])[0]
-    error = reason if isinstance(err, DlpyError) else f"{type(err).__name__}: {reason}"
-    save_json(metrics | {"status": "failed", "error": error}, path)
+    reason = (str(err).splitlines() or [""])[0] or type(err).__name__
+    error = reason if isinstance(err, (DlpyError, KeyboardInterrupt)) else f"{type(err).__name__}: {reason}"
+    status = getattr(err, "status", "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+    try:
+        save_json(metrics | {"status": status, "error": error}, path)
+    except OSError as write_error:  # the folder itself is what failed: the message says so already
+        log.error("cannot record the failure in %s: %s", path, write_error)
     return error
 
 
@@ -178,14 +199,15 @@ def main(cfg):
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         return train(cfg, run_dir)
-    except Exception as err:
+    except (Exception, KeyboardInterrupt) as err:
         error = record_failure(run_dir, err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(err, KeyboardInterrupt):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.
-            log.error("job failed: %s (run folder %s); the sweep goes on", error, run_dir)
+            # Ctrl-C or SIGTERM stops the whole sweep, though.
+            log.error("job %s: %s (run folder %s); the sweep goes on", getattr(err, "status", "failed"), error, run_dir)
             return float("nan")
-        if report(err) is None:
-            raise  # a bug shows its traceback
+        if isinstance(err, KeyboardInterrupt) or report(err) is None:
+            raise  # Hydra lets a signal through to dlpy.cli; a bug shows its traceback
         # printed here: an exception would make Hydra print "Error executing job" before it
         line, status = report(err)
         print(line, file=sys.stderr)
