@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +38,25 @@ def save_checkpoint(state, path):
 
 def save_json(obj, path):
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+
+
+def check_output_folder(folder, need=0):
+    """Fail before training when `folder` cannot take the run's files: not creatable, read-only or full.
+
+    A probe goes the way every checkpoint will (temporary file, fsync, rename), and the free space
+    must hold `need` bytes.
+    """
+    folder = Path(folder)
+    probe = folder / ".dlpy-write-probe"
+    try:
+        atomic_write(probe, lambda f: f.write(b"dlpy"))
+        probe.unlink()
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise DlpyError(f"output folder {folder} cannot be written: {err.strerror or err}") from None
+    if free < need:
+        raise DlpyError(f"output folder {folder} has {free / 2**20:.1f} MiB free, but this run's checkpoints "
+                        f"need about {need / 2**20:.1f} MiB")
 
 
 def load_checkpoint(path, map_location="cpu"):

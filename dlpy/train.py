@@ -15,7 +15,7 @@ from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks
 from dlpy.errors import Diverged, DlpyError, Interrupted, report
-from dlpy.io import save_json
+from dlpy.io import check_output_folder, save_json
 from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_sign,
                            check_signs, first_line)
 from dlpy.trainer import Trainer, seed_everything
@@ -34,6 +34,10 @@ def train(cfg, run_dir):
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)
     task = build_task(cfg)
+    # last.pt, best.pt and the temporary copy of one of them while it is replaced, each with the weights
+    # and up to two optimizer moments per weight (Adam): a full disk fails now, not after an epoch
+    weights = sum(t.numel() * t.element_size() for t in task.state_dict().values())
+    check_output_folder(run_dir, need=3 * 3 * weights)
 
     try:
         trainer.fit(task, data)

@@ -1,25 +1,29 @@
-"""Fault injection: signals, kills while writing and NaN losses never lose a run.
+"""Fault injection: signals, kills while writing, NaN losses and unwritable folders never lose a run.
 
 Each test injects one fault into a real run (a `dlpy train` subprocess where a signal or a kill must
 come from outside, in-process where the fault can be placed at an exact step) and checks what is
 left behind: the checkpoint, metrics.json, the message and the exit status.
 """
+import errno
 import json
 import math
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections import namedtuple
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from conftest import FAST, idx_bytes, images_and_labels
-from dlpy.errors import Diverged, Interrupted
+from dlpy.errors import Diverged, DlpyError, Interrupted
 from dlpy.io import load_checkpoint
 from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
@@ -291,3 +295,46 @@ def test_weights_that_hold_nan_are_never_written_over_a_checkpoint(make_cfg, tmp
     with pytest.raises(Diverged, match=f"net.1.weight.*{last} was not overwritten"):
         trainer.save(last)
     assert all(t.isfinite().all() for t in load_checkpoint(last)["task"].values())
+
+
+# -- 4. An output folder that cannot take the run's files fails before training ------------------------------
+
+def unwritable(way, tmp_path, monkeypatch):
+    """A run folder that cannot be written, made so in one of four ways; returns the folder."""
+    if way == "under a file":
+        (tmp_path / "file").write_text("not a folder")
+        return tmp_path / "file" / "run"
+    if way == "read-only":
+        if os.geteuid() != 0:
+            (tmp_path / "ro").mkdir()
+            (tmp_path / "ro").chmod(0o500)
+            return tmp_path / "ro" / "run"
+
+        def refused(*args, **kwargs):  # root writes through permissions: refuse the file as a read-only disk would
+            raise PermissionError(errno.EROFS, "Read-only file system")
+
+        monkeypatch.setattr(tempfile, "mkstemp", refused)
+    if way == "full on write":
+        def full(fd):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(os, "fsync", full)
+    if way == "too little free space":
+        usage = namedtuple("usage", "total used free")
+        monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1024, 1024))
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("way", ["under a file", "read-only", "full on write", "too little free space"])
+def test_an_output_folder_that_cannot_be_written_fails_before_training(way, make_cfg, tmp_path, monkeypatch):
+    cfg = make_cfg("model=mlp")
+    run = unwritable(way, tmp_path, monkeypatch)
+    with pytest.raises(DlpyError, match=f"output folder {re.escape(str(run))} "):
+        train(cfg, run)
+    assert not (run / "checkpoints").exists() and not list(run.glob("events.out.tfevents.*"))
+
+
+def test_dlpy_train_into_a_folder_that_cannot_be_created_says_so_in_one_line(run_cli, tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    status, _, err = run_cli("train", *FAST, f"hydra.run.dir={tmp_path / 'file' / 'run'}")
+    assert status == 1 and err.count("\n") == 1 and str(tmp_path / "file" / "run") in err, err
