@@ -214,6 +214,13 @@ def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_pa
         assert json.loads(path.read_text()) == {"status": "finished"}
 
 
+def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    train(make_cfg("model=mlp"), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+
 # -- 3. NaN and inf losses: stop (status diverged) or skip and count; checkpoints keep good weights ------------
 
 class FaultyLoss(Classification):

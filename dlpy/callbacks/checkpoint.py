@@ -18,6 +18,10 @@ class Checkpoint(callbacks.Callback):
     def best_path(self):
         return self.dir / "best.pt"
 
+    def on_fit_start(self, trainer):
+        for stale in self.dir.glob(".*.tmp"):  # the temporary file of a write cut short by a kill
+            stale.unlink()
+
     def on_epoch_end(self, trainer, metrics):
         value = metrics.get(trainer.monitor)
         is_best = value is not None and callbacks.improved(value, self.best, trainer.mode)
