@@ -44,7 +44,7 @@ def report(err):
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(err, KeyboardInterrupt):
-        return f"dlpy: {err or 'interrupted'}", getattr(err, "exit_code", 130)
+        return f"dlpy: {str(err) or 'interrupted'}", getattr(err, "exit_code", 130)
     if isinstance(err, DlpyError):
         return f"dlpy: error: {err}", err.exit_code
     if isinstance(err, (HydraException, OmegaConfBaseException)):

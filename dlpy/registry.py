@@ -64,10 +64,15 @@ class Registry:
         check_kwargs(builder, kwargs, where, key)
         try:
             built = builder(*args, **kwargs)
-        except (TypeError, ValueError, LookupError, RuntimeError) as err:  # torch refusing a size or a probability
-            check_signs(builder, kwargs, key)  # a negative size is named by its key
+        except (DlpyError, TypeError, ValueError, LookupError, RuntimeError) as err:  # torch refusing a size, say
+            # A negative number explains many refusals; a builder's own message wins where it names the key.
+            negative = negative_option(builder, kwargs, key)
+            if negative and negative.split(" ")[0] not in str(err):
+                raise DlpyError(negative) from err
+            if isinstance(err, DlpyError):
+                raise
             raise DlpyError(f"{where} cannot be built with these options: {first_line(err)}") from err
-        check_signs(builder, kwargs, key)  # checked after the builder, whose own message for a value is more precise
+        check_signs(builder, kwargs, key)  # a negative number the builder let through
         return built
 
 
@@ -95,8 +100,17 @@ def check_kwargs(fn, kwargs, where, key=None):
 
 def check_signs(fn, kwargs, key):
     """No negative number where the option's default is not negative: sizes, rates and counts never are."""
+    negative = negative_option(fn, kwargs, key)
+    if negative:
+        raise DlpyError(negative)
+
+
+def negative_option(fn, kwargs, key):
+    """`model.padding must be >= 0, got -7` for the first such option, else None."""
     for name, value, example in examples(fn, kwargs):
-        check_sign(f"{key}.{name}", value, example)
+        if is_number(example) and example >= 0 and is_number(value) and value < 0:
+            return f"{key}.{name} must be >= 0, got {value!r}"
+    return None
 
 
 def examples(fn, kwargs):
@@ -125,11 +139,8 @@ def check_kind(key, value, example):
             return
 
 
-def check_sign(key, value, example):
-    number = (int, float)
-    if isinstance(example, number) and not isinstance(example, bool) and example >= 0 and isinstance(value, number) \
-            and value < 0:
-        raise DlpyError(f"{key} must be >= 0, got {value!r}")
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def first_line(err):

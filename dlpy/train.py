@@ -16,8 +16,8 @@ from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 from dlpy import CONF_DIR, STARTED, callbacks
 from dlpy.errors import Diverged, DlpyError, Interrupted, report
 from dlpy.io import check_output_folder, save_json
-from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_sign,
-                           check_signs, first_line)
+from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_signs,
+                           first_line)
 from dlpy.trainer import Trainer, seed_everything
 
 log = logging.getLogger("dlpy")
@@ -161,7 +161,8 @@ def build_trainer(cfg, run_dir):
     if not isinstance(progress, bool):
         raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
     check_kind("trainer.early_stopping_patience", patience, 0)
-    check_sign("trainer.early_stopping_patience", patience, 0)
+    if patience < 0:
+        raise DlpyError(f"trainer.early_stopping_patience must be >= 0, got {patience}")
     check_kwargs(Trainer, opts, "trainer", key="trainer")
     return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
 

@@ -22,6 +22,8 @@ from dlpy.signals import StopRequest, handling
 
 log = logging.getLogger(__name__)
 SCHEDULE_PLAN = ("total_steps", "_schedule_phases", "T_max")  # OneCycleLR, CosineAnnealingLR
+TRAINING_STATE = {"optimizers", "schedulers", "scaler", "epoch", "step", "train_time", "train_samples", "rng", "data",
+                  "callbacks"}  # what a checkpoint needs besides the weights to be resumed from
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 ON_NAN = ("stop", "skip")  # a NaN or infinite loss: stop the run (status diverged), or skip the batch and count it
 
@@ -320,6 +322,9 @@ class Trainer:
 
     def load(self, path):
         state = load_checkpoint(path, self.device)
+        if TRAINING_STATE - state.keys():  # weights alone (the FID feature cache, say) cannot be resumed from
+            raise DlpyError(f"checkpoint {path} holds weights but no training state to resume from "
+                            f"(no {', '.join(sorted(TRAINING_STATE - state.keys()))})")
         try:
             self.task.load_state_dict(state["task"])
         except RuntimeError as err:

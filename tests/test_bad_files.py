@@ -1,6 +1,7 @@
 """Files that are not what they claim: broken data files are named in one line, and no file runs code.
 
-Checkpoints have their own tests in tests/test_io.py (truncated, foreign, a pickle carrying code).
+Checkpoints cut short, foreign or carrying code are tested in tests/test_io.py; here, one that holds
+weights but nothing to resume from.
 """
 import ast
 import hashlib
@@ -15,7 +16,8 @@ import dlpy
 from conftest import write_aclimdb, write_boston, write_cifar10, write_jena, write_mnist_family
 from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
-from dlpy.train import build_data
+from dlpy.io import save_checkpoint
+from dlpy.train import build_data, train
 
 
 # -- Data files that are cut short, corrupted or not the upstream ones are named ------------------------------
@@ -86,6 +88,13 @@ def test_a_broken_table_series_or_text_file_is_named(dataset, how, tmp_path, mak
         extra = ["dataset.val_size=10"]
     with pytest.raises(DlpyError, match=f"{re.escape(str(path))} cannot be read"):
         build_data(make_cfg(f"dataset={dataset}", f"dataset.root={tmp_path}", "dataset.download=false", *extra))
+
+
+def test_a_checkpoint_of_weights_alone_cannot_be_resumed_from_naming_the_file(make_cfg, tmp_path):
+    path = tmp_path / "weights.pt"
+    save_checkpoint({"task": {}, "floor": 0.5}, path)  # a dlpy file, as the FID feature cache writes, not a run's
+    with pytest.raises(DlpyError, match=f"checkpoint {re.escape(str(path))} holds weights but no training state"):
+        train(make_cfg("model=mlp", f"trainer.resume={path}"), tmp_path / "run")
 
 
 # -- Nothing in dlpy runs code from a config or a file ------------------------------------------------------
