@@ -337,7 +337,8 @@ def gradcam(network, data, *, layer: str = None, index: int = 0, n: int = 16, ta
         cam, pred = gradcam_maps(network, network.normalize(pixels), name, target)
         overlay = 0.5 * big + 0.5 * jet(resize(cam[:, None], big.shape[-2:])[:, 0])  # Chollet blends 0.4 heat
         captions = [f"{network.classes[p]} / {network.classes[y]}" for p, y in zip(pred.tolist(), labels.tolist())]
-        images[f"gradcam_{name}"] = labelled_grid((overlay * 255).round().to(torch.uint8), captions,
+        stem = f"gradcam_{name}" if target is None else f"gradcam_{name}_class{target}"
+        images[stem] = labelled_grid((overlay * 255).round().to(torch.uint8), captions,
                                                   (pred == labels).tolist(), cell=big.shape[-1])
     return images
 
