@@ -1,4 +1,5 @@
-"""`dlpy train|eval|list`: the command line."""
+"""`dlpy train|eval|sample|report|list`: the command line."""
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,8 @@ commands:
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
                            predictions) as PNGs into <run dir>/samples/; for a character model,
                            print text: length=400 temperature=0.2,0.5,1.0,1.2
+  report <sweep dir>       every job's overrides and final metrics, mean and std over seeds, best first;
+                           also saved as report.csv (by configuration) and jobs.csv in the sweep folder
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -25,7 +28,8 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    commands = {"train": train_command, "eval": eval_command, "sample": sample_command, "list": list_command}
+    commands = {"train": train_command, "eval": eval_command, "sample": sample_command,
+                "report": report_command, "list": list_command}
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -37,8 +41,12 @@ def main(argv=None):
 
 
 def train_command(args):
+    from dlpy import sweep
+
     check_group_choices(args)
-    args += run_dir_for_resume(args)
+    sweep.check_plugins(args, CONF_DIR)
+    multirun = "-m" in args or "--multirun" in args
+    args += sweep.multirun_args(args) if multirun else run_dir_for_resume(args)
     from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
 
     sys.argv = ["dlpy train", *args]
@@ -62,10 +70,20 @@ def check_group_choices(args):
 
 
 def run_dir_for_resume(args):
-    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR."""
-    if "-m" in args or "--multirun" in args or any(a.startswith("hydra.run.dir=") for a in args):
+    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR.
+
+    trainer.resume=auto stands for the newest run folder made by the same overrides, if there is one.
+    """
+    if any(a.startswith("hydra.run.dir=") for a in args):
         return []
     for arg in args:
+        if arg == "trainer.resume=auto":
+            from dlpy.sweep import earlier_output
+
+            earlier = earlier_output(args, multirun=False)
+            if earlier:
+                print(f"trainer.resume=auto: continuing the run in {earlier.resolve()}", file=sys.stderr)
+            return [f"hydra.run.dir='{earlier.resolve()}'"] if earlier else []
         if arg.startswith("trainer.resume="):
             path = Path(arg.partition("=")[2]).expanduser()
             if not path.exists():
@@ -166,6 +184,15 @@ def sample_command(args):
         else:
             save_png(value, run_dir / "samples" / f"{name}.png")
             print(run_dir / "samples" / f"{name}.png")
+
+
+def report_command(args):
+    from dlpy.report import write_report
+
+    if len(args) != 1 or args[0].startswith("-"):
+        raise DlpyError("usage: dlpy report <sweep dir>")
+    print(write_report(args[0]), end="")
+    print(f"\nsaved: {Path(args[0]) / 'report.csv'} (by configuration), {Path(args[0]) / 'jobs.csv'} (every job)")
 
 
 def list_command(args):

@@ -1,0 +1,117 @@
+"""Sweeps: job folders named by their overrides, reports over seeds, Optuna searches, launchers, resume."""
+import csv
+import json
+import statistics
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from conftest import FAST
+from dlpy.report import write_report
+from dlpy.sweep import job_dirname, threads_per_job
+from test_cli import dlpy
+
+
+def only_sweep(tmp_path):
+    sweeps = list((tmp_path / "outputs" / "multirun").glob("*/*"))
+    assert len(sweeps) == 1, sweeps
+    return sweeps[0]
+
+
+def metrics(job):
+    return json.loads((job / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("overrides, name", [
+    ("model=mlp,seed=1", "model=mlp,seed=1"),
+    ("dataset.root=/data/x y,model.layers=[32,M]", "dataset.root=_data_x_y,model.layers=[32,M]"),
+    ("", "7"),  # nothing varies: the job's number, as Hydra names it
+])
+def test_job_folder_names_are_the_overrides_made_safe(overrides, name):
+    assert job_dirname(7, overrides) == name
+
+
+def test_a_long_job_folder_name_is_cut_and_stays_unique():
+    a, b = (job_dirname(0, ",".join(f"key{i}={i + j}" for i in range(60))) for j in (0, 1))
+    assert len(a.encode()) <= 200 and a != b
+
+
+def test_parallel_jobs_share_the_cores_out(monkeypatch):
+    from hydra.core.hydra_config import HydraConfig
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert threads_per_job() == 0  # outside a sweep: torch's default
+    monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
+    for launcher, threads in [({"n_jobs": 2}, 4), ({"n_jobs": -1}, 1), ({"n_jobs": 16}, 1), ({"cpus_per_task": 3}, 3)]:
+        monkeypatch.setattr(HydraConfig, "get", staticmethod(lambda: OmegaConf.create({"launcher": launcher})))
+        assert threads_per_job() == threads, launcher
+
+
+def write_job(folder, overrides, result, monitor=("val/acc", "max")):
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"trainer": dict(zip(("monitor", "mode"), monitor))}))
+    if result is not None:
+        (folder / "metrics.json").write_text(json.dumps(result))
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_report_groups_seeds_with_mean_and_std_best_first(tmp_path, mode):
+    scores = {("0.1", "0"): 0.5, ("0.1", "1"): 0.7, ("0.01", "0"): 0.8, ("0.01", "1"): 0.9}
+    for (lr, seed), score in scores.items():
+        write_job(tmp_path / f"lr={lr},seed={seed}", ["model=mlp", f"optimizer.lr={lr}", f"seed={seed}"],
+                  {"status": "finished", "val/acc": score, "test/acc": score - 0.1}, ("val/acc", mode))
+    write_job(tmp_path / "lr=1,seed=0", ["model=mlp", "optimizer.lr=1", "seed=0"],
+              {"status": "diverged", "error": "train/loss is nan at step 3"}, ("val/acc", mode))
+    write_job(tmp_path / "lr=1,seed=1", ["model=mlp", "optimizer.lr=1", "seed=1"], None, ("val/acc", mode))
+
+    text = write_report(tmp_path)
+    groups = list(csv.DictReader((tmp_path / "report.csv").open()))
+    assert [g["optimizer.lr"] for g in groups] == (["0.01", "0.1", "1"] if mode == "max" else ["0.1", "0.01", "1"])
+    best = groups[0]
+    values = [s for (lr, _), s in scores.items() if lr == best["optimizer.lr"]]
+    assert float(best["val/acc mean"]) == pytest.approx(statistics.fmean(values))
+    assert float(best["val/acc std"]) == pytest.approx(statistics.stdev(values))
+    assert "model" not in groups[0]  # the same in every job: not a column
+    assert f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}" in text
+    assert "| lr=1,seed=0 | diverged | train/loss is nan at step 3 |" in text
+    assert "| lr=1,seed=1 | unfinished |" in text  # no metrics.json: killed, or still running
+    jobs = list(csv.DictReader((tmp_path / "jobs.csv").open()))
+    assert len(jobs) == 6 and {j["status"] for j in jobs} == {"finished", "diverged", "unfinished"}
+
+
+def test_report_of_a_folder_without_jobs_says_so(tmp_path):
+    proc = dlpy("report", str(tmp_path), cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "no job folders" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_seed_sweep_has_one_folder_per_seed_and_a_report(tmp_path, data_dir):
+    dlpy("train", "-m", *FAST, "model=mlp", "seed=0,1", cwd=tmp_path, data_dir=data_dir)
+    sweep = only_sweep(tmp_path)
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["seed=0", "seed=1"]
+    saved = OmegaConf.load(sweep / "multirun.yaml")  # the sweep's config, once, at its root
+    assert "seed=0,1" in saved.hydra.overrides.task
+    accs = [metrics(sweep / f"seed={s}")["test/acc"] for s in (0, 1)]
+    assert (sweep / "report.csv").is_file()  # written when the sweep ended
+
+    out = dlpy("report", str(sweep), cwd=tmp_path).stdout
+    assert f"| 2 | {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} |" in out
+
+
+def test_rerunning_a_sweep_with_resume_auto_skips_finished_jobs_and_continues_the_others(tmp_path, data_dir):
+    command = ["train", "-m", *FAST, "model=mlp", "seed=0,1,2"]
+    dlpy(*command, cwd=tmp_path, data_dir=data_dir)
+    sweep = only_sweep(tmp_path)
+    finished = (sweep / "seed=0" / "metrics.json").read_text()
+    # seed=1 stopped after its checkpoint (its status says so); seed=2 died before saving anything
+    (sweep / "seed=1" / "metrics.json").write_text(json.dumps({"status": "interrupted"}))
+    for path in [sweep / "seed=2" / "metrics.json", *(sweep / "seed=2" / "checkpoints").iterdir()]:
+        path.unlink()
+
+    proc = dlpy(*command, "trainer.resume=auto", cwd=tmp_path, data_dir=data_dir)
+    assert only_sweep(tmp_path) == sweep and f"continuing the sweep in {sweep}" in proc.stderr
+    assert (sweep / "seed=0" / "metrics.json").read_text() == finished  # skipped, untouched
+    assert "seed=0 has finished, skipping it" in proc.stdout + proc.stderr
+    assert f"resumed from {sweep / 'seed=1' / 'checkpoints' / 'last.pt'}" in proc.stdout + proc.stderr
+    assert metrics(sweep / "seed=1")["status"] == metrics(sweep / "seed=2")["status"] == "finished"
