@@ -115,3 +115,34 @@ def test_rerunning_a_sweep_with_resume_auto_skips_finished_jobs_and_continues_th
     assert "seed=0 has finished, skipping it" in proc.stdout + proc.stderr
     assert f"resumed from {sweep / 'seed=1' / 'checkpoints' / 'last.pt'}" in proc.stdout + proc.stderr
     assert metrics(sweep / "seed=1")["status"] == metrics(sweep / "seed=2")["status"] == "finished"
+
+
+def test_optuna_search_runs_its_trials_and_records_the_best(tmp_path, data_dir):
+    dlpy("train", "-m", "hparams_search=mlp", *FAST, "hydra.sweeper.n_trials=3", cwd=tmp_path, data_dir=data_dir)
+    sweep = only_sweep(tmp_path)
+    trials = [p for p in sweep.iterdir() if (p / "metrics.json").is_file()]
+    assert len(trials) == 3 and all("optimizer.lr=" in p.name and "model.dropout=" in p.name for p in trials)
+    best = OmegaConf.load(sweep / "optimization_results.yaml")
+    assert best.best_value == max(metrics(p)["val/acc"] for p in trials)  # maximised: the classifier's val/acc
+    assert set(best.best_params) == {"optimizer.lr", "optimizer.weight_decay", "model.hidden", "model.dropout"}
+    assert (sweep / "multirun.yaml").is_file() and (sweep / "report.csv").is_file()
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+def test_launchers_run_the_jobs_in_processes_of_their_own(launcher, tmp_path, data_dir):
+    dlpy("train", "-m", f"launcher={launcher}", *FAST, "model=mlp", "seed=0,1", cwd=tmp_path, data_dir=data_dir)
+    sweep = only_sweep(tmp_path)
+    assert [metrics(sweep / f"seed={s}")["status"] for s in (0, 1)] == ["finished", "finished"]
+    if launcher == "submitit_local":
+        assert list((sweep / ".submitit").iterdir())  # submitit's own job records
+
+
+def test_a_launcher_whose_plugin_is_missing_names_the_extra_to_install(tmp_path):
+    from dlpy.sweep import installed
+
+    if installed("hydra_plugins.hydra_ray_launcher"):
+        pytest.skip("hydra-ray-launcher is installed here, so nothing is missing")
+    for args in (["launcher=ray"], ["hydra/launcher=ray"]):
+        proc = dlpy("train", "-m", *args, "model=mlp", cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "hydra-ray-launcher" in proc.stderr and "dlpy[ray]" in proc.stderr
