@@ -47,6 +47,10 @@ def train_command(args):
     sweep.check_plugins(args, CONF_DIR)
     multirun = "-m" in args or "--multirun" in args
     args += sweep.multirun_args(args) if multirun else run_dir_for_resume(args)
+    if "RANK" in os.environ:  # a process of torchrun's: those of rank > 0 leave no run folder of their own
+        from dlpy.distributed import worker_args
+
+        args += worker_args(args)
     from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
 
     sys.argv = ["dlpy train", *args]

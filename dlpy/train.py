@@ -45,7 +45,8 @@ def train(cfg, run_dir):
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
                 "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"} | task.summary()
-    save_json(metrics, Path(run_dir) / "metrics.json")
+    if trainer.is_main:  # data-parallel runs: rank 0 writes
+        save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
