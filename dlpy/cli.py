@@ -51,10 +51,10 @@ def train_command(args):
         from dlpy.distributed import worker_args
 
         args += worker_args(args)
-    from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
+    from dlpy import job  # light: torch is imported by the jobs themselves
 
     sys.argv = ["dlpy train", *args]
-    train.main()
+    job.main()
 
 
 def presets(group):
