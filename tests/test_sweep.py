@@ -7,7 +7,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import FAST
+from conftest import FAST, presets
 from dlpy.report import write_report
 from dlpy.sweep import job_dirname, threads_per_job
 from test_cli import dlpy
@@ -146,3 +146,28 @@ def test_a_launcher_whose_plugin_is_missing_names_the_extra_to_install(tmp_path)
         proc = dlpy("train", "-m", *args, "model=mlp", cwd=tmp_path, check=False)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert "hydra-ray-launcher" in proc.stderr and "dlpy[ray]" in proc.stderr
+
+
+@pytest.mark.parametrize("preset", presets("hparams_search"))
+def test_every_search_preset_searches_keys_its_config_has(preset, data_dir):
+    from hydra import compose, initialize_config_dir
+
+    from dlpy import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [f"data_dir={data_dir}", f"hparams_search={preset}"], return_hydra_config=True)
+    assert cfg.hydra.sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.trainer.mode]
+    for key in cfg.hydra.sweeper.params:
+        assert OmegaConf.select(cfg, key, default="missing") != "missing", f"{preset}: {key} is not in the config"
+
+
+@pytest.mark.parametrize("preset", [p for p in presets("launcher") if p != "ray"])  # ray: the plugin is not pinned
+def test_every_launcher_preset_selects_its_plugin(preset, data_dir):
+    from hydra import compose, initialize_config_dir
+
+    from dlpy import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", [f"data_dir={data_dir}", f"launcher={preset}"], return_hydra_config=True)
+    assert preset.split("_")[0] in cfg.hydra.launcher._target_.lower()
+    assert cfg.trainer.threads == 0  # shared out when the job runs; outside a sweep, torch's default
