@@ -120,7 +120,7 @@ def check_plugins(args, conf_dir):
         key, _, value = arg.lstrip("+").partition("=")
         if key in ("hydra/launcher", "hydra/sweeper"):
             wanted.append((arg, value))
-        elif (Path(conf_dir) / key / f"{value}.yaml").is_file():
+        elif "/" not in key + value and (Path(conf_dir) / key / f"{value}.yaml").is_file():  # a preset
             text = (Path(conf_dir) / key / f"{value}.yaml").read_text()
             wanted += [(arg, m) for m in re.findall(r"override /hydra/(?:launcher|sweeper): *(\w+)", text)]
     for arg, name in wanted:
