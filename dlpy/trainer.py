@@ -161,10 +161,11 @@ class Trainer:
             logs = self.training_step(batch)
             self.step += 1
             self.epoch_batches += 1
-            self.train_samples += len(batch[0]) * (self.ddp.world if self.ddp else 1)
+            samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every process's slices
+            self.train_samples += samples
             for key, value in logs.items():  # running sums stay on the device: no sync per step
                 self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
-            self._call("on_train_batch_end", logs, len(batch[0]))
+            self._call("on_train_batch_end", logs, samples)
             if self.should_stop or (self.max_steps and self.step >= self.max_steps):
                 break  # a task may stop the run mid-epoch (an agent that solved its environment)
         if self.ddp:  # the epoch's numbers over every process's batches
