@@ -59,10 +59,19 @@ def threads_per_job():
     launcher = HydraConfig.get().launcher
     if launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     jobs = int(launcher.get("n_jobs") or 1)
     jobs = jobs if jobs > 0 else max(1, cores + 1 + jobs)
     return max(1, cores // jobs)
+
+
+def usable_cores():
+    """The cores this process may use: joblib counts them as its launcher does (affinity and cgroup quotas)."""
+    try:
+        from joblib import cpu_count
+    except ImportError:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return cpu_count()
 
 
 def task_overrides(args):

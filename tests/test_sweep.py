@@ -40,7 +40,7 @@ def test_a_long_job_folder_name_is_cut_and_stays_unique():
 def test_parallel_jobs_share_the_cores_out(monkeypatch):
     from hydra.core.hydra_config import HydraConfig
 
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr("dlpy.sweep.usable_cores", lambda: 8)
     assert threads_per_job() == 0  # outside a sweep: torch's default
     monkeypatch.setattr(HydraConfig, "initialized", staticmethod(lambda: True))
     for launcher, threads in [({"n_jobs": 2}, 4), ({"n_jobs": -1}, 1), ({"n_jobs": 16}, 1), ({"cpus_per_task": 3}, 3)]:
