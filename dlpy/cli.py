@@ -1,4 +1,4 @@
-"""`dlpy train|eval|sample|report|list`: the command line."""
+"""`dlpy train|eval|sample|visualize|report|list`: the command line."""
 import os
 import sys
 from pathlib import Path
@@ -17,6 +17,11 @@ commands:
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
                            predictions) as PNGs into <run dir>/samples/; for a character model,
                            print text: length=400 temperature=0.2,0.5,1.0,1.2
+  visualize <run dir> kind=activations|filters|gradcam|deepdream|style_transfer [k=v]
+                           what a convnet sees, as PNGs in <run dir>/visualize/ and in TensorBoard:
+                           activations|filters [layer=a,b index=0], gradcam [layer= index=0 n=16
+                           target=<class>], deepdream image=FILE, style_transfer image=FILE style=FILE;
+                           the last two also on weights=vgg16|vgg19|inception_v3 (ImageNet)
   report <sweep dir>       every job's overrides and final metrics, mean and std over seeds, best first;
                            also saved as report.csv (by configuration) and jobs.csv in the sweep folder
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
@@ -29,7 +34,7 @@ def main(argv=None):
         print(USAGE, end="")
         return 0
     commands = {"train": train_command, "eval": eval_command, "sample": sample_command,
-                "report": report_command, "list": list_command}
+                "visualize": visualize_command, "report": report_command, "list": list_command}
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -188,6 +193,45 @@ def sample_command(args):
         else:
             save_png(value, run_dir / "samples" / f"{name}.png")
             print(run_dir / "samples" / f"{name}.png")
+
+
+def visualize_command(args):
+    """What a convnet sees (dlpy/visualize.py): PNGs in <run dir>/visualize/ and the same images in TensorBoard."""
+    from dlpy import visualize
+
+    usage = f"dlpy visualize <run dir> kind={'|'.join(visualize.KINDS)} [option=value ...]"
+    own, rest = own_options(args, {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)})
+    kind = own.pop("kind", None)
+    if kind not in visualize.KINDS:
+        raise DlpyError(unknown("kind", kind, visualize.KINDS) if kind else f"kind= is required; usage: {usage}")
+    kwargs = visualize.typed(kind, own)
+    if "weights" in kwargs:  # a torchvision network: the folder only receives the images
+        if len(rest) != 1 or rest[0].startswith("-"):
+            raise DlpyError(f"usage: dlpy visualize <output dir> kind={kind} weights=... (no run overrides)")
+        from dlpy.trainer import resolve_device
+
+        run_dir, data = Path(rest[0]), None
+        network = visualize.pretrained(kwargs.pop("weights"), resolve_device("auto"))
+    else:
+        run_dir, _, trainer = load_run(rest, usage)
+        network, data = visualize.Network.of_run(trainer), trainer.data
+    images = visualize.KINDS[kind](network, data, **kwargs)
+    write_images(images, run_dir)
+
+
+def write_images(images, run_dir):
+    """uint8 (3, H, W) images as <run dir>/visualize/<name>.png and as visualize/<name> in the run's TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dlpy.plots import save_png
+
+    (run_dir / "visualize").mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(run_dir))
+    for name, image in images.items():
+        save_png(image, run_dir / "visualize" / f"{name}.png")
+        writer.add_image(f"visualize/{name}", image, 0)
+        print(run_dir / "visualize" / f"{name}.png")
+    writer.close()
 
 
 def report_command(args):

@@ -27,7 +27,7 @@ def test_console_script_is_installed():
 
 def test_help_lists_the_subcommands(tmp_path):
     out = dlpy("--help", cwd=tmp_path).stdout
-    for command in ("train", "eval", "report", "list"):
+    for command in ("train", "eval", "sample", "visualize", "report", "list"):
         assert f"\n  {command} " in out
 
 
