@@ -120,5 +120,8 @@ class DataParallel:
         torch.manual_seed(int(torch.randint(2**62, ())) + self.rank)
 
     def close(self):
+        """At exit, once every process got here: a process that tore its group down while another still
+        talked to it, or left it to the interpreter's shutdown, sometimes died in gloo's threads (SIGABRT)."""
         if dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()

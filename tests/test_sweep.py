@@ -171,3 +171,17 @@ def test_every_launcher_preset_selects_its_plugin(preset, data_dir):
         cfg = compose("train", [f"data_dir={data_dir}", f"launcher={preset}"], return_hydra_config=True)
     assert preset.split("_")[0] in cfg.hydra.launcher._target_.lower()
     assert cfg.trainer.threads == 0  # shared out when the job runs; outside a sweep, torch's default
+
+
+def test_resume_auto_without_a_sweep_picks_the_newest_run_of_the_same_overrides(tmp_path, monkeypatch):
+    from dlpy.cli import run_dir_for_resume
+
+    runs = {"2026-01-01/09-00-00": ["model=mlp"], "2026-01-02/09-00-00": ["model=mlp", "trainer.resume=auto"],
+            "2026-01-03/09-00-00": ["model=cnn"]}
+    for name, overrides in runs.items():
+        (tmp_path / "outputs" / name / ".hydra").mkdir(parents=True)
+        (tmp_path / "outputs" / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    monkeypatch.chdir(tmp_path)
+    newest = tmp_path / "outputs" / "2026-01-02" / "09-00-00"
+    assert run_dir_for_resume(["model=mlp", "trainer.resume=auto"]) == [f"hydra.run.dir='{newest}'"]
+    assert run_dir_for_resume(["model=resnet", "trainer.resume=auto"]) == []  # nothing to continue: a new run
