@@ -1,4 +1,5 @@
-"""`dlpy train|eval|sample|visualize|list`: the command line."""
+"""`dlpy train|eval|sample|visualize|report|list`: the command line."""
+import os
 import sys
 from pathlib import Path
 
@@ -21,6 +22,8 @@ commands:
                            activations|filters [layer=a,b index=0], gradcam [layer= index=0 n=16
                            target=<class>], deepdream image=FILE, style_transfer image=FILE style=FILE;
                            the last two also on weights=vgg16|vgg19|inception_v3 (ImageNet)
+  report <sweep dir>       every job's overrides and final metrics, mean and std over seeds, best first;
+                           also saved as report.csv (by configuration) and jobs.csv in the sweep folder
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -31,7 +34,7 @@ def main(argv=None):
         print(USAGE, end="")
         return 0
     commands = {"train": train_command, "eval": eval_command, "sample": sample_command,
-                "visualize": visualize_command, "list": list_command}
+                "visualize": visualize_command, "report": report_command, "list": list_command}
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -43,12 +46,20 @@ def main(argv=None):
 
 
 def train_command(args):
+    from dlpy import sweep
+
     check_group_choices(args)
-    args += run_dir_for_resume(args)
-    from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
+    sweep.check_plugins(args, CONF_DIR)
+    multirun = "-m" in args or "--multirun" in args
+    args += sweep.multirun_args(args) if multirun else run_dir_for_resume(args)
+    if "RANK" in os.environ:  # a process of torchrun's: those of rank > 0 leave no run folder of their own
+        from dlpy.distributed import worker_args
+
+        args += worker_args(args)
+    from dlpy import job  # light: torch is imported by the jobs themselves
 
     sys.argv = ["dlpy train", *args]
-    train.main()
+    job.main()
 
 
 def presets(group):
@@ -68,10 +79,20 @@ def check_group_choices(args):
 
 
 def run_dir_for_resume(args):
-    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR."""
-    if "-m" in args or "--multirun" in args or any(a.startswith("hydra.run.dir=") for a in args):
+    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR.
+
+    trainer.resume=auto stands for the newest run folder made by the same overrides, if there is one.
+    """
+    if any(a.startswith("hydra.run.dir=") for a in args):
         return []
     for arg in args:
+        if arg == "trainer.resume=auto":
+            from dlpy.sweep import earlier_output
+
+            earlier = earlier_output(args, multirun=False)
+            if earlier:
+                print(f"trainer.resume=auto: continuing the run in {earlier.resolve()}", file=sys.stderr)
+            return [f"hydra.run.dir='{earlier.resolve()}'"] if earlier else []
         if arg.startswith("trainer.resume="):
             path = Path(arg.partition("=")[2]).expanduser()
             if not path.exists():
@@ -211,6 +232,15 @@ def write_images(images, run_dir):
         writer.add_image(f"visualize/{name}", image, 0)
         print(run_dir / "visualize" / f"{name}.png")
     writer.close()
+
+
+def report_command(args):
+    from dlpy.report import write_report
+
+    if len(args) != 1 or args[0].startswith("-"):
+        raise DlpyError("usage: dlpy report <sweep dir>")
+    print(write_report(args[0]), end="")
+    print(f"\nsaved: {Path(args[0]) / 'report.csv'} (by configuration), {Path(args[0]) / 'jobs.csv'} (every job)")
 
 
 def list_command(args):

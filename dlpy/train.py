@@ -22,8 +22,15 @@ log = logging.getLogger("dlpy")
 
 
 def train(cfg, run_dir):
+    # trainer.resume=auto: skip a finished run, continue an unfinished one from its last checkpoint
+    if cfg.trainer.resume == "auto" and (done := finished_metrics(run_dir)):
+        log.info("trainer.resume=auto: %s has finished, skipping it", run_dir)
+        return done.get(cfg.trainer.monitor)
     if cfg.dataset.get("folds") and "fold" in cfg.dataset and cfg.dataset.fold is None:
-        return cross_validate(cfg, run_dir)
+        return cross_validate(cfg, run_dir)  # each fold decides for itself in its own folder
+    if cfg.trainer.resume == "auto":
+        last = Path(run_dir) / "checkpoints" / "last.pt"
+        cfg.trainer.resume = str(last) if last.is_file() else None  # None: it never saved one, start afresh
     start = time.perf_counter()
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
@@ -38,7 +45,8 @@ def train(cfg, run_dir):
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
                 "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"} | task.summary()
-    save_json(metrics, Path(run_dir) / "metrics.json")
+    if trainer.is_main:  # data-parallel runs: rank 0 writes
+        save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
@@ -63,6 +71,16 @@ def cross_validate(cfg, run_dir):
     save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("%d-fold means: %s", len(runs), "  ".join(f"{k} {metrics[k]:.4f}" for k in scores))
     return metrics.get(cfg.trainer.monitor)
+
+
+def finished_metrics(run_dir):
+    """The metrics of a run that finished, else None (failed, interrupted, or never started)."""
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return None
+    return metrics if metrics.get("status") == "finished" else None
 
 
 def resolved(node, key=None):

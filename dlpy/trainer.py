@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from dlpy import distributed
 from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
 
@@ -63,7 +64,7 @@ class Trainer:
     def __init__(self, *, max_epochs=10, max_steps=0, device="auto", precision="fp32", grad_clip=0.0,
                  monitor="val/acc", mode="max", log_every_n_steps=50, limit_train_batches=0,
                  limit_eval_batches=0, deterministic=False, threads=0, compile=False, channels_last=False,
-                 resume=None, scheduler=None, callbacks=(), config=None):
+                 strategy="single", resume=None, scheduler=None, callbacks=(), config=None):
         for key, value in {"max_epochs": max_epochs, "max_steps": max_steps, "grad_clip": grad_clip,
                            "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
                            "log_every_n_steps": log_every_n_steps, "threads": threads}.items():
@@ -75,7 +76,20 @@ class Trainer:
             raise DlpyError(f"trainer.precision: unknown {precision!r}; known: {', '.join(PRECISIONS)}")
         if mode not in ("min", "max"):
             raise DlpyError(f"trainer.mode must be 'min' or 'max', got {mode!r}")
+        if strategy not in distributed.STRATEGIES:
+            raise DlpyError(f"trainer.strategy: unknown {strategy!r}; known: {', '.join(distributed.STRATEGIES)}")
+        if strategy == "single" and distributed.world_size() > 1:
+            raise DlpyError(f"torchrun started {distributed.world_size()} processes, but trainer.strategy is single: "
+                            "add trainer.strategy=ddp")
         self.device = resolve_device(device)
+        self.ddp = None  # the data-parallel process group (trainer.strategy=ddp), see dlpy/distributed.py
+        if strategy == "ddp":
+            if self.device.type == "cuda" and self.device.index is None:  # one GPU per process
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            self.ddp = distributed.DataParallel(self.device)
+        self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
+        self._deferred = None  # a DDP step's (loss, optimizer), back-propagated after the wrapped forward
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.max_epochs, self.max_steps, self.grad_clip = max_epochs, max_steps, grad_clip
@@ -102,6 +116,10 @@ class Trainer:
         task.trainer = self
         task.attach(data)
         task.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        if self.ddp:
+            if not hasattr(data, "shard"):
+                raise DlpyError(f"trainer.strategy=ddp shards tensor data sets; {type(data).__name__} is not one")
+            data.shard(self.ddp.rank, self.ddp.world)
 
     def fit(self, task, data):
         self.setup(task, data)
@@ -112,6 +130,9 @@ class Trainer:
                            if self.scheduler_factory else None for opt in self.optimizers]
         if self.resume:
             self.load(resolve_checkpoint(self.resume))
+        self.step_module = self.ddp.wrap(task) if self.ddp else None
+        if self.ddp:
+            self.ddp.decorrelate_rng()
         if self.compile:
             for module in task.children():
                 module.compile()
@@ -137,18 +158,39 @@ class Trainer:
         for batch in islice(self.task.batches(self.data), int(self.steps_per_epoch)):
             self.first_step_at = self.first_step_at or time.time()
             batch = self._prepare(batch)
-            with self.autocast():
-                logs = self.task.training_step(batch, self.step)
+            logs = self.training_step(batch)
             self.step += 1
             self.epoch_batches += 1
-            self.train_samples += len(batch[0])
+            samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every process's slices
+            self.train_samples += samples
             for key, value in logs.items():  # running sums stay on the device: no sync per step
                 self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
-            self._call("on_train_batch_end", logs, len(batch[0]))
+            self._call("on_train_batch_end", logs, samples)
             if self.should_stop or (self.max_steps and self.step >= self.max_steps):
                 break  # a task may stop the run mid-epoch (an agent that solved its environment)
+        if self.ddp:  # the epoch's numbers over every process's batches
+            self.epoch_sums = self.ddp.mean(self.epoch_sums)
         self.epoch += 1
         self.train_time += time.perf_counter() - start
+
+    def training_step(self, batch):
+        """The task's step; under DDP through the wrapper, with the task's backward pass run after it returns.
+
+        DistributedDataParallel arms its gradient averaging when its forward returns, so the loss the
+        task hands to `backward` inside the step is kept and back-propagated here, after the forward.
+        """
+        if not self.ddp:
+            with self.autocast():
+                return self.task.training_step(batch, self.step)
+        self._deferred = []
+        try:
+            with self.autocast():
+                logs = self.step_module(batch, self.step)
+            for loss, optimizer in self._deferred:
+                self._backward(loss, optimizer)
+        finally:
+            self._deferred = None
+        return logs
 
     def epoch_means(self):
         return {key: float(total) / max(1, self.epoch_batches) for key, total in self.epoch_sums.items()}
@@ -159,6 +201,14 @@ class Trainer:
         Gradients are cleared first: a GAN's generator loss also reaches the discriminator's
         parameters, and those gradients must not leak into the discriminator's next step.
         """
+        if self._deferred is not None:  # inside a DDP forward: back-propagate after it
+            if self._deferred:
+                raise DlpyError("trainer.strategy=ddp: the task took two optimizer steps in one training step")
+            self._deferred.append((loss, optimizer))
+            return
+        self._backward(loss, optimizer)
+
+    def _backward(self, loss, optimizer):
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward()
@@ -176,19 +226,23 @@ class Trainer:
         batches = map(self._prepare, self.data.eval_batches(split))
         if self.limit_eval_batches:
             batches = islice(batches, self.limit_eval_batches)
+        seen = []  # the samples of each batch this process evaluated: its weight in the mean over processes
+        batches = (seen.append(len(batch[0])) or batch for batch in batches)
         self.task.eval()
         with torch.inference_mode(), self.autocast():
             metrics = self.task.evaluate(batches, split)
         self.task.train()
-        return metrics
+        return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
     def validate(self):
         return self.evaluate("val")
 
     def test(self, checkpoint=None):
         """Evaluate the given checkpoint's weights (else the current ones) on val and test, once."""
-        if checkpoint is not None and checkpoint.exists():
+        if checkpoint is not None and self.is_main and checkpoint.exists():
             self.task.load_state_dict(load_checkpoint(checkpoint, self.device)["task"])
+        if self.ddp:  # the checkpoint is rank 0's file: its weights reach the others over the process group
+            self.ddp.broadcast_state(self.task)
         metrics = {**self.validate(), **self.evaluate("test")}
         self._call("on_test_end", metrics)
         return metrics
@@ -224,7 +278,8 @@ class Trainer:
 
     def _call(self, hook, *args):
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            if self.is_main or not callback.main_process_only:
+                getattr(callback, hook)(self, *args)
 
     # -- checkpoints: everything needed to continue exactly --------------------------------
 
