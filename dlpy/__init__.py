@@ -20,10 +20,27 @@ def _env_shape(env_id, key):
     return shape[key] if shape else None
 
 
+def _job_dirname(num, overrides):
+    from dlpy.sweep import job_dirname
+
+    return job_dirname(num, overrides)
+
+
+def _threads_per_job():
+    from dlpy.sweep import threads_per_job
+
+    return threads_per_job()
+
+
 def _register_resolvers():
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
+    OmegaConf.register_new_resolver("dlpy.job_dirname", _job_dirname, replace=True)  # hydra.sweep.subdir
+    OmegaConf.register_new_resolver("dlpy.threads_per_job", _threads_per_job, replace=True)  # launcher presets
+    # hparams_search presets: Optuna's direction from trainer.mode
+    OmegaConf.register_new_resolver("dlpy.direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode],
+                                    replace=True)
 
 
 _register_resolvers()

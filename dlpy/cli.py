@@ -1,4 +1,4 @@
-"""`dlpy train|eval|list`: the command line.
+"""`dlpy train|eval|sample|visualize|report|list`: the command line.
 
 Whatever goes wrong with the input, the user reads one line, `dlpy: error: ...`, naming the key,
 override or file at fault, and the exit status is non-zero; tracebacks are for dlpy's own bugs.
@@ -23,6 +23,13 @@ commands:
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
                            predictions) as PNGs into <run dir>/samples/; for a character model,
                            print text: length=400 temperature=0.2,0.5,1.0,1.2
+  visualize <run dir> kind=activations|filters|gradcam|deepdream|style_transfer [k=v]
+                           what a convnet sees, as PNGs in <run dir>/visualize/ and in TensorBoard:
+                           activations|filters [layer=a,b index=0], gradcam [layer= index=0 n=16
+                           target=<class>], deepdream image=FILE, style_transfer image=FILE style=FILE;
+                           the last two also on weights=vgg16|vgg19|inception_v3 (ImageNet)
+  report <sweep dir>       every job's overrides and final metrics, mean and std over seeds, best first;
+                           also saved as report.csv (by configuration) and jobs.csv in the sweep folder
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -32,7 +39,8 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    commands = {"train": train_command, "eval": eval_command, "sample": sample_command, "list": list_command}
+    commands = {"train": train_command, "eval": eval_command, "sample": sample_command,
+                "visualize": visualize_command, "report": report_command, "list": list_command}
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -47,14 +55,22 @@ def main(argv=None):
 
 
 def train_command(args):
+    from dlpy import sweep
+
     check_flags(args)
     check_group_choices(args)
-    args += run_dir_for_resume(args)
-    from dlpy import train  # imports torch: keep `dlpy --help` and `dlpy list` errors fast
+    sweep.check_plugins(args, CONF_DIR)
+    multirun = "-m" in args or "--multirun" in args
+    args += sweep.multirun_args(args) if multirun else run_dir_for_resume(args)
+    if "RANK" in os.environ:  # a process of torchrun's: those of rank > 0 leave no run folder of their own
+        from dlpy.distributed import worker_args
+
+        args += worker_args(args)
+    from dlpy import job  # light: torch is imported by the jobs themselves
 
     sys.argv = ["dlpy train", *args]
     with handling(raise_interrupted), config_errors_in_one_line():
-        train.main()
+        job.main()
 
 
 def check_flags(args):
@@ -106,10 +122,20 @@ def check_group_choices(args):
 
 
 def run_dir_for_resume(args):
-    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR."""
-    if "-m" in args or "--multirun" in args or any(a.startswith("hydra.run.dir=") for a in args):
+    """A resumed run keeps writing into its own folder: trainer.resume=DIR sets hydra.run.dir=DIR.
+
+    trainer.resume=auto stands for the newest run folder made by the same overrides, if there is one.
+    """
+    if any(a.startswith("hydra.run.dir=") for a in args):
         return []
     for arg in args:
+        if arg == "trainer.resume=auto":
+            from dlpy.sweep import earlier_output
+
+            earlier = earlier_output(args, multirun=False)
+            if earlier:
+                print(f"trainer.resume=auto: continuing the run in {earlier.resolve()}", file=sys.stderr)
+            return [f"hydra.run.dir='{earlier.resolve()}'"] if earlier else []
         if arg.startswith("trainer.resume="):
             path = Path(arg.partition("=")[2]).expanduser()
             if not path.exists():
@@ -210,6 +236,54 @@ def sample_command(args):
         else:
             save_png(value, run_dir / "samples" / f"{name}.png")
             print(run_dir / "samples" / f"{name}.png")
+
+
+def visualize_command(args):
+    """What a convnet sees (dlpy/visualize.py): PNGs in <run dir>/visualize/ and the same images in TensorBoard."""
+    from dlpy import visualize
+
+    usage = f"dlpy visualize <run dir> kind={'|'.join(visualize.KINDS)} [option=value ...]"
+    own, rest = own_options(args, {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)})
+    kind = own.pop("kind", None)
+    if kind not in visualize.KINDS:
+        raise DlpyError(unknown("kind", kind, visualize.KINDS) if kind else f"kind= is required; usage: {usage}")
+    kwargs = visualize.typed(kind, own)
+    if "weights" in kwargs:  # a torchvision network: the folder only receives the images
+        if len(rest) != 1 or rest[0].startswith("-"):
+            raise DlpyError(f"usage: dlpy visualize <output dir> kind={kind} weights=... (no run overrides)")
+        from dlpy.trainer import resolve_device
+
+        run_dir, data = Path(rest[0]), None
+        network = visualize.pretrained(kwargs.pop("weights"), resolve_device("auto"))
+    else:
+        run_dir, _, trainer = load_run(rest, usage)
+        network, data = visualize.Network.of_run(trainer), trainer.data
+    images = visualize.KINDS[kind](network, data, **kwargs)
+    write_images(images, run_dir)
+
+
+def write_images(images, run_dir):
+    """uint8 (3, H, W) images as <run dir>/visualize/<name>.png and as visualize/<name> in the run's TensorBoard."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from dlpy.plots import save_png
+
+    (run_dir / "visualize").mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(run_dir))
+    for name, image in images.items():
+        save_png(image, run_dir / "visualize" / f"{name}.png")
+        writer.add_image(f"visualize/{name}", image, 0)
+        print(run_dir / "visualize" / f"{name}.png")
+    writer.close()
+
+
+def report_command(args):
+    from dlpy.report import write_report
+
+    if len(args) != 1 or args[0].startswith("-"):
+        raise DlpyError("usage: dlpy report <sweep dir>")
+    print(write_report(args[0]), end="")
+    print(f"\nsaved: {Path(args[0]) / 'report.csv'} (by configuration), {Path(args[0]) / 'jobs.csv'} (every job)")
 
 
 def list_command(args):

@@ -47,7 +47,7 @@ def check_output_folder(folder, need=0):
     must hold `need` bytes.
     """
     folder = Path(folder)
-    probe = folder / ".dlpy-write-probe"
+    probe = folder / f".dlpy-write-probe-{os.getpid()}"  # one per process: data-parallel ones share the folder
     try:
         atomic_write(probe, lambda f: f.write(b"dlpy"))
         probe.unlink()

@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
-from dlpy import CONF_DIR, STARTED, callbacks
+from dlpy import CONF_DIR, STARTED, callbacks, distributed
 from dlpy.errors import Diverged, DlpyError, Interrupted, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_signs,
@@ -24,8 +24,15 @@ log = logging.getLogger("dlpy")
 
 
 def train(cfg, run_dir):
+    # trainer.resume=auto: skip a finished run, continue an unfinished one from its last checkpoint
+    if cfg.trainer.resume == "auto" and (done := finished_metrics(run_dir)):
+        log.info("trainer.resume=auto: %s has finished, skipping it", run_dir)
+        return done.get(cfg.trainer.monitor)
     if cfg.dataset.get("folds") and "fold" in cfg.dataset and cfg.dataset.fold is None:
-        return cross_validate(cfg, run_dir)
+        return cross_validate(cfg, run_dir)  # each fold decides for itself in its own folder
+    if cfg.trainer.resume == "auto":
+        last = Path(run_dir) / "checkpoints" / "last.pt"
+        cfg.trainer.resume = str(last) if last.is_file() else None  # None: it never saved one, start afresh
     start = time.perf_counter()
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
         raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {cfg.seed!r}")
@@ -52,7 +59,8 @@ def train(cfg, run_dir):
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
                 "epochs": trainer.epoch, "steps": trainer.step, "nan_skipped": trainer.nan_skipped,
                 "status": "finished"} | task.summary()
-    save_json(metrics, Path(run_dir) / "metrics.json")
+    if trainer.is_main:  # data-parallel runs: rank 0 writes
+        save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
@@ -85,6 +93,19 @@ def cross_validate(cfg, run_dir):
     save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("%d-fold means: %s", len(runs), "  ".join(f"{k} {metrics[k]:.4f}" for k in scores))
     return metrics.get(cfg.trainer.monitor)
+
+
+def finished_metrics(run_dir):
+    """The metrics of a run that finished, else None (failed, interrupted, or never started).
+
+    A diverged run counts as finished: resumed from its last good checkpoint it would diverge again.
+    """
+    path = Path(run_dir) / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return None
+    return metrics if metrics.get("status") in ("finished", "diverged") else None
 
 
 def resolved(node, key=None):
@@ -184,6 +205,8 @@ def record_failure(run_dir, err):
     Its status is the error's own (interrupted by a signal, diverged on a NaN loss), else failed.
     """
     path = Path(run_dir) / "metrics.json"
+    if distributed.rank() > 0:  # data-parallel runs: rank 0 writes
+        return (str(err).splitlines() or [""])[0]
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
     except (OSError, ValueError):

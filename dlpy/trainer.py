@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from dlpy import distributed
 from dlpy.data.base import Shuffled
 from dlpy.errors import Diverged, DlpyError, Interrupted
 from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
@@ -69,7 +70,7 @@ class Trainer:
     def __init__(self, *, max_epochs=10, max_steps=0, device="auto", precision="fp32", grad_clip=0.0,
                  monitor="val/acc", mode="max", log_every_n_steps=50, limit_train_batches=0,
                  limit_eval_batches=0, deterministic=False, threads=0, compile=False, channels_last=False,
-                 on_nan="stop", resume=None, scheduler=None, callbacks=(), config=None):
+                 strategy="single", on_nan="stop", resume=None, scheduler=None, callbacks=(), config=None):
         for key, value in {"max_epochs": max_epochs, "max_steps": max_steps, "grad_clip": grad_clip,
                            "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
                            "log_every_n_steps": log_every_n_steps, "threads": threads}.items():
@@ -83,7 +84,20 @@ class Trainer:
             raise DlpyError(f"trainer.mode must be 'min' or 'max', got {mode!r}")
         if on_nan not in ON_NAN:
             raise DlpyError(f"trainer.on_nan must be {' or '.join(ON_NAN)}, got {on_nan!r}")
+        if strategy not in distributed.STRATEGIES:
+            raise DlpyError(f"trainer.strategy: unknown {strategy!r}; known: {', '.join(distributed.STRATEGIES)}")
+        if strategy == "single" and distributed.world_size() > 1:
+            raise DlpyError(f"torchrun started {distributed.world_size()} processes, but trainer.strategy is single: "
+                            "add trainer.strategy=ddp")
         self.device = resolve_device(device)
+        self.ddp = None  # the data-parallel process group (trainer.strategy=ddp), see dlpy/distributed.py
+        if strategy == "ddp":
+            if self.device.type == "cuda" and self.device.index is None:  # one GPU per process
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            self.ddp = distributed.DataParallel(self.device)
+        self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
+        self._deferred = None  # a DDP step's (loss, optimizer), back-propagated after the wrapped forward
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.max_epochs, self.max_steps, self.grad_clip = max_epochs, max_steps, grad_clip
@@ -113,6 +127,10 @@ class Trainer:
         task.trainer = self
         task.attach(data)
         task.to(self.device, memory_format=torch.channels_last if self.channels_last else torch.preserve_format)
+        if self.ddp:
+            if not hasattr(data, "shard"):
+                raise DlpyError(f"trainer.strategy=ddp shards tensor data sets; {type(data).__name__} is not one")
+            data.shard(self.ddp.rank, self.ddp.world)
 
     def fit(self, task, data):
         self.setup(task, data)
@@ -123,6 +141,9 @@ class Trainer:
                            if self.scheduler_factory else None for opt in self.optimizers]
         if self.resume:
             self.load(resolve_checkpoint(self.resume))
+        self.step_module = self.ddp.wrap(task) if self.ddp else None
+        if self.ddp:
+            self.ddp.decorrelate_rng()
         if self.compile:
             for module in task.children():
                 module.compile()
@@ -155,23 +176,25 @@ class Trainer:
         for batch in islice(self.batches_from(self.batch), int(self.steps_per_epoch) - self.batch):
             self.first_step_at = self.first_step_at or time.time()
             batch = self._prepare(batch)
-            with self.autocast():
-                logs = self.task.training_step(batch, self.step)
+            logs = self.training_step(batch)
             self.step += 1
             self.batch += 1
-            self.train_samples += len(batch[0])
+            samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every process's slices
+            self.train_samples += samples
             if self.nonfinite:
                 self.nan_step(logs)  # stops the run, or skips this batch (trainer.on_nan)
             else:
                 self.epoch_batches += 1
                 for key, value in logs.items():  # running sums stay on the device: no sync per step
                     self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
-            self._call("on_train_batch_end", logs, len(batch[0]))
+            self._call("on_train_batch_end", logs, samples)
             now = time.perf_counter()
             self.train_time, tick = self.train_time + now - tick, now  # so far: a checkpoint inside the epoch has it
             self.stop_if_requested()
             if self.should_stop or (self.max_steps and self.step >= self.max_steps):
                 break  # a task may stop the run mid-epoch (an agent that solved its environment)
+        if self.ddp:  # the epoch's numbers over every process's batches
+            self.epoch_sums = self.ddp.mean(self.epoch_sums)
         self.epoch += 1
         self.batch = 0
 
@@ -193,6 +216,8 @@ class Trainer:
     def stop_if_requested(self):
         """After SIGINT or SIGTERM: the callbacks save a checkpoint at this step, then the run stops."""
         signum = self.stop_request.signum
+        if self.ddp:  # every process stops at the same step, whichever of them got the signal
+            signum = self.ddp.agree(signum or 0) or None
         if signum is None:
             return
         self._call("on_interrupt")
@@ -213,6 +238,25 @@ class Trainer:
         self.nan_skipped += 1
         log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", self.step, losses, self.nan_skipped)
 
+    def training_step(self, batch):
+        """The task's step; under DDP through the wrapper, with the task's backward pass run after it returns.
+
+        DistributedDataParallel arms its gradient averaging when its forward returns, so the loss the
+        task hands to `backward` inside the step is kept and back-propagated here, after the forward.
+        """
+        if not self.ddp:
+            with self.autocast():
+                return self.task.training_step(batch, self.step)
+        self._deferred = []
+        try:
+            with self.autocast():
+                logs = self.step_module(batch, self.step)
+            for loss, optimizer in self._deferred:
+                self._backward(loss, optimizer)
+        finally:
+            self._deferred = None
+        return logs
+
     def epoch_means(self):
         return {key: float(total) / max(1, self.epoch_batches) for key, total in self.epoch_sums.items()}
 
@@ -222,10 +266,21 @@ class Trainer:
         Gradients are cleared first: a GAN's generator loss also reaches the discriminator's
         parameters, and those gradients must not leak into the discriminator's next step.
         """
+        if self._deferred is not None:  # inside a DDP forward: back-propagate after it
+            if self._deferred:
+                raise DlpyError("trainer.strategy=ddp: the task took two optimizer steps in one training step")
+            self._deferred.append((loss, optimizer))
+            return
+        self._backward(loss, optimizer)
+
+    def _backward(self, loss, optimizer):
         optimizer.zero_grad(set_to_none=True)
         # A NaN or infinite loss never reaches the weights. Checking costs one device sync per step; the fp16
         # loss scaler's own skipping of steps with overflowing gradients is something else and goes on below.
-        if not torch.isfinite(loss.detach()).all():
+        nonfinite = not torch.isfinite(loss.detach()).all()
+        if self.ddp:  # all processes skip, or none: one that went on would wait for the others' gradients forever
+            nonfinite = self.ddp.agree(nonfinite)
+        if nonfinite:
             self.nonfinite.append(self.optimizers.index(optimizer))
             return
         with torch.autocast(self.device.type, enabled=False):
@@ -244,19 +299,23 @@ class Trainer:
         batches = map(self._prepare, self.data.eval_batches(split))
         if self.limit_eval_batches:
             batches = islice(batches, self.limit_eval_batches)
+        seen = []  # the samples of each batch this process evaluated: its weight in the mean over processes
+        batches = (seen.append(len(batch[0])) or batch for batch in batches)
         self.task.eval()
         with torch.inference_mode(), self.autocast():
             metrics = self.task.evaluate(batches, split)
         self.task.train()
-        return metrics
+        return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
     def validate(self):
         return self.evaluate("val")
 
     def test(self, checkpoint=None):
         """Evaluate the given checkpoint's weights (else the current ones) on val and test, once."""
-        if checkpoint is not None and checkpoint.exists():
+        if checkpoint is not None and self.is_main and checkpoint.exists():
             self.task.load_state_dict(load_checkpoint(checkpoint, self.device)["task"])
+        if self.ddp:  # the checkpoint is rank 0's file: its weights reach the others over the process group
+            self.ddp.broadcast_state(self.task)
         metrics = {**self.validate(), **self.evaluate("test")}
         self._call("on_test_end", metrics)
         return metrics
@@ -292,7 +351,8 @@ class Trainer:
 
     def _call(self, hook, *args):
         for callback in self.callbacks:
-            getattr(callback, hook)(self, *args)
+            if self.is_main or not callback.main_process_only:
+                getattr(callback, hook)(self, *args)
 
     # -- checkpoints: everything needed to continue exactly --------------------------------
 

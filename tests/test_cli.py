@@ -27,7 +27,7 @@ def test_console_script_is_installed():
 
 def test_help_lists_the_subcommands(tmp_path):
     out = dlpy("--help", cwd=tmp_path).stdout
-    for command in ("train", "eval", "list"):
+    for command in ("train", "eval", "sample", "visualize", "report", "list"):
         assert f"\n  {command} " in out
 
 
@@ -78,9 +78,9 @@ def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
 
 def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp,cnn", cwd=tmp_path, data_dir=data_dir)
-    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"))
-    assert [job.name for job in jobs] == ["0", "1"]
-    for job, model in zip(jobs, ("mlp", "cnn")):
+    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/model=*"))
+    assert [job.name for job in jobs] == ["model=cnn", "model=mlp"]  # named by what varies, not by number
+    for job, model in zip(jobs, ("cnn", "mlp")):
         assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
         assert f"name: {model}" in (job / ".hydra" / "config.yaml").read_text()
         events = b"".join(p.read_bytes() for p in job.glob("events.out.tfevents.*"))
@@ -98,10 +98,16 @@ def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
 
 def test_a_failing_job_does_not_sink_the_sweep(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp", "optimizer.lr=0.01,-1", cwd=tmp_path, data_dir=data_dir)
-    jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/[0-9]*"))
+    sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
+    jobs = [sweep / f"optimizer.lr={lr}" for lr in ("0.01", "-1")]
     status = [json.loads((job / "metrics.json").read_text()) for job in jobs]
     assert [s["status"] for s in status] == ["finished", "failed"]
     assert "optimizer.lr" in status[1]["error"] and "test/acc" in status[0]
+
+    report = dlpy("report", str(sweep), cwd=tmp_path).stdout  # the failure is listed, not a crash
+    assert "sweep" in report and "2 jobs, 1 finished" in report
+    assert f"| optimizer.lr=-1 | failed | {status[1]['error']} |" in report
+    assert f"{status[0]['test/acc']:.4f}" in report
 
 
 @pytest.mark.parametrize("override, key", [

@@ -9,7 +9,9 @@ from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "experiment")
+# experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher: tests/test_sweep.py
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir()
+                if p.is_dir() and p.name not in ("experiment", "hparams_search", "launcher"))
 GROUP_PRESETS = [(group, preset) for group in GROUPS for preset in presets(group)]
 
 

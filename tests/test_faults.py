@@ -159,6 +159,63 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(long_epochs, tmp_pat
     assert 0 < weights(run)["batch"] < 500
 
 
+DDP_FAULTS = """
+import os, signal, sys, torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from dlpy import CONF_DIR
+from dlpy.errors import Interrupted
+from dlpy.registry import TASKS
+from dlpy.tasks.classification import Classification
+from dlpy.train import build_data, build_task, build_trainer
+from dlpy.trainer import seed_everything
+
+
+@TASKS.register("one_rank_faults")
+class OneRankFaults(Classification):
+    '''Rank 1 alone has a NaN loss in step 2 and gets SIGINT in step 5.'''
+
+    def training_step(self, batch, step):
+        x, y = batch
+        loss = F.cross_entropy(self.net(x), y)
+        if dist.get_rank() == 1 and step == 1:
+            loss = loss * float("nan")
+        if dist.get_rank() == 1 and step == 4:
+            os.kill(os.getpid(), signal.SIGINT)
+        self.trainer.backward(loss, self.optimizer)
+        return {"loss/xent": loss.detach()}
+
+
+out, *overrides = sys.argv[1:]
+with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    cfg = compose("train", overrides)
+seed_everything(cfg.seed)
+trainer = build_trainer(cfg, out)
+data = build_data(cfg).to(trainer.device)
+data.seed(cfg.seed)
+try:
+    trainer.fit(build_task(cfg), data)
+    stopped = None
+except Interrupted as stop:
+    stopped = stop.step
+torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{trainer.ddp.rank}.pt")
+"""
+
+
+def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(tmp_path, data_dir):
+    """A NaN loss or a signal in one process: the others must take the same decision at the same step,
+    or they would wait forever for its gradients."""
+    from test_distributed import torchrun
+
+    (tmp_path / "ddp_faults.py").write_text(DDP_FAULTS)
+    torchrun(str(tmp_path / "ddp_faults.py"), str(tmp_path), f"data_dir={data_dir}", *FAST, "model=mlp",
+             "model.task.name=one_rank_faults", "trainer.strategy=ddp", "trainer.on_nan=skip",
+             "trainer.limit_train_batches=8", cwd=tmp_path, data_dir=data_dir)
+    assert [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)] == [{"stopped": 5, "skipped": 1}] * 2
+    assert (weights(tmp_path)["step"], weights(tmp_path)["batch"]) == (5, 5)  # rank 0 saved where both stopped
+
+
 # -- 2. SIGKILL while writing: the previous file stays whole -------------------------------------------------
 
 KILLED_WHILE_WRITING = """

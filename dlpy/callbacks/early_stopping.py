@@ -8,6 +8,8 @@ log = logging.getLogger(__name__)
 class EarlyStopping(callbacks.Callback):
     """Stop when the monitored metric has not improved by min_delta for `patience` evaluations."""
 
+    main_process_only = False  # every data-parallel process must stop at the same epoch
+
     def __init__(self, patience, min_delta=0.0):
         self.patience, self.min_delta = patience, min_delta
         self.best, self.wait = None, 0

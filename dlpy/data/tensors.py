@@ -48,13 +48,12 @@ class TensorData(Shuffled):
         return -(-self.sizes["train"] // self.batch_size)
 
     def train_batches(self):
-        order = torch.randperm(self.sizes["train"], device=self.device, generator=self.generator)
-        for idx in order.split(self.batch_size):
-            yield self.batch("train", idx)
+        for idx in self.shuffled_batches(self.sizes["train"], self.batch_size):
+            yield self.batch("train", self.part(idx))
 
     def eval_batches(self, split):
         for idx in torch.arange(self.sizes[split], device=self.device).split(self.eval_batch_size):
-            yield self.batch(split, idx)
+            yield self.batch(split, self.part(idx))
 
 
 def find_or_download(what, root, name, url, download, unpack=None):

@@ -88,21 +88,21 @@ class ImageData(Shuffled):
         return ((x.float() - self.shift) / self.scale).round().clamp(0, 255).to(torch.uint8)
 
     def train_batches(self):
-        order = torch.randperm(len(self.train), device=self.device, generator=self.generator)
-        for idx in order.split(self.batch_size):
+        for idx in self.shuffled_batches(len(self.train), self.batch_size):
+            # the whole batch is augmented, so data-parallel processes draw the same random numbers
             x = self.train.x[idx]
             if self.crop_padding:
                 x = random_crop(x, self.crop_padding, self.generator)
             if self.hflip:
                 flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            yield self.normalize(x), self.train.y[idx]
+            yield self.normalize(self.part(x)), self.part(self.train.y[idx])
 
     def eval_batches(self, split):
         data = getattr(self, split)
         for start in range(0, len(data), self.eval_batch_size):
             end = start + self.eval_batch_size
-            yield self.normalize(data.x[start:end]), data.y[start:end]
+            yield self.normalize(self.part(data.x[start:end])), self.part(data.y[start:end])
 
 
 def random_crop(x, padding, generator):

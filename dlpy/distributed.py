@@ -1,0 +1,134 @@
+"""Data-parallel training over the processes torchrun starts (trainer.strategy=ddp).
+
+    torchrun --nproc_per_node=2 -m dlpy train trainer.strategy=ddp model=mlp
+
+Every process holds the whole tensor data set (small data, as dlpy keeps it) and takes its slice of
+each batch, so dataset.batch_size stays the global batch and a run sees the samples in the order a
+single process would: N processes train the model one process trains, up to the order of float sums.
+DistributedDataParallel averages the gradients; evaluations are sharded too and their numbers averaged
+over the processes, weighted by the samples each one saw. Rank 0 alone writes logs, checkpoints and
+the run folder.
+"""
+import atexit
+import os
+import shutil
+import tempfile
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from dlpy.errors import DlpyError
+
+STRATEGIES = ("single", "ddp")
+
+
+def world_size():
+    """Processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def rank():
+    return int(os.environ.get("RANK", "0"))
+
+
+def worker_args(args):
+    """Hydra settings for a process of rank > 0: it reads the run folder rank 0 uses when that is known
+    (a resumed run), else a throwaway one, and writes nothing there, so one run leaves one folder."""
+    if rank() == 0:
+        return []
+    extra = ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.job_logging.root.level=WARNING"]
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        scratch = tempfile.mkdtemp(prefix=f"dlpy-rank{rank()}-")
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        extra.append(f"hydra.run.dir='{scratch}'")
+    return extra
+
+
+class TrainingStep(nn.Module):
+    """The task's training step as a module's forward, which DistributedDataParallel can wrap whole.
+
+    Wrapping the task rather than its networks keeps tasks unaware of DDP: a task calls its networks
+    through methods (`net.encode`, `net.generator`) that a per-network wrapper would bypass, and a
+    network called around DDP's forward has its gradients silently left unsynchronised.
+    """
+
+    def __init__(self, task):
+        super().__init__()
+        self.task = task
+
+    def forward(self, batch, step):
+        return self.task.training_step(batch, step)
+
+
+class DataParallel:
+    """One process of a data-parallel run: its rank, the process group, and the collective operations."""
+
+    def __init__(self, device):
+        if world_size() < 2 and "RANK" not in os.environ:
+            raise DlpyError("trainer.strategy=ddp runs under torchrun: torchrun --nproc_per_node=N -m dlpy train "
+                            "trainer.strategy=ddp ...")
+        # NCCL between GPUs, gloo between CPU processes; torchrun's environment says where rank 0 listens
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend, timeout=timedelta(minutes=30))
+            atexit.register(self.close)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.device = device
+
+    def wrap(self, task):
+        """The task's training step wrapped in DistributedDataParallel (which broadcasts rank 0's weights)."""
+        if len(task.trainer.optimizers) != 1:
+            raise DlpyError(f"trainer.strategy=ddp trains tasks with one optimizer; {type(task).__name__} has "
+                            f"{len(task.trainer.optimizers)}: DistributedDataParallel averages gradients once per "
+                            "forward and backward, and its step takes a backward pass per optimizer")
+        if self.device.type == "cuda":  # batch statistics over the global batch, as one GPU would see it
+            task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
+        ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(TrainingStep(task), device_ids=ids)
+
+    def mean(self, values):
+        """{key: tensor or number} averaged over the processes (every process must pass the same keys)."""
+        keys = sorted(values)
+        stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=self.device) for k in keys])
+        dist.all_reduce(stacked)
+        return dict(zip(keys, (stacked / self.world).tolist()))
+
+    def agree(self, value):
+        """The largest of the processes' values (a whole number or a bool), so that all take the same decision:
+        to skip a step whose loss is NaN on one of them, to stop on a signal one of them got."""
+        tensor = torch.tensor(int(value), dtype=torch.int64, device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        return int(tensor)
+
+    def weighted_mean(self, metrics, n):
+        """An evaluation's numbers over all shards: each process's means weighted by its sample count.
+
+        Exact for every per-sample mean (loss, accuracy, MAE, reconstruction per image); a process
+        whose shard was empty contributes nothing.
+        """
+        everyone = [None] * self.world
+        dist.all_gather_object(everyone, (metrics, n))
+        total = sum(count for _, count in everyone)
+        keys = {key for numbers, _ in everyone for key in numbers}
+        return {key: sum(numbers[key] * count for numbers, count in everyone if key in numbers) / total
+                for key in sorted(keys)} if total else {}
+
+    def broadcast_state(self, module):
+        """Rank 0's weights and buffers into every process (after rank 0 loaded a checkpoint)."""
+        for tensor in module.state_dict().values():
+            dist.broadcast(tensor, 0)
+
+    def decorrelate_rng(self):
+        """Different dropout masks and noise in every process: each process's global generators are reseeded
+        from the shared state plus its rank. The data's own shuffling generator stays the same everywhere."""
+        torch.manual_seed(int(torch.randint(2**62, ())) + self.rank)
+
+    def close(self):
+        """At exit, once every process got here: a process that tore its group down while another still
+        talked to it, or left it to the interpreter's shutdown, sometimes died in gloo's threads (SIGABRT)."""
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()

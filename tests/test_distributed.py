@@ -1,0 +1,109 @@
+"""Data-parallel training: torchrun with 2 CPU processes (gloo) against one process on the same global batch."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from conftest import FAST
+from dlpy.errors import DlpyError
+from dlpy.train import build_data, build_task, build_trainer, train
+from dlpy.trainer import seed_everything
+
+# The same few steps for both: no dropout, so one process and two can compute the same thing.
+TINY = ["model=mlp", "model.dropout=0.0"]
+
+SCRIPT = """
+import sys, torch
+from hydra import compose, initialize_config_dir
+from dlpy import CONF_DIR
+from dlpy.train import build_data, build_task, build_trainer
+from dlpy.trainer import seed_everything
+
+out, *overrides = sys.argv[1:]
+with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    cfg = compose("train", overrides)
+seed_everything(cfg.seed)
+trainer = build_trainer(cfg, out)
+data = build_data(cfg).to(trainer.device)
+data.seed(cfg.seed)
+task = build_task(cfg)
+trainer.fit(task, data)
+torch.save({"weights": task.state_dict(), "val": trainer.validate()}, f"{out}/rank{trainer.ddp.rank}.pt")
+"""
+
+
+def torchrun(*args, cwd, data_dir):
+    env = {**os.environ, "DLPY_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def train_in_one_process(make_cfg, run_dir):
+    cfg = make_cfg(*TINY)
+    seed_everything(cfg.seed)
+    trainer = build_trainer(cfg, run_dir)
+    data = build_data(cfg).to(trainer.device)
+    data.seed(cfg.seed)
+    task = build_task(cfg)
+    trainer.fit(task, data)
+    return task.state_dict(), trainer.validate()
+
+
+def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_global_batch(tmp_path, data_dir, make_cfg):
+    (tmp_path / "ddp_train.py").write_text(SCRIPT)
+    torchrun(str(tmp_path / "ddp_train.py"), str(tmp_path), f"data_dir={data_dir}", *FAST, *TINY, "trainer.strategy=ddp",
+             cwd=tmp_path, data_dir=data_dir)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    single, single_val = train_in_one_process(make_cfg, tmp_path / "single")
+
+    assert ranks[0]["weights"].keys() == single.keys()
+    for key in single:
+        assert torch.equal(ranks[0]["weights"][key], ranks[1]["weights"][key]), key  # identical on both ranks
+        torch.testing.assert_close(ranks[0]["weights"][key], single[key], rtol=1e-4, atol=1e-5)
+    assert ranks[0]["val"] == ranks[1]["val"]  # numbers reduced over both shards
+    for key, value in single_val.items():
+        assert ranks[0]["val"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+
+
+def test_torchrun_leaves_one_run_folder_written_by_rank_0(tmp_path, data_dir):
+    proc = torchrun("-m", "dlpy", "train", *FAST, *TINY, "trainer.strategy=ddp", cwd=tmp_path, data_dir=data_dir)
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and "test/acc" in metrics
+    assert (runs[0] / "checkpoints" / "best.pt").is_file() and (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert proc.stdout.count("run folder:") == 1  # rank 1 logs warnings only
+
+
+@pytest.fixture
+def one_process_group(monkeypatch):
+    """A process group of one (gloo), as torchrun --nproc_per_node=1 would set up."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+                       "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(key, value)
+    yield
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_ddp_refuses_a_task_with_two_optimizers_naming_them(one_process_group, make_cfg, tmp_path):
+    with pytest.raises(DlpyError, match="one optimizer; GAN has 2"):
+        train(make_cfg("model=dcgan", "trainer.strategy=ddp", "trainer.device=cpu"), tmp_path)
+
+
+def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(make_cfg, tmp_path, monkeypatch):
+    with pytest.raises(DlpyError, match="torchrun --nproc_per_node=N"):
+        train(make_cfg("model=mlp", "trainer.strategy=ddp"), tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DlpyError, match="add trainer.strategy=ddp"):
+        train(make_cfg("model=mlp"), tmp_path)
