@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 import dlpy
 from conftest import write_aclimdb, write_boston, write_cifar10, write_jena, write_mnist_family
@@ -18,6 +19,7 @@ from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
 from dlpy.io import save_checkpoint
 from dlpy.train import build_data, train
+from test_io import RunsCode
 
 
 # -- Data files that are cut short, corrupted or not the upstream ones are named ------------------------------
@@ -115,6 +117,22 @@ def risky_calls(source):
                 or (name.endswith("np.load") and keywords.get("allow_pickle") == "True")):
             found.append(f"{name} (line {node.lineno})")
     return found
+
+
+def test_pretrained_weights_in_the_hub_cache_are_loaded_without_running_code(tmp_path, monkeypatch):
+    """`dlpy visualize weights=...` reads torchvision's file from torch's hub cache, where anyone may have put one."""
+    from torchvision import models
+
+    from dlpy.visualize import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    cached = tmp_path / "hub" / "checkpoints" / Path(models.get_model_weights("inception_v3").DEFAULT.url).name
+    cached.parent.mkdir(parents=True)
+    torch.save({"payload": RunsCode()}, cached)
+    with pytest.raises(DlpyError, match="weights=inception_v3: cannot load"):
+        pretrained("inception_v3", torch.device("cpu"))
+    assert not (tmp_path / "pwned.txt").exists()
 
 
 def test_no_module_of_dlpy_evaluates_strings_or_unpickles_untrusted_files():
