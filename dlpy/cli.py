@@ -1,11 +1,17 @@
-"""`dlpy train|eval|sample|visualize|report|list`: the command line."""
+"""`dlpy train|eval|sample|visualize|report|list`: the command line.
+
+Whatever goes wrong with the input, the user reads one line, `dlpy: error: ...`, naming the key,
+override or file at fault, and the exit status is non-zero; tracebacks are for dlpy's own bugs.
+"""
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from dlpy import CONF_DIR
-from dlpy.errors import DlpyError
+from dlpy.errors import DlpyError, report
 from dlpy.registry import unknown
+from dlpy.signals import handling, raise_interrupted
 
 USAGE = """usage: dlpy <command> [arguments]
 
@@ -40,14 +46,18 @@ def main(argv=None):
         if command not in commands:
             raise DlpyError(unknown("command", command, commands))
         return commands[command](rest) or 0
-    except DlpyError as err:
-        print(f"dlpy: error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        if report(err) is None:
+            raise  # a bug in dlpy: the traceback is for its authors
+        line, status = report(err)
+        print(line, file=sys.stderr)
+        return status
 
 
 def train_command(args):
     from dlpy import sweep
 
+    check_flags(args)
     check_group_choices(args)
     sweep.check_plugins(args, CONF_DIR)
     multirun = "-m" in args or "--multirun" in args
@@ -59,7 +69,38 @@ def train_command(args):
     from dlpy import job  # light: torch is imported by the jobs themselves
 
     sys.argv = ["dlpy train", *args]
-    job.main()
+    with handling(raise_interrupted), config_errors_in_one_line():
+        job.main()
+
+
+def check_flags(args):
+    """Hydra's command-line flags, parsed as Hydra parses them, but a mistake is one line instead of a usage screen."""
+    from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
+
+    if any(arg in ("-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion") for arg in args):
+        return  # Hydra prints these itself
+    parser = get_args_parser()
+
+    def error(message):
+        raise DlpyError(f"dlpy train: {message} (dlpy train --help lists the options)")
+
+    parser.error = error
+    parser.parse_args(args)
+
+
+@contextmanager
+def config_errors_in_one_line():
+    """Hydra prints a malformed override or a missing key itself, on several lines, unless HYDRA_FULL_ERROR=1:
+    with it set the error reaches `main`, which prints it on one line."""
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["HYDRA_FULL_ERROR"]
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 def presets(group):
@@ -71,6 +112,8 @@ def check_group_choices(args):
     groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
     for arg in args:
         key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and not key.partition("@")[0]:
+            raise DlpyError(f"override {arg!r} names no key: write key=value")
         if not sep or key not in groups or any(c in value for c in "()[]{}"):
             continue  # not a group choice, or a sweep function Hydra expands itself
         for choice in value.split(","):

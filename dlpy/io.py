@@ -2,7 +2,9 @@
 import json
 import os
 import pickle
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -39,6 +41,25 @@ def save_json(obj, path):
     atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
 
 
+def check_output_folder(folder, need=0):
+    """Fail before training when `folder` cannot take the run's files: not creatable, read-only or full.
+
+    A probe goes the way every checkpoint will (temporary file, fsync, rename), and the free space
+    must hold `need` bytes.
+    """
+    folder = Path(folder)
+    probe = folder / f".dlpy-write-probe-{os.getpid()}"  # one per process: data-parallel ones share the folder
+    try:
+        atomic_write(probe, lambda f: f.write(b"dlpy"))
+        probe.unlink()
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        raise DlpyError(f"output folder {folder} cannot be written: {err.strerror or err}") from None
+    if free < need:
+        raise DlpyError(f"output folder {folder} has {free / 2**20:.1f} MiB free, but this run's checkpoints "
+                        f"need about {need / 2**20:.1f} MiB")
+
+
 def load_checkpoint(path, map_location="cpu"):
     """Load a dlpy checkpoint; weights_only=True refuses pickles that would run code."""
     path = Path(path)
@@ -53,6 +74,22 @@ def load_checkpoint(path, map_location="cpu"):
     if not isinstance(state, dict) or "task" not in state:
         raise DlpyError(f"checkpoint {path} is not a dlpy checkpoint (no 'task' entry)")
     return state
+
+
+@contextmanager
+def weights_only():
+    """Inside, torch.load refuses pickled code even where a library asks it not to: torch.hub's
+    load_state_dict_from_url, which torchvision's pretrained weights go through, passes
+    weights_only=False, and unpickles whatever file sits in the hub cache under the expected name."""
+    before = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
+        else:
+            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = before
 
 
 def resolve_checkpoint(path, name="last.pt"):

@@ -7,15 +7,17 @@ from functools import partial
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
-from dlpy import CONF_DIR, STARTED, callbacks
-from dlpy.errors import DlpyError
-from dlpy.io import save_json
-from dlpy.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kwargs
+from dlpy import CONF_DIR, STARTED, callbacks, distributed
+from dlpy.errors import Diverged, DlpyError, Interrupted, report
+from dlpy.io import check_output_folder, save_json
+from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_signs,
+                           first_line)
 from dlpy.trainer import Trainer, seed_everything
 
 log = logging.getLogger("dlpy")
@@ -32,24 +34,44 @@ def train(cfg, run_dir):
         last = Path(run_dir) / "checkpoints" / "last.pt"
         cfg.trainer.resume = str(last) if last.is_file() else None  # None: it never saved one, start afresh
     start = time.perf_counter()
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
+        raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {cfg.seed!r}")
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)
     task = build_task(cfg)
+    # last.pt, best.pt and the temporary copy of one of them while it is replaced, each with the weights
+    # and up to two optimizer moments per weight (Adam): a full disk fails now, not after an epoch
+    weights = sum(t.numel() * t.element_size() for t in task.state_dict().values())
+    check_output_folder(run_dir, need=3 * 3 * weights)
 
-    trainer.fit(task, data)
+    try:
+        trainer.fit(task, data)
+    except (Interrupted, Diverged) as stop:
+        if not (isinstance(stop, Interrupted) and stop.step is None):  # None: a signal before the loop saved nothing
+            stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
+        raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
 
     metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
                 "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
                 "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
-                "epochs": trainer.epoch, "steps": trainer.step, "status": "finished"} | task.summary()
+                "epochs": trainer.epoch, "steps": trainer.step, "nan_skipped": trainer.nan_skipped,
+                "status": "finished"} | task.summary()
     if trainer.is_main:  # data-parallel runs: rank 0 writes
         save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
     return metrics.get(cfg.trainer.monitor)
+
+
+def what_is_kept(stop, run_dir):
+    """For a run that stopped early: what its checkpoint holds, and how to go on."""
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if isinstance(stop, Interrupted):
+        return f"checkpoint saved to {last}; resume with: dlpy train trainer.resume={run_dir}"
+    return f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
 
 
 def cross_validate(cfg, run_dir):
@@ -74,13 +96,16 @@ def cross_validate(cfg, run_dir):
 
 
 def finished_metrics(run_dir):
-    """The metrics of a run that finished, else None (failed, interrupted, or never started)."""
+    """The metrics of a run that finished, else None (failed, interrupted, or never started).
+
+    A diverged run counts as finished: resumed from its last good checkpoint it would diverge again.
+    """
     path = Path(run_dir) / "metrics.json"
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         return None
-    return metrics if metrics.get("status") == "finished" else None
+    return metrics if metrics.get("status") in ("finished", "diverged") else None
 
 
 def resolved(node, key=None):
@@ -118,16 +143,32 @@ def build_task(cfg):
 def optimizer_factory(cfg):
     """A function of the parameters: the task decides which parameters each optimizer gets."""
     name, kwargs = options(cfg.optimizer, "optimizer")
-    check_kwargs(OPTIMIZERS.get(name), kwargs, f"optimizer ({name!r})")
+    check_kwargs(OPTIMIZERS.get(name, "optimizer"), kwargs, f"optimizer ({name!r})", key="optimizer")
     if not isinstance(kwargs.get("lr"), (int, float)) or kwargs["lr"] < 0:
         raise DlpyError(f"optimizer.lr must be a number >= 0, got {kwargs.get('lr')!r}")
-    return partial(OPTIMIZERS.get(name), **kwargs)
+    factory = partial(OPTIMIZERS.get(name), **kwargs)
+    trial(lambda: factory([torch.zeros(1, requires_grad=True)]), "optimizer", name, kwargs)
+    check_signs(OPTIMIZERS.get(name), kwargs, "optimizer")
+    return factory
 
 
 def scheduler_factory(cfg):
     name, kwargs = options(cfg.scheduler, "scheduler")
-    check_kwargs(SCHEDULERS.get(name), kwargs, f"scheduler ({name!r})")
-    return partial(SCHEDULERS.get(name), **kwargs)
+    check_kwargs(SCHEDULERS.get(name, "scheduler"), kwargs, f"scheduler ({name!r})", key="scheduler")
+    factory = partial(SCHEDULERS.get(name), **kwargs)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    trial(lambda: factory(optimizer, total_steps=100, steps_per_epoch=10), "scheduler", name, kwargs)
+    check_signs(SCHEDULERS.get(name), kwargs, "scheduler")
+    return factory
+
+
+def trial(build, key, name, kwargs):
+    """Build once on a stand-in parameter, so options torch refuses fail now, not when training starts."""
+    try:
+        build()
+    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # torch's message may not name the option
+        given = ", ".join(f"{key}.{k}={v!r}" for k, v in kwargs.items())
+        raise DlpyError(f"{key} ({name!r}) cannot be built from {given}: {first_line(err)}") from None
 
 
 def build_trainer(cfg, run_dir):
@@ -138,7 +179,12 @@ def build_trainer(cfg, run_dir):
            callbacks.ImageFiles(run_dir)]
     cbs += [callbacks.EarlyStopping(patience)] if patience else []
     cbs.append(callbacks.Checkpoint(run_dir))  # last: the checkpoint holds the other callbacks' state
-    check_kwargs(Trainer, opts, "trainer")
+    if not isinstance(progress, bool):
+        raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
+    check_kind("trainer.early_stopping_patience", patience, 0)
+    if patience < 0:
+        raise DlpyError(f"trainer.early_stopping_patience must be >= 0, got {patience}")
+    check_kwargs(Trainer, opts, "trainer", key="trainer")
     return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
 
 
@@ -154,30 +200,43 @@ def flatten(config, prefix=""):
 
 
 def record_failure(run_dir, err):
-    """A run that failed says so in metrics.json (keeping what it had measured), so it never looks finished."""
+    """A run that did not finish says so in metrics.json (keeping what it had measured), so it never looks finished.
+
+    Its status is the error's own (interrupted by a signal, diverged on a NaN loss), else failed.
+    """
     path = Path(run_dir) / "metrics.json"
+    if distributed.rank() > 0:  # data-parallel runs: rank 0 writes
+        return (str(err).splitlines() or [""])[0]
     try:
         metrics = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
+    except (OSError, ValueError):
         metrics = {}
-    reason = (str(err).splitlines() or [""])[0]
-    error = reason if isinstance(err, DlpyError) else f"{type(err).__name__}: {reason}"
-    save_json(metrics | {"status": "failed", "error": error}, path)
+    reason = (str(err).splitlines() or [""])[0] or type(err).__name__
+    error = reason if isinstance(err, (DlpyError, KeyboardInterrupt)) else f"{type(err).__name__}: {reason}"
+    status = getattr(err, "status", "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+    try:
+        save_json(metrics | {"status": status, "error": error}, path)
+    except OSError as write_error:  # the folder itself is what failed: the message says so already
+        log.error("cannot record the failure in %s: %s", path, write_error)
     return error
 
 
 @hydra.main(config_path=CONF_DIR, config_name="train", version_base="1.3")
 def main(cfg):
+    """Hydra's entry point, called by `dlpy train` (dlpy.cli): an error is recorded and printed on one line."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
         return train(cfg, run_dir)
-    except Exception as err:
+    except (Exception, KeyboardInterrupt) as err:
         error = record_failure(run_dir, err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(err, KeyboardInterrupt):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.
-            log.error("job failed: %s (run folder %s); the sweep goes on", error, run_dir)
+            # Ctrl-C or SIGTERM stops the whole sweep, though.
+            log.error("job %s: %s (run folder %s); the sweep goes on", getattr(err, "status", "failed"), error, run_dir)
             return float("nan")
-        if not isinstance(err, DlpyError):
-            raise
-        print(f"dlpy: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        if isinstance(err, KeyboardInterrupt) or report(err) is None:
+            raise  # Hydra lets a signal through to dlpy.cli; a bug shows its traceback
+        # printed here: an exception would make Hydra print "Error executing job" before it
+        line, status = report(err)
+        print(line, file=sys.stderr)
+        raise SystemExit(status) from None

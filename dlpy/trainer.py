@@ -6,6 +6,7 @@ loss scaling, gradient clipping, optimizer and schedule steps live here and only
 import logging
 import os
 import random
+import signal
 import time
 from contextlib import nullcontext
 from itertools import islice
@@ -15,12 +16,17 @@ import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from dlpy import distributed
-from dlpy.errors import DlpyError
+from dlpy.data.base import Shuffled
+from dlpy.errors import Diverged, DlpyError, Interrupted
 from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
+from dlpy.signals import StopRequest, handling
 
 log = logging.getLogger(__name__)
 SCHEDULE_PLAN = ("total_steps", "_schedule_phases", "T_max")  # OneCycleLR, CosineAnnealingLR
+TRAINING_STATE = {"optimizers", "schedulers", "scaler", "epoch", "step", "train_time", "train_samples", "rng", "data",
+                  "callbacks"}  # what a checkpoint needs besides the weights to be resumed from
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+ON_NAN = ("stop", "skip")  # a NaN or infinite loss: stop the run (status diverged), or skip the batch and count it
 
 
 def resolve_device(name):
@@ -64,7 +70,7 @@ class Trainer:
     def __init__(self, *, max_epochs=10, max_steps=0, device="auto", precision="fp32", grad_clip=0.0,
                  monitor="val/acc", mode="max", log_every_n_steps=50, limit_train_batches=0,
                  limit_eval_batches=0, deterministic=False, threads=0, compile=False, channels_last=False,
-                 strategy="single", resume=None, scheduler=None, callbacks=(), config=None):
+                 strategy="single", on_nan="stop", resume=None, scheduler=None, callbacks=(), config=None):
         for key, value in {"max_epochs": max_epochs, "max_steps": max_steps, "grad_clip": grad_clip,
                            "limit_train_batches": limit_train_batches, "limit_eval_batches": limit_eval_batches,
                            "log_every_n_steps": log_every_n_steps, "threads": threads}.items():
@@ -76,6 +82,8 @@ class Trainer:
             raise DlpyError(f"trainer.precision: unknown {precision!r}; known: {', '.join(PRECISIONS)}")
         if mode not in ("min", "max"):
             raise DlpyError(f"trainer.mode must be 'min' or 'max', got {mode!r}")
+        if on_nan not in ON_NAN:
+            raise DlpyError(f"trainer.on_nan must be {' or '.join(ON_NAN)}, got {on_nan!r}")
         if strategy not in distributed.STRATEGIES:
             raise DlpyError(f"trainer.strategy: unknown {strategy!r}; known: {', '.join(distributed.STRATEGIES)}")
         if strategy == "single" and distributed.world_size() > 1:
@@ -97,7 +105,10 @@ class Trainer:
         self.limit_train_batches, self.limit_eval_batches = limit_train_batches, limit_eval_batches
         self.compile, self.channels_last, self.resume = compile, channels_last, resume
         self.scheduler_factory, self.callbacks, self.config = scheduler, list(callbacks), config
+        self.on_nan, self.nan_skipped, self.nonfinite = on_nan, 0, []
         self.epoch = self.step = 0
+        self.batch = 0  # batches done in the current epoch: a checkpoint may stop inside one
+        self.epoch_sums, self.epoch_batches = {}, 0
         self.should_stop = False
         self.train_time = self.train_samples = 0.0
         self.first_step_at = None  # wall-clock time of this process's first training step
@@ -137,14 +148,19 @@ class Trainer:
             for module in task.children():
                 module.compile()
         self._call("on_fit_start")
-        while not self.finished():
-            self.run_epoch()
-            metrics = self.validate()
-            for scheduler in self.schedulers:
-                if isinstance(scheduler, ReduceLROnPlateau) and self.monitor in metrics:
-                    scheduler.step(metrics[self.monitor])  # plateau advances per evaluation, not per step
-            self._call("on_epoch_end", metrics)
-        self._call("on_fit_end")
+        self.stop_request = StopRequest()
+        try:
+            with handling(self.stop_request):  # SIGINT and SIGTERM wait for the end of the step
+                while not self.finished():
+                    self.run_epoch()
+                    metrics = self.validate()
+                    for scheduler in self.schedulers:
+                        if isinstance(scheduler, ReduceLROnPlateau) and self.monitor in metrics:
+                            scheduler.step(metrics[self.monitor])  # plateau advances per evaluation, not per step
+                    self._call("on_epoch_end", metrics)
+                    self.stop_if_requested()
+        finally:
+            self._call("on_fit_end")  # however fit ended: the progress bar closes, the events reach the disk
 
     def finished(self):
         return (self.should_stop or (self.max_steps and self.step >= self.max_steps)
@@ -152,26 +168,75 @@ class Trainer:
 
     def run_epoch(self):
         self.task.train()
-        self.epoch_sums, self.epoch_batches = {}, 0
+        if not self.batch:  # a new epoch; a resumed one goes on from its checkpoint's batch
+            self.epoch_sums, self.epoch_batches = {}, 0
+            self.epoch_start = self.data.state_dict()
         self._call("on_epoch_start")
-        start = time.perf_counter()
-        for batch in islice(self.task.batches(self.data), int(self.steps_per_epoch)):
+        tick = time.perf_counter()
+        for batch in islice(self.batches_from(self.batch), int(self.steps_per_epoch) - self.batch):
             self.first_step_at = self.first_step_at or time.time()
             batch = self._prepare(batch)
             logs = self.training_step(batch)
             self.step += 1
-            self.epoch_batches += 1
+            self.batch += 1
             samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every process's slices
             self.train_samples += samples
-            for key, value in logs.items():  # running sums stay on the device: no sync per step
-                self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
+            if self.nonfinite:
+                self.nan_step(logs)  # stops the run, or skips this batch (trainer.on_nan)
+            else:
+                self.epoch_batches += 1
+                for key, value in logs.items():  # running sums stay on the device: no sync per step
+                    self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
             self._call("on_train_batch_end", logs, samples)
+            now = time.perf_counter()
+            self.train_time, tick = self.train_time + now - tick, now  # so far: a checkpoint inside the epoch has it
+            self.stop_if_requested()
             if self.should_stop or (self.max_steps and self.step >= self.max_steps):
                 break  # a task may stop the run mid-epoch (an agent that solved its environment)
         if self.ddp:  # the epoch's numbers over every process's batches
             self.epoch_sums = self.ddp.mean(self.epoch_sums)
         self.epoch += 1
-        self.train_time += time.perf_counter() - start
+        self.batch = 0
+
+    def batches_from(self, start):
+        """This epoch's batches from batch `start` on, for an epoch resumed from a checkpoint saved inside it.
+
+        Shuffled data were reset to their state at the start of the epoch (see `state_dict`): replaying
+        the first `start` batches gives the same order and augmentations as the epoch that was cut.
+        An environment has no such order to find again; its task just plays on.
+        """
+        batches = self.task.batches(self.data)
+        if start and isinstance(self.data, Shuffled):
+            rng = rng_state()
+            for _ in islice(batches, start):
+                pass
+            set_rng_state(rng)  # drawing the replayed batches must not move the global generators
+        return batches
+
+    def stop_if_requested(self):
+        """After SIGINT or SIGTERM: the callbacks save a checkpoint at this step, then the run stops."""
+        signum = self.stop_request.signum
+        if self.ddp:  # every process stops at the same step, whichever of them got the signal
+            signum = self.ddp.agree(signum or 0) or None
+        if signum is None:
+            return
+        self._call("on_interrupt")
+        raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} at epoch {self.epoch + 1}, "
+                                  f"step {self.step}", step=self.step)
+
+    def nan_step(self, logs):
+        """A loss of this step was NaN or infinite and no optimizer stepped on it: stop, or count the batch skipped.
+
+        The message names the logged terms that are not finite (`loss/d = nan`), else the optimizer.
+        """
+        named = [f"{key} = {value.item() if value.numel() == 1 else 'nan/inf'}" for key, value in logs.items()
+                 if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()]
+        losses = ", ".join(named) or f"the loss of optimizer {self.nonfinite[0]}"
+        self.nonfinite = []
+        if self.on_nan == "stop":
+            raise Diverged(f"diverged: {losses} at epoch {self.epoch + 1}, step {self.step} (trainer.on_nan=stop)")
+        self.nan_skipped += 1
+        log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", self.step, losses, self.nan_skipped)
 
     def training_step(self, batch):
         """The task's step; under DDP through the wrapper, with the task's backward pass run after it returns.
@@ -210,6 +275,14 @@ class Trainer:
 
     def _backward(self, loss, optimizer):
         optimizer.zero_grad(set_to_none=True)
+        # A NaN or infinite loss never reaches the weights. Checking costs one device sync per step; the fp16
+        # loss scaler's own skipping of steps with overflowing gradients is something else and goes on below.
+        nonfinite = not torch.isfinite(loss.detach()).all()
+        if self.ddp:  # all processes skip, or none: one that went on would wait for the others' gradients forever
+            nonfinite = self.ddp.agree(nonfinite)
+        if nonfinite:
+            self.nonfinite.append(self.optimizers.index(optimizer))
+            return
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward()
         if self.grad_clip:
@@ -288,17 +361,30 @@ class Trainer:
                 "optimizers": [opt.state_dict() for opt in self.optimizers],
                 "schedulers": [s.state_dict() if s is not None else None for s in self.schedulers],
                 "scaler": self.scaler.state_dict(),
-                "epoch": self.epoch, "step": self.step,
-                "train_time": self.train_time, "train_samples": self.train_samples,
-                "rng": rng_state(), "data": self.data.state_dict(),
+                "epoch": self.epoch, "step": self.step, "batch": self.batch, "nan_skipped": self.nan_skipped,
+                "epoch_sums": {key: float(value) for key, value in self.epoch_sums.items()},
+                "epoch_batches": self.epoch_batches,
+                "train_time": self.train_time, "train_samples": self.train_samples, "rng": rng_state(),
+                # inside an epoch, shuffled data restart from the epoch's start and replay its first batches
+                "data": self.epoch_start if self.batch and isinstance(self.data, Shuffled) else self.data.state_dict(),
                 "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
                 "config": self.config}
 
     def save(self, path):
-        save_checkpoint(self.state_dict(), path)
+        """Write a checkpoint, unless the weights hold NaN or inf: the file then keeps its last good state."""
+        state = self.state_dict()
+        broken = [key for key, value in state["task"].items()
+                  if value.is_floating_point() and not value.isfinite().all()]
+        if broken:
+            raise Diverged(f"diverged: the weights hold NaN or inf at epoch {self.epoch}, step {self.step} "
+                           f"({', '.join(broken[:3])}); {path} was not overwritten")
+        save_checkpoint(state, path)
 
     def load(self, path):
         state = load_checkpoint(path, self.device)
+        if TRAINING_STATE - state.keys():  # weights alone (the FID feature cache, say) cannot be resumed from
+            raise DlpyError(f"checkpoint {path} holds weights but no training state to resume from "
+                            f"(no {', '.join(sorted(TRAINING_STATE - state.keys()))})")
         try:
             self.task.load_state_dict(state["task"])
         except RuntimeError as err:
@@ -314,10 +400,13 @@ class Trainer:
                 plan = {k: v for k, v in scheduler.state_dict().items() if k in SCHEDULE_PLAN}
                 scheduler.load_state_dict({**sched_state, **plan})
         self.scaler.load_state_dict(state["scaler"])
-        self.epoch, self.step = state["epoch"], state["step"]
+        self.epoch, self.step, self.batch = state["epoch"], state["step"], state.get("batch", 0)
+        self.epoch_sums, self.epoch_batches = state.get("epoch_sums", {}), state.get("epoch_batches", 0)
+        self.nan_skipped = state.get("nan_skipped", 0)
         self.train_time, self.train_samples = state["train_time"], state["train_samples"]
         for cb in self.callbacks:
             cb.load_state_dict(state["callbacks"].get(type(cb).__name__, {}))
         self.data.load_state_dict(state["data"])
+        self.epoch_start = state["data"]
         set_rng_state(state["rng"])
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)

@@ -7,6 +7,7 @@ returns {file stem: uint8 (3, H, W) image}, which `dlpy visualize` writes as PNG
 TensorBoard.
 """
 import inspect
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlpy.errors import DlpyError
+from dlpy.io import weights_only
 from dlpy.models import ACTIVATIONS
 from dlpy.plots import grid, labelled_grid
 
@@ -165,8 +167,9 @@ def pretrained(name, device):
         raise DlpyError(f"weights={name}: unknown; known: {', '.join(PRETRAINED)}")
     weights = models.get_model_weights(name).DEFAULT
     try:
-        net = models.get_model(name, weights=weights)
-    except (OSError, RuntimeError) as err:  # offline (URLError is an OSError), or a truncated file
+        with weights_only():  # a file put in the hub cache by hand must not run code
+            net = models.get_model(name, weights=weights)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as err:  # offline (URLError is an OSError), a cut file
         where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise DlpyError(f"weights={name}: cannot load {weights} ({reason}); without a network, download "

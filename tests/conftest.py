@@ -5,8 +5,10 @@ layout keeps them, and gzipped, as Debian's dataset packages ship them) and pick
 for CIFAR. Images carry a class-dependent bright bar so that a few steps can learn something.
 """
 import gzip
+import logging
 import pickle
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +103,38 @@ def make_cfg(data_dir):
             smoke = [o for o in FAST if not o.startswith("dataset.") or o.partition("=")[0][8:] in cfg.dataset]
             return compose("train", [f"data_dir={data_dir}", *(smoke if fast else []), *overrides])
     return make
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, data_dir):
+    """`dlpy <args>` in this process, through the same code as the console script: (exit status, stdout, stderr).
+
+    Hydra composes afresh each time, and the logging it sets up is taken down after the test.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from dlpy import cli
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `dlpy train` hands its arguments to Hydra through sys.argv
+    monkeypatch.setenv("DLPY_DATA_DIR", str(data_dir))
+    handlers, level = logging.root.handlers[:], logging.root.level
+
+    def run(*args):
+        GlobalHydra.instance().clear()
+        capsys.readouterr()
+        try:
+            status = cli.main(list(args))
+        except SystemExit as stop:
+            status = stop.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield run
+    GlobalHydra.instance().clear()
+    for handler in logging.root.handlers:
+        if handler not in handlers:
+            handler.close()
+    logging.root.handlers[:], logging.root.level = handlers, level
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,8 @@ from dlpy import callbacks
 
 
 class Checkpoint(callbacks.Callback):
-    """After every epoch write checkpoints/last.pt, and best.pt when the monitored metric improves.
+    """After every epoch write checkpoints/last.pt, and best.pt when the monitored metric improves;
+    when the run is interrupted, last.pt at the step it reached (inside an epoch too).
 
     Put it after the other callbacks, so the checkpoint holds their state for this epoch too.
     """
@@ -17,6 +18,10 @@ class Checkpoint(callbacks.Callback):
     def best_path(self):
         return self.dir / "best.pt"
 
+    def on_fit_start(self, trainer):
+        for stale in self.dir.glob(".*.tmp"):  # the temporary file of a write cut short by a kill
+            stale.unlink()
+
     def on_epoch_end(self, trainer, metrics):
         value = metrics.get(trainer.monitor)
         is_best = value is not None and callbacks.improved(value, self.best, trainer.mode)
@@ -25,6 +30,9 @@ class Checkpoint(callbacks.Callback):
         trainer.save(self.dir / "last.pt")
         if is_best or value is None:  # without a monitored metric the latest weights are the best we know
             trainer.save(self.best_path)
+
+    def on_interrupt(self, trainer):
+        trainer.save(self.dir / "last.pt")
 
     def state_dict(self):
         return {"best": self.best}

@@ -34,6 +34,9 @@ class TensorBoard(callbacks.Callback):
                 self.writer.add_image(key, value, trainer.step)
         self.writer.flush()
 
+    def on_fit_end(self, trainer):
+        self.writer.flush()  # a run that stopped early keeps its curves up to the last step
+
     def on_test_end(self, trainer, metrics):
         if self.writer is None:
             self.writer = SummaryWriter(self.run_dir)

@@ -193,7 +193,7 @@ class EnvData:
 
 
 @DATASETS.register("gym")
-def gym_env(*, id, num_envs=8, updates_per_epoch=50, num_features, num_actions, reward_threshold=None,
+def gym_env(*, id: str, num_envs=8, updates_per_epoch=50, num_features, num_actions, reward_threshold=None,
             max_episode_steps=None, agent=None):
     """Any gymnasium environment with discrete actions (dataset.id), num_envs seeded copies stepped together.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from dlpy.data.files import reading
 from dlpy.data.tensors import TensorData, find_or_download
 from dlpy.errors import DlpyError
 from dlpy.registry import DATASETS
@@ -33,7 +34,9 @@ def read_reviews(folder):
         files = sorted((folder / sentiment).glob("*.txt"))
         if not files:
             raise DlpyError(f"dataset.root: {folder / sentiment} holds no reviews (*.txt)")
-        texts += [path.read_text(encoding="utf-8") for path in files]
+        for path in files:
+            with reading(path):
+                texts.append(path.read_text(encoding="utf-8"))
         labels += [label] * len(files)
     return texts, torch.tensor(labels)
 
@@ -60,7 +63,7 @@ def load_glove(path, vocabulary, size):
     path, vectors = Path(path).expanduser(), None
     if not path.is_file():
         raise DlpyError(f"dataset.glove: {path} is not a file")
-    with open(path, encoding="utf-8") as lines:
+    with reading(path), open(path, encoding="utf-8") as lines:
         for line in lines:
             word, *values = line.rstrip().split(" ")
             if vectors is None:

@@ -11,6 +11,7 @@ from datetime import datetime
 import numpy as np
 import torch
 
+from dlpy.data.files import reading
 from dlpy.data.tensors import TensorData, find_or_download
 from dlpy.data.text import check_task
 from dlpy.errors import DlpyError
@@ -22,13 +23,14 @@ JENA_FILE = "jena_climate_2009_2016.csv"
 
 def read_jena(path):
     """(column names, float32 (rows, columns) values, first two timestamps) of the CSV; "Date Time" is dropped."""
-    with open(path, encoding="utf-8") as f:
-        header = [name.strip().strip('"') for name in f.readline().rstrip("\n").split(",")]
-        first = [f.readline(), f.readline()]
-    if header[0] != "Date Time":
-        raise DlpyError(f"{path}: the first column is {header[0]!r}, not the record's \"Date Time\"")
-    values = np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(1, len(header)), dtype=np.float32, ndmin=2)
-    stamps = [datetime.strptime(line.split(",")[0].strip('"'), "%d.%m.%Y %H:%M:%S") for line in first if line]
+    with reading(path):
+        with open(path, encoding="utf-8") as f:
+            header = [name.strip().strip('"') for name in f.readline().rstrip("\n").split(",")]
+            first = [f.readline(), f.readline()]
+        if header[0] != "Date Time":
+            raise DlpyError(f"{path}: the first column is {header[0]!r}, not the record's \"Date Time\"")
+        values = np.loadtxt(path, delimiter=",", skiprows=1, usecols=range(1, len(header)), dtype=np.float32, ndmin=2)
+        stamps = [datetime.strptime(line.split(",")[0].strip('"'), "%d.%m.%Y %H:%M:%S") for line in first if line]
     return header[1:], values, stamps
 
 

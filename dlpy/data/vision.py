@@ -9,6 +9,7 @@ import copy
 import gzip
 import os
 import shutil
+import zlib
 from functools import partial
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from dlpy.data.base import Shuffled
+from dlpy.data.files import check_idx_files, name_corrupted_file
 from dlpy.errors import DlpyError
-from dlpy.registry import DATASETS
+from dlpy.registry import DATASETS, check_kwargs, check_signs
 
 
 # Pixel scalings, as (scale, shift) of the uint8 values: classifiers take standardised inputs;
@@ -130,8 +132,11 @@ def load_torchvision(cls, root, system_dir, download):
             if where != root and where.is_dir() and issubclass(cls, MNIST):
                 import_idx_files(cls, where, root)  # flat *.gz files -> root/<Class>/raw/
                 where = root
+            if issubclass(cls, MNIST):
+                check_idx_files(cls, where)
             return tuple(as_tensors(cls(str(where), train=train, download=False)) for train in (True, False))
         except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted"
+            name_corrupted_file(cls, where)  # a file that is there but wrong is an error, not a miss
             tried.append(f"{where}: {err}")
     if download:
         try:
@@ -158,8 +163,12 @@ def import_idx_files(cls, source, root):
         raw.mkdir(parents=True, exist_ok=True)
         opener = gzip.open if found.suffix == ".gz" else open
         partial_file = target.with_suffix(".partial")
-        with opener(found, "rb") as src, open(partial_file, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+        try:
+            with opener(found, "rb") as src, open(partial_file, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a cut or corrupted .gz
+            partial_file.unlink(missing_ok=True)
+            raise DlpyError(f"{found} cannot be unpacked (truncated or corrupted): {err}") from None
         os.replace(partial_file, target)
 
 
@@ -170,11 +179,13 @@ def as_tensors(ds):
 
 
 def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000, split_seed=0,
-                         batch_size=128, eval_batch_size=1000, mean, std, channels, image_size,
-                         num_classes, augment=None, scaling="standardize"):
+                         batch_size=128, eval_batch_size=1000, mean: list, std: list, channels: int, image_size: int,
+                         num_classes: int, augment=None, scaling="standardize"):
     for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
+    check_kwargs(ImageData, augment or {}, "dataset.augment", key="dataset.augment")
+    check_signs(ImageData, augment or {}, "dataset.augment")
     from torchvision import datasets  # a second to import: only for the runs that read images
 
     cls = getattr(datasets, cls)
@@ -183,6 +194,12 @@ def labelled_images(cls, *, root, system_dir=None, download=True, val_size=5000,
     for key, want in {"channels": channels, "image_size": image_size, "num_classes": num_classes}.items():
         if got[key] != want:
             raise DlpyError(f"dataset.{key} is {want}, but the {cls.__name__} files have {got[key]}")
+    if len(mean) != channels or len(std) != channels:
+        raise DlpyError(f"dataset.mean and dataset.std need one number per channel ({channels}), got {mean} and {std}")
+    labels = int(max(train.y.max(), test.y.max()))
+    if labels >= num_classes:
+        raise DlpyError(f"the {cls.__name__} label files hold class {labels}, but there are {num_classes} "
+                        f"classes: a label file under {root} is corrupted")
     if not 0 <= val_size < len(train):
         raise DlpyError(f"dataset.val_size must be in [0, {len(train)}), got {val_size}")
     # The validation split is held out of train with its own fixed seed, the same for every run.

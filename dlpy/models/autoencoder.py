@@ -46,7 +46,7 @@ class ConvDecoder(nn.Sequential):
 class Autoencoder(nn.Module):
     """Autoencoder: dense 784-256-128-latent with a mirrored decoder, or convolutional (conv: true)."""
 
-    def __init__(self, in_channels, image_size, hidden=(256, 128), latent=20, activation="relu", dropout=0.0,
+    def __init__(self, in_channels: int, image_size: int, hidden=(256, 128), latent=20, activation="relu", dropout=0.0,
                  conv=False):
         super().__init__()
         self.shape = (in_channels, image_size, image_size)
@@ -76,7 +76,7 @@ class Autoencoder(nn.Module):
 class VAE(nn.Module):
     """Variational autoencoder (Kingma & Welling): dense 784-512-latent or conv; conditional on labels."""
 
-    def __init__(self, in_channels, image_size, num_classes, hidden=(512,), latent=20, activation="relu",
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, hidden=(512,), latent=20, activation="relu",
                  conv=False, conditional=False):
         super().__init__()
         self.shape, self.latent, self.conv = (in_channels, image_size, image_size), latent, conv

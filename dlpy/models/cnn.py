@@ -9,7 +9,7 @@ from dlpy.registry import MODELS
 class CNN(nn.Module):
     """Conv stack from a VGG-style layer list ([32, M, 64, M]: M is a 2x2 max-pool), then FC layers."""
 
-    def __init__(self, in_channels, image_size, num_classes, layers=(32, "M", 64, "M"), kernel_size=3,
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, layers=(32, "M", 64, "M"), kernel_size=3,
                  padding=1, batchnorm=False, activation="relu", conv_dropout=0.0, fc=(128,), dropout=0.0):
         super().__init__()
         features, channels, size = [], in_channels, image_size

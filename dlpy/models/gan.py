@@ -50,7 +50,7 @@ class Discriminator(nn.Sequential):
 class GAN(nn.Module):
     """DCGAN: transposed-conv generator with batchnorm and tanh, strided-conv discriminator (critic: no BN)."""
 
-    def __init__(self, in_channels, image_size, latent=100, width=64, critic=False):
+    def __init__(self, in_channels: int, image_size: int, latent=100, width=64, critic=False):
         super().__init__()
         self.latent = latent
         self.generator = Generator(latent, in_channels, image_size, width)

@@ -43,7 +43,7 @@ class PreActBottleneck(nn.Module):
 class ResNet(nn.Module):
     """CIFAR-style ResNet: v1 of depth 6n+2 (ResNet-20/56/110) or pre-activation v2 of depth 9n+2."""
 
-    def __init__(self, in_channels, image_size, num_classes, depth=20, version=1, width=16):
+    def __init__(self, in_channels: int, image_size: int, num_classes: int, depth=20, version=1, width=16):
         super().__init__()
         per_block = {1: 6, 2: 9}.get(version)
         if per_block is None:
@@ -68,7 +68,7 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet18")
-def resnet18(in_channels, image_size, num_classes):
+def resnet18(in_channels: int, image_size: int, num_classes: int):
     """torchvision's ResNet-18 for small images: 3x3 stride-1 stem, no max-pool."""
     from torchvision.models import resnet18 as torchvision_resnet18  # a second to import: only when used
 

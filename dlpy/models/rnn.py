@@ -68,7 +68,7 @@ class SequenceInput(nn.Module):
 class RecurrentNet(nn.Module):
     """RNN, LSTM or GRU (layers, bidirectional, dropout) with a linear head on the final hidden state."""
 
-    def __init__(self, num_classes, num_features=None, in_channels=None, image_size=None, cell="lstm", hidden=128,
+    def __init__(self, num_classes: int, num_features=None, in_channels=None, image_size=None, cell="lstm", hidden=128,
                  layers=1, bidirectional=False, dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0,
                  vocab_size=0, embedding_dim=0, embedding_trainable=True):
         super().__init__()
@@ -112,7 +112,7 @@ class RecurrentNet(nn.Module):
 class Conv1dNet(nn.Module):
     """1-D convnet over steps (Chollet 6.4): conv+pool blocks, then global max-pooling or a GRU, then a linear head."""
 
-    def __init__(self, num_classes, num_features=None, in_channels=None, image_size=None, channels=(32, 32, 32),
+    def __init__(self, num_classes: int, num_features=None, in_channels=None, image_size=None, channels=(32, 32, 32),
                  kernel_size=5, pool=3, padding="same", activation="relu", gru_hidden=0, gru_dropout=0.0,
                  gru_recurrent_dropout=0.0, vocab_size=0, embedding_dim=0, embedding_trainable=True):
         super().__init__()

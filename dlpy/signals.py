@@ -1,0 +1,56 @@
+"""SIGINT (Ctrl-C) and SIGTERM (what SLURM and Kubernetes send before they kill a job) as requests to stop.
+
+Outside the training loop a signal raises `Interrupted` at once, as Ctrl-C raises KeyboardInterrupt.
+Inside it, `StopRequest` only notes the signal: the loop finishes the step it is in, saves a checkpoint
+at that step and then raises, so no signal can land in the middle of an optimizer step or a file write.
+"""
+import logging
+import signal
+import threading
+from contextlib import contextmanager
+
+from dlpy.errors import Interrupted
+
+log = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def handling(handler):
+    """`handler` for SIGINT and SIGTERM inside the block, the previous handlers after it.
+
+    Only the main thread may set handlers; elsewhere (a launcher's worker thread) the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old is None else old)  # None: set outside Python
+
+
+def raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+class StopRequest:
+    """A signal handler that remembers the first SIGINT or SIGTERM; repeats change nothing.
+
+    A second Ctrl-C while the checkpoint is being written must not cut the write short, so every
+    signal after the first is only acknowledged. (SIGKILL still stops the process, and even then
+    the previous checkpoint stays intact: files are written to a temporary file and renamed.)
+    """
+
+    def __init__(self):
+        self.signum = None
+
+    def __call__(self, signum, frame):
+        name = signal.Signals(signum).name
+        if self.signum is None:
+            self.signum = signum
+            log.warning("%s: stopping after this step; a checkpoint will be saved there", name)
+        else:
+            log.warning("%s: already stopping, saving the checkpoint first", name)
