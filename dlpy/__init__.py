@@ -1,5 +1,7 @@
 """dlpy: the classic deep-learning experiments, one Hydra-configured command each."""
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 STARTED = time.time()  # for time/startup_s: seconds from start-up to the first training step
@@ -10,6 +12,20 @@ __version__ = "0.1.0"
 # dlpy/conf), read straight from the checkout's conf/ in an editable install.
 _here = Path(__file__).resolve().parent
 CONF_DIR = str(_here / "conf" if (_here / "conf").is_dir() else _here.parent / "conf")
+
+
+@contextmanager
+def environ(name, value):
+    """The environment variable `name` set to `value` inside the block, and as it was after it."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
 
 
 def _env_shape(env_id, key):

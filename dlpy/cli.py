@@ -5,10 +5,9 @@ override or file at fault, and the exit status is non-zero; tracebacks are for d
 """
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
-from dlpy import CONF_DIR
+from dlpy import CONF_DIR, environ
 from dlpy.errors import DlpyError, report
 from dlpy.registry import unknown
 from dlpy.signals import handling, raise_interrupted
@@ -88,19 +87,10 @@ def check_flags(args):
     parser.parse_args(args)
 
 
-@contextmanager
 def config_errors_in_one_line():
     """Hydra prints a malformed override or a missing key itself, on several lines, unless HYDRA_FULL_ERROR=1:
     with it set the error reaches `main`, which prints it on one line."""
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["HYDRA_FULL_ERROR"]
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
+    return environ("HYDRA_FULL_ERROR", "1")
 
 
 def presets(group):

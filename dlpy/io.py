@@ -4,11 +4,11 @@ import os
 import pickle
 import shutil
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from dlpy import environ
 from dlpy.errors import DlpyError
 
 
@@ -76,20 +76,11 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-@contextmanager
 def weights_only():
     """Inside, torch.load refuses pickled code even where a library asks it not to: torch.hub's
     load_state_dict_from_url, which torchvision's pretrained weights go through, passes
     weights_only=False, and unpickles whatever file sits in the hub cache under the expected name."""
-    before = os.environ.get("TORCH_FORCE_WEIGHTS_ONLY_LOAD")
-    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"]
-        else:
-            os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = before
+    return environ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 
 def resolve_checkpoint(path, name="last.pt"):

@@ -146,7 +146,7 @@ def load_torchvision(cls, root, system_dir, download):
     else:
         tried.append("download: disabled (dataset.download=false)")
     raise DlpyError(f"{cls.__name__}: no data found. Tried, in order:\n  - " + "\n  - ".join(tried)
-                    + f"\nSet dataset.root to a folder holding the files, install the system package, or go online.")
+                    + "\nSet dataset.root to a folder holding the files, install the system package, or go online.")
 
 
 def import_idx_files(cls, source, root):
