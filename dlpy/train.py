@@ -100,12 +100,16 @@ def finished_metrics(run_dir):
 
     A diverged run counts as finished: resumed from its last good checkpoint it would diverge again.
     """
-    path = Path(run_dir) / "metrics.json"
-    try:
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        return None
+    metrics = read_metrics(run_dir)
     return metrics if metrics.get("status") in ("finished", "diverged") else None
+
+
+def read_metrics(run_dir):
+    """A run folder's metrics.json; {} when there is none or it cannot be read (a run killed before writing it)."""
+    try:
+        return json.loads((Path(run_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def resolved(node, key=None):
@@ -207,10 +211,7 @@ def record_failure(run_dir, err):
     path = Path(run_dir) / "metrics.json"
     if distributed.rank() > 0:  # data-parallel runs: rank 0 writes
         return (str(err).splitlines() or [""])[0]
-    try:
-        metrics = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        metrics = {}
+    metrics = read_metrics(run_dir)
     reason = (str(err).splitlines() or [""])[0] or type(err).__name__
     error = reason if isinstance(err, (DlpyError, KeyboardInterrupt)) else f"{type(err).__name__}: {reason}"
     status = getattr(err, "status", "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
