@@ -164,3 +164,16 @@ class SweepRecord(Callback):
             log.info("sweep report:\n%s", write_report(config.hydra.sweep.dir))
         except DlpyError as err:
             log.warning("no sweep report: %s", err)
+
+
+class StopJoblibWorkers(Callback):
+    """launcher=joblib: stop the worker processes when the sweep ends. joblib keeps them for reuse, and
+    left to it they idle until this process exits, whose exit handler then waits for each to unload
+    torch: about a second of a sweep's wall time, and a worker could outlive the sweep."""
+
+    def on_multirun_end(self, config, **kwargs):
+        from joblib.externals.loky import reusable_executor
+
+        executor = getattr(reusable_executor, "_executor", None)  # None: no worker was ever started
+        if executor is not None:
+            executor.shutdown(wait=True, kill_workers=True)  # every job has returned: nothing is lost

@@ -1,25 +1,29 @@
 """Wall time of a 4-job sweep of 1-epoch MLP runs, one job after another and with the joblib launcher.
 
-    python scripts/benchmark_sweep.py [--data-dir DIR] [override ...]
+    python scripts/benchmark_sweep.py [--repeat N] [--data-dir DIR] [override ...]
 
-Both sweeps are the same command as a user types it (a subprocess each), on Fashion-MNIST (the default
-data set), in a fresh folder:
+Each sweep is the command as a user types it (a subprocess each), on Fashion-MNIST (the default data
+set), in a fresh folder:
 
-    serial:   dlpy train -m model=mlp trainer.max_epochs=1 seed=0,1,2,3
-    parallel: dlpy train -m model=mlp trainer.max_epochs=1 seed=0,1,2,3 launcher=joblib
+    serial:    dlpy train -m model=mlp trainer.max_epochs=1 seed=0,1,2,3
+    serial/1:  the same with trainer.threads=1: the joblib jobs themselves, one after another
+    parallel:  dlpy train -m model=mlp trainer.max_epochs=1 seed=0,1,2,3 launcher=joblib
 
 The serial sweep runs its jobs in one process with torch's default threads (one per core); the joblib
-launcher runs one job per core with one torch thread each. The script prints both wall times and their
-ratio (parallel / serial); on 2 cores it should be at most 0.7. Extra overrides go to both sweeps
-(a quick check on tiny data: --data-dir <folder> trainer=debug).
+launcher runs one job per core with one torch thread each. The three run in turn, --repeat times
+(default 3), and the script prints each one's median wall time and the medians of the paired ratios
+parallel / serial (the target: at most 0.7 on 2 cores) and parallel / serial-1. Extra overrides go to
+every sweep (a quick check on tiny data: --data-dir <folder> trainer=debug).
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from operator import truediv
 from pathlib import Path
 
 SWEEP = ["train", "-m", "model=mlp", "trainer.max_epochs=1", "seed=0,1,2,3", "trainer.progress_bar=false"]
@@ -53,18 +57,24 @@ def timed_sweep(extra, data_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the three sweeps (default 3)")
     parser.add_argument("--data-dir", help="data folder (default: dlpy's, then /usr/share/datasets)")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for both sweeps")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every sweep")
     args = parser.parse_args()
     prepare_data(args.data_dir, args.overrides)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    serial = timed_sweep(args.overrides, args.data_dir)
-    parallel = timed_sweep([*args.overrides, "launcher=joblib"], args.data_dir)
-    print(f"4 jobs, {cores} cores")
-    print(f"one after another:           {serial:7.1f} s")
-    print(f"joblib launcher (parallel):  {parallel:7.1f} s")
-    print(f"ratio parallel / serial:     {parallel / serial:7.2f}  (target: at most 0.7 on 2 cores)")
-
+    sweeps = {"one after another": [], "one after another, 1 thread each": [], "joblib launcher (parallel)": []}
+    extras = ([], ["trainer.threads=1"], ["launcher=joblib"])
+    for _ in range(args.repeat):  # in turn, so a drift in the machine's speed touches all three alike
+        for times, extra in zip(sweeps.values(), extras):
+            times.append(timed_sweep([*args.overrides, *extra], args.data_dir))
+    serial, serial_1, parallel = sweeps.values()
+    print(f"4 jobs, {cores} cores, median of {args.repeat} rounds")
+    for name, times in sweeps.items():
+        print(f"{name + ':':34} {statistics.median(times):6.1f} s   ({' '.join(f'{t:.1f}' for t in times)})")
+    print(f"ratio parallel / serial:           {statistics.median(map(truediv, parallel, serial)):6.2f}"
+          "   (target: at most 0.7 on 2 cores)")
+    print(f"ratio parallel / serial, 1 thread: {statistics.median(map(truediv, parallel, serial_1)):6.2f}")
 
 if __name__ == "__main__":
     main()

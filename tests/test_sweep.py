@@ -48,6 +48,22 @@ def test_parallel_jobs_share_the_cores_out(monkeypatch):
         assert threads_per_job() == threads, launcher
 
 
+def test_the_joblib_workers_stop_when_the_sweep_ends():
+    import os
+
+    from joblib.externals.loky import get_reusable_executor
+
+    from dlpy.sweep import StopJoblibWorkers
+
+    StopJoblibWorkers().on_multirun_end(config=None)  # no worker yet, or one left by another test: stopped
+    worker = get_reusable_executor(max_workers=1).submit(os.getpid).result()
+    assert worker != os.getpid()
+    os.kill(worker, 0)  # joblib keeps it for the next job
+    StopJoblibWorkers().on_multirun_end(config=None)
+    with pytest.raises(ProcessLookupError):  # stopped and reaped, not idling until this process exits
+        os.kill(worker, 0)
+
+
 def write_job(folder, overrides, result, monitor=("val/acc", "max")):
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
