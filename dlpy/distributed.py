@@ -128,7 +128,20 @@ class DataParallel:
 
     def close(self):
         """At exit, once every process got here: a process that tore its group down while another still
-        talked to it, or left it to the interpreter's shutdown, sometimes died in gloo's threads (SIGABRT)."""
+        talked to it, or left it to the interpreter's shutdown, sometimes died in gloo's threads (SIGABRT).
+        A process that failed alone does not wait (see leave_at_once)."""
         if dist.is_initialized():
-            dist.barrier()
+            if not _leaving_at_once:
+                dist.barrier()
             dist.destroy_process_group()
+
+
+_leaving_at_once = False
+
+
+def leave_at_once():
+    """After an error that only this process met: at exit, leave the process group without waiting for the
+    others. They may be inside a collective this process will never join, and would wait there until the
+    group's timeout (30 minutes); torchrun stops them as soon as it sees this process exit with an error."""
+    global _leaving_at_once
+    _leaving_at_once = True

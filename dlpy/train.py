@@ -24,10 +24,16 @@ log = logging.getLogger("dlpy")
 
 
 def train(cfg, run_dir):
+    """One run, or one run per fold; the monitored metric (the objective of a sweep) is returned."""
+    return fit_and_test(cfg, run_dir).get(cfg.trainer.monitor)
+
+
+def fit_and_test(cfg, run_dir):
+    """The run's metrics, as metrics.json holds them (every process of a data-parallel run returns them)."""
     # trainer.resume=auto: skip a finished run, continue an unfinished one from its last checkpoint
     if cfg.trainer.resume == "auto" and (done := finished_metrics(run_dir)):
         log.info("trainer.resume=auto: %s has finished, skipping it", run_dir)
-        return done.get(cfg.trainer.monitor)
+        return done
     if cfg.dataset.get("folds") and "fold" in cfg.dataset and cfg.dataset.fold is None:
         return cross_validate(cfg, run_dir)  # each fold decides for itself in its own folder
     if cfg.trainer.resume == "auto":
@@ -63,7 +69,7 @@ def train(cfg, run_dir):
         save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
     log.info("run folder: %s", run_dir)
-    return metrics.get(cfg.trainer.monitor)
+    return metrics
 
 
 def what_is_kept(stop, run_dir):
@@ -84,15 +90,15 @@ def cross_validate(cfg, run_dir):
         fold_cfg = cfg.copy()
         fold_cfg.dataset.fold = k
         log.info("fold %d of %d", k + 1, cfg.dataset.folds)
-        train(fold_cfg, Path(run_dir) / f"fold{k}")
-        runs.append(json.loads((Path(run_dir) / f"fold{k}" / "metrics.json").read_text()))
+        runs.append(fit_and_test(fold_cfg, Path(run_dir) / f"fold{k}"))  # not read back: only rank 0 writes files
     scores = [key for key, value in runs[0].items() if key.startswith(("val/", "test/")) and isinstance(value, float)]
     metrics = {key: sum(run[key] for run in runs) / len(runs) for key in scores}
     metrics |= {f"fold{k}/{key}": run[key] for k, run in enumerate(runs) for key in scores if key.startswith("val/")}
     metrics |= {"folds": len(runs), "time/total_s": time.perf_counter() - start, "status": "finished"}
-    save_json(metrics, Path(run_dir) / "metrics.json")
+    if distributed.rank() == 0:
+        save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("%d-fold means: %s", len(runs), "  ".join(f"{k} {metrics[k]:.4f}" for k in scores))
-    return metrics.get(cfg.trainer.monitor)
+    return metrics
 
 
 def finished_metrics(run_dir):
@@ -229,6 +235,8 @@ def main(cfg):
     try:
         return train(cfg, run_dir)
     except (Exception, KeyboardInterrupt) as err:
+        if not isinstance(err, (Interrupted, Diverged)):  # those two, every process of a ddp run stops at together
+            distributed.leave_at_once()
         error = record_failure(run_dir, err)
         if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(err, KeyboardInterrupt):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.

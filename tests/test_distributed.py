@@ -82,6 +82,43 @@ def test_torchrun_leaves_one_run_folder_written_by_rank_0(tmp_path, data_dir):
     assert proc.stdout.count("run folder:") == 1  # rank 1 logs warnings only
 
 
+
+def test_k_fold_validation_under_ddp_gives_the_fold_means_from_one_run_folder(tmp_path):
+    from conftest import write_boston
+
+    write_boston(tmp_path / "data" / "boston_housing.npz")
+    torchrun("-m", "dlpy", "train", "trainer.strategy=ddp", "dataset=boston_housing", "model=mlp", "dataset.folds=2",
+             "trainer.max_epochs=2", "trainer.progress_bar=false", cwd=tmp_path, data_dir=tmp_path / "data")
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs
+    folds = [json.loads((runs[0] / f"fold{k}" / "metrics.json").read_text()) for k in (0, 1)]
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert metrics["folds"] == 2 and metrics["status"] == "finished"
+    assert metrics["val/mae"] == pytest.approx((folds[0]["val/mae"] + folds[1]["val/mae"]) / 2)
+
+
+FAIL_ON_RANK_1 = """
+import os, sys
+import dlpy.train
+from dlpy.cli import main
+
+if os.environ["RANK"] == "1":
+    def build_task(cfg):
+        raise RuntimeError("rank 1 alone cannot build its task")
+    dlpy.train.build_task = build_task  # rank 0 goes on, into DistributedDataParallel's first broadcast
+raise SystemExit(main(["train", *sys.argv[1:]]))
+"""
+
+
+def test_a_process_that_fails_alone_stops_the_run_instead_of_leaving_the_others_waiting(tmp_path, data_dir):
+    (tmp_path / "fail_on_rank_1.py").write_text(FAIL_ON_RANK_1)
+    env = {**os.environ, "DLPY_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "fail_on_rank_1.py", *FAST, *TINY, "trainer.strategy=ddp"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # a hang waits 30 min
+    assert proc.returncode != 0
+    assert "rank 1 alone cannot build its task" in proc.stderr
+
 @pytest.fixture
 def one_process_group(monkeypatch):
     """A process group of one (gloo), as torchrun --nproc_per_node=1 would set up."""
