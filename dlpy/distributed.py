@@ -96,12 +96,12 @@ class DataParallel:
         dist.all_reduce(stacked)
         return dict(zip(keys, (stacked / self.world).tolist()))
 
-    def agree(self, value):
-        """The largest of the processes' values (a whole number or a bool), so that all take the same decision:
-        to skip a step whose loss is NaN on one of them, to stop on a signal one of them got."""
-        tensor = torch.tensor(int(value), dtype=torch.int64, device=self.device)
+    def agree(self, *values):
+        """The largest of the processes' values for each of `values` (whole numbers or bools), so that all take
+        the same decisions: to skip a step whose loss is NaN on one of them, to stop on a signal one of them got."""
+        tensor = torch.tensor([int(value) for value in values], dtype=torch.int64, device=self.device)
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
-        return int(tensor)
+        return tensor.tolist()
 
     def weighted_mean(self, metrics, n):
         """An evaluation's numbers over all shards: each process's means weighted by its sample count.

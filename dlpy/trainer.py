@@ -98,6 +98,7 @@ class Trainer:
             self.ddp = distributed.DataParallel(self.device)
         self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
         self._deferred = None  # a DDP step's (loss, optimizer), back-propagated after the wrapped forward
+        self._agreed_signal = None  # DDP: the signal the processes agreed on in this step's backward (0: none)
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.max_epochs, self.max_steps, self.grad_clip = max_epochs, max_steps, grad_clip
@@ -217,7 +218,9 @@ class Trainer:
         """After SIGINT or SIGTERM: the callbacks save a checkpoint at this step, then the run stops."""
         signum = self.stop_request.signum
         if self.ddp:  # every process stops at the same step, whichever of them got the signal
-            signum = self.ddp.agree(signum or 0) or None
+            if self._agreed_signal is None:  # no backward pass this step agreed on it already
+                [self._agreed_signal] = self.ddp.agree(signum or 0)
+            signum, self._agreed_signal = self._agreed_signal or None, None
         if signum is None:
             return
         self._call("on_interrupt")
@@ -279,7 +282,8 @@ class Trainer:
         # loss scaler's own skipping of steps with overflowing gradients is something else and goes on below.
         nonfinite = not torch.isfinite(loss.detach()).all()
         if self.ddp:  # all processes skip, or none: one that went on would wait for the others' gradients forever
-            nonfinite = self.ddp.agree(nonfinite)
+            # the same all-reduce agrees on a signal for stop_if_requested: one collective per step, not two
+            nonfinite, self._agreed_signal = self.ddp.agree(nonfinite, self.stop_request.signum or 0)
         if nonfinite:
             self.nonfinite.append(self.optimizers.index(optimizer))
             return

@@ -144,3 +144,19 @@ def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(make_cfg, 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(DlpyError, match="add trainer.strategy=ddp"):
         train(make_cfg("model=mlp"), tmp_path)
+
+
+def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(one_process_group, make_cfg, tmp_path,
+                                                                         monkeypatch):
+    agreements, all_reduce = [], dist.all_reduce  # the gradients' own averaging runs in DDP's C++ reducer
+
+    def counted(tensor, *args, **kwargs):
+        if tensor.dtype == torch.int64:  # decisions; epoch and evaluation means are float64
+            agreements.append(tensor.numel())
+        return all_reduce(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(dist, "all_reduce", counted)
+    cfg = make_cfg(*TINY, "trainer.strategy=ddp", "trainer.device=cpu", "trainer.max_epochs=1",
+                   "trainer.limit_train_batches=6")
+    train(cfg, tmp_path)
+    assert agreements == [2] * 6 + [1]  # per step (loss not finite, signal) together; after validating, the signal
