@@ -147,7 +147,8 @@ def test_no_module_of_dlpy_evaluates_strings_or_unpickles_untrusted_files():
 
 
 def test_configs_ask_hydra_to_instantiate_nothing_but_dlpy_objects():
-    """Builders are chosen by `name:` through dlpy's registries; the one `_target_` is the sweep's record, a Hydra
-    callback of dlpy's own (a `_target_` could name any importable callable)."""
+    """Builders are chosen by `name:` through dlpy's registries; the only `_target_`s are Hydra callbacks of dlpy's
+    own: the sweep's record, and the joblib preset's stop of its workers (a `_target_` could name any callable)."""
     targets = {p.name: re.findall(r"_target_:\s*(\S+)", p.read_text()) for p in Path(CONF_DIR).rglob("*.yaml")}
-    assert {name: found for name, found in targets.items() if found} == {"train.yaml": ["dlpy.sweep.SweepRecord"]}
+    assert {name: found for name, found in targets.items() if found} == {
+        "train.yaml": ["dlpy.sweep.SweepRecord"], "joblib.yaml": ["dlpy.sweep.StopJoblibWorkers"]}
