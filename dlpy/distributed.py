@@ -10,6 +10,7 @@ over the processes, weighted by the samples each one saw. Rank 0 alone writes lo
 the run folder.
 """
 import atexit
+import io
 import os
 import shutil
 import tempfile
@@ -115,6 +116,16 @@ class DataParallel:
         keys = {key for numbers, _ in everyone for key in numbers}
         return {key: sum(numbers[key] * count for numbers, count in everyone if key in numbers) / total
                 for key in sorted(keys)} if total else {}
+
+    def gather(self, obj):
+        """Every process's `obj` (what a checkpoint may hold: tensors, numbers, strings, containers), in rank order.
+
+        It travels as torch.save's bytes: all_gather_object's own pickling fails on the generators' state tensors."""
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        everyone = [None] * self.world
+        dist.all_gather_object(everyone, buffer.getvalue())
+        return [torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) for data in everyone]
 
     def broadcast_state(self, module):
         """Rank 0's weights and buffers into every process (after rank 0 loaded a checkpoint)."""

@@ -99,6 +99,8 @@ class Trainer:
         self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
         self._deferred = None  # a DDP step's (loss, optimizer), back-propagated after the wrapped forward
         self._agreed_signal = None  # DDP: the signal the processes agreed on in this step's backward (0: none)
+        self._own_states = None  # DDP: each process's random state and running sums, gathered for a checkpoint
+        self._own_state_resumed = False
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
         self.max_epochs, self.max_steps, self.grad_clip = max_epochs, max_steps, grad_clip
@@ -143,7 +145,7 @@ class Trainer:
         if self.resume:
             self.load(resolve_checkpoint(self.resume))
         self.step_module = self.ddp.wrap(task) if self.ddp else None
-        if self.ddp:
+        if self.ddp and not self._own_state_resumed:  # a resumed process goes on with the generators it saved
             self.ddp.decorrelate_rng()
         if self.compile:
             for module in task.children():
@@ -158,6 +160,7 @@ class Trainer:
                     for scheduler in self.schedulers:
                         if isinstance(scheduler, ReduceLROnPlateau) and self.monitor in metrics:
                             scheduler.step(metrics[self.monitor])  # plateau advances per evaluation, not per step
+                    self.gather_own_states()
                     self._call("on_epoch_end", metrics)
                     self.stop_if_requested()
         finally:
@@ -223,6 +226,7 @@ class Trainer:
             signum, self._agreed_signal = self._agreed_signal or None, None
         if signum is None:
             return
+        self.gather_own_states()
         self._call("on_interrupt")
         raise Interrupted(signum, f"interrupted by {signal.Signals(signum).name} at epoch {self.epoch + 1}, "
                                   f"step {self.step}", step=self.step)
@@ -372,7 +376,15 @@ class Trainer:
                 # inside an epoch, shuffled data restart from the epoch's start and replay its first batches
                 "data": self.epoch_start if self.batch and isinstance(self.data, Shuffled) else self.data.state_dict(),
                 "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
-                "config": self.config}
+                "config": self.config} | ({"processes": self._own_states} if self._own_states else {})
+
+    def gather_own_states(self):
+        """DDP, before the callbacks may save a checkpoint: what differs between the processes, gathered for
+        rank 0 to save beside its own, so a resumed run goes on exactly: each process's random generators
+        (its own dropout masks and noise) and, inside an epoch, its running sums of the epoch's numbers."""
+        if self.ddp:
+            self._own_states = self.ddp.gather({
+                "rng": rng_state(), "epoch_sums": {key: float(value) for key, value in self.epoch_sums.items()}})
 
     def save(self, path):
         """Write a checkpoint, unless the weights hold NaN or inf: the file then keeps its last good state."""
@@ -413,4 +425,10 @@ class Trainer:
         self.data.load_state_dict(state["data"])
         self.epoch_start = state["data"]
         set_rng_state(state["rng"])
+        processes = state.get("processes") or []
+        if self.ddp and len(processes) == self.ddp.world:  # a checkpoint of as many processes: each takes its own
+            own = processes[self.ddp.rank]
+            self.epoch_sums = {key: torch.tensor(value, device=self.device) for key, value in own["epoch_sums"].items()}
+            set_rng_state(state["rng"] if self.ddp.rank == 0 else own["rng"])  # rank 0's: after its own callbacks
+            self._own_state_resumed = True
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)

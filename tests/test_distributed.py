@@ -160,3 +160,59 @@ def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(one_proc
                    "trainer.limit_train_batches=6")
     train(cfg, tmp_path)
     assert agreements == [2] * 6 + [1]  # per step (loss not finite, signal) together; after validating, the signal
+
+
+DDP_RESUME = """
+import os, signal, sys, torch
+import torch.distributed as dist
+from hydra import compose, initialize_config_dir
+from dlpy import CONF_DIR
+from dlpy.errors import Interrupted
+from dlpy.registry import TASKS
+from dlpy.tasks.classification import Classification
+from dlpy.train import build_data, build_task, build_trainer
+from dlpy.trainer import seed_everything
+
+
+@TASKS.register("signal_to_rank_1")
+class SignalToRank1(Classification):
+    '''Rank 1 alone gets SIGINT in step STOP_AT (an environment variable; none without it).'''
+
+    def training_step(self, batch, step):
+        if dist.get_rank() == 1 and step == int(os.environ.get("STOP_AT", -1)):
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().training_step(batch, step)
+
+
+out, *overrides = sys.argv[1:]
+with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+    cfg = compose("train", overrides)
+seed_everything(cfg.seed)
+trainer = build_trainer(cfg, out)
+data = build_data(cfg).to(trainer.device)
+data.seed(cfg.seed)
+task = build_task(cfg)
+try:
+    trainer.fit(task, data)
+except Interrupted:
+    pass
+torch.save(task.state_dict(), f"{out}/rank{trainer.ddp.rank}.pt")
+"""
+
+
+def test_a_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, data_dir, monkeypatch):
+    """Each process draws its own dropout masks: the checkpoint keeps every process's random state."""
+    (tmp_path / "ddp_resume.py").write_text(DDP_RESUME)
+    args = [*FAST, "model=mlp", "model.dropout=0.5", "model.task.name=signal_to_rank_1", "trainer.strategy=ddp",
+            "trainer.deterministic=true", "trainer.max_epochs=2", "trainer.limit_train_batches=6"]
+    runs = {name: tmp_path / name for name in ("straight", "cut", "resumed")}
+    for name, run in runs.items():
+        run.mkdir()
+        monkeypatch.setenv("STOP_AT", "8" if name == "cut" else "-1")  # step 8: inside the second epoch
+        resume = [f"trainer.resume={runs['cut'] / 'checkpoints' / 'last.pt'}"] if name == "resumed" else []
+        torchrun(str(tmp_path / "ddp_resume.py"), str(run), f"data_dir={data_dir}", *args, *resume, cwd=tmp_path,
+                 data_dir=data_dir)
+    assert torch.load(runs["cut"] / "checkpoints" / "last.pt", weights_only=True)["step"] == 9
+    for rank in (0, 1):
+        straight, resumed = (torch.load(runs[name] / f"rank{rank}.pt") for name in ("straight", "resumed"))
+        assert all(torch.equal(straight[key], resumed[key]) for key in straight), f"rank {rank}"
