@@ -17,7 +17,8 @@ from dlpy.trainer import seed_everything
 # The same few steps for both: no dropout, so one process and two can compute the same thing.
 TINY = ["model=mlp", "model.dropout=0.0"]
 
-SCRIPT = """
+# What every torchrun script here starts with: the config from its command line, then the pieces dlpy train builds
+BUILD = """
 import sys, torch
 from hydra import compose, initialize_config_dir
 from dlpy import CONF_DIR
@@ -32,6 +33,9 @@ trainer = build_trainer(cfg, out)
 data = build_data(cfg).to(trainer.device)
 data.seed(cfg.seed)
 task = build_task(cfg)
+"""
+
+SCRIPT = BUILD + """
 trainer.fit(task, data)
 torch.save({"weights": task.state_dict(), "val": trainer.validate()}, f"{out}/rank{trainer.ddp.rank}.pt")
 """
@@ -163,15 +167,11 @@ def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(one_proc
 
 
 DDP_RESUME = """
-import os, signal, sys, torch
+import os, signal
 import torch.distributed as dist
-from hydra import compose, initialize_config_dir
-from dlpy import CONF_DIR
 from dlpy.errors import Interrupted
 from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
-from dlpy.train import build_data, build_task, build_trainer
-from dlpy.trainer import seed_everything
 
 
 @TASKS.register("signal_to_rank_1")
@@ -182,16 +182,7 @@ class SignalToRank1(Classification):
         if dist.get_rank() == 1 and step == int(os.environ.get("STOP_AT", -1)):
             os.kill(os.getpid(), signal.SIGINT)
         return super().training_step(batch, step)
-
-
-out, *overrides = sys.argv[1:]
-with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-    cfg = compose("train", overrides)
-seed_everything(cfg.seed)
-trainer = build_trainer(cfg, out)
-data = build_data(cfg).to(trainer.device)
-data.seed(cfg.seed)
-task = build_task(cfg)
+""" + BUILD + """
 try:
     trainer.fit(task, data)
 except Interrupted:

@@ -29,6 +29,7 @@ from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
 from dlpy.train import build_data, build_task, build_trainer, train
 from dlpy.trainer import Trainer
+from test_distributed import BUILD, torchrun
 
 
 def weights(run):
@@ -160,16 +161,12 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(long_epochs, tmp_pat
 
 
 DDP_FAULTS = """
-import os, signal, sys, torch
+import os, signal
 import torch.distributed as dist
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from dlpy import CONF_DIR
 from dlpy.errors import Interrupted
 from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
-from dlpy.train import build_data, build_task, build_trainer
-from dlpy.trainer import seed_everything
 
 
 @TASKS.register("one_rank_faults")
@@ -185,17 +182,9 @@ class OneRankFaults(Classification):
             os.kill(os.getpid(), signal.SIGINT)
         self.trainer.backward(loss, self.optimizer)
         return {"loss/xent": loss.detach()}
-
-
-out, *overrides = sys.argv[1:]
-with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-    cfg = compose("train", overrides)
-seed_everything(cfg.seed)
-trainer = build_trainer(cfg, out)
-data = build_data(cfg).to(trainer.device)
-data.seed(cfg.seed)
+""" + BUILD + """
 try:
-    trainer.fit(build_task(cfg), data)
+    trainer.fit(task, data)
     stopped = None
 except Interrupted as stop:
     stopped = stop.step
@@ -206,8 +195,6 @@ torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{tr
 def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(tmp_path, data_dir):
     """A NaN loss or a signal in one process: the others must take the same decision at the same step,
     or they would wait forever for its gradients."""
-    from test_distributed import torchrun
-
     (tmp_path / "ddp_faults.py").write_text(DDP_FAULTS)
     torchrun(str(tmp_path / "ddp_faults.py"), str(tmp_path), f"data_dir={data_dir}", *FAST, "model=mlp",
              "model.task.name=one_rank_faults", "trainer.strategy=ddp", "trainer.on_nan=skip",
