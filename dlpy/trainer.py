@@ -429,6 +429,7 @@ class Trainer:
         if self.ddp and len(processes) == self.ddp.world:  # a checkpoint of as many processes: each takes its own
             own = processes[self.ddp.rank]
             self.epoch_sums = {key: torch.tensor(value, device=self.device) for key, value in own["epoch_sums"].items()}
-            set_rng_state(state["rng"] if self.ddp.rank == 0 else own["rng"])  # rank 0's: after its own callbacks
+            if self.ddp.rank:  # rank 0's own are "rng" above, taken after its callbacks had drawn from them
+                set_rng_state(own["rng"])
             self._own_state_resumed = True
         log.info("resumed from %s at epoch %d, step %d", path, self.epoch, self.step)

@@ -76,5 +76,6 @@ def main():
           "   (target: at most 0.7 on 2 cores)")
     print(f"ratio parallel / serial, 1 thread: {statistics.median(map(truediv, parallel, serial_1)):6.2f}")
 
+
 if __name__ == "__main__":
     main()
