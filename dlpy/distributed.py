@@ -110,8 +110,7 @@ class DataParallel:
         Exact for every per-sample mean (loss, accuracy, MAE, reconstruction per image); a process
         whose shard was empty contributes nothing.
         """
-        everyone = [None] * self.world
-        dist.all_gather_object(everyone, (metrics, n))
+        everyone = self.gather((metrics, n))
         total = sum(count for _, count in everyone)
         keys = {key for numbers, _ in everyone for key in numbers}
         return {key: sum(numbers[key] * count for numbers, count in everyone if key in numbers) / total
