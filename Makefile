@@ -1,18 +1,27 @@
 # make train: set up .venv if needed, make sure Fashion-MNIST is present, run the default experiment.
-# make test:  set up .venv if needed, run the test suite.
+# make test:  set up .venv if needed, check the style (make lint), run the whole test suite.
+# make test-fast: the same without the tests marked slow or gpu, in under a minute.
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: train test data benchmark clean
+.PHONY: train test test-fast lint data benchmark clean
 
 train: $(STAMP) data
 	$(BIN)/dlpy train $(ARGS)
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest -q $(ARGS)
+
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow and not gpu" $(ARGS)
+
+# ruff's lint rules and formatter, configured in pyproject.toml ([tool.ruff]).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 benchmark: $(STAMP) data
 	$(BIN)/python scripts/benchmark.py

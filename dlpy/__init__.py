@@ -1,4 +1,5 @@
 """dlpy: the classic deep-learning experiments, one Hydra-configured command each."""
+
 import os
 import time
 from contextlib import contextmanager
@@ -52,11 +53,16 @@ def _register_resolvers():
     from omegaconf import OmegaConf
 
     OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
-    OmegaConf.register_new_resolver("dlpy.job_dirname", _job_dirname, replace=True)  # hydra.sweep.subdir
-    OmegaConf.register_new_resolver("dlpy.threads_per_job", _threads_per_job, replace=True)  # launcher presets
+    OmegaConf.register_new_resolver(
+        "dlpy.job_dirname", _job_dirname, replace=True
+    )  # hydra.sweep.subdir
+    OmegaConf.register_new_resolver(
+        "dlpy.threads_per_job", _threads_per_job, replace=True
+    )  # launcher presets
     # hparams_search presets: Optuna's direction from trainer.mode
-    OmegaConf.register_new_resolver("dlpy.direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode],
-                                    replace=True)
+    OmegaConf.register_new_resolver(
+        "dlpy.direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True
+    )
 
 
 _register_resolvers()

@@ -3,6 +3,7 @@
 Whatever goes wrong with the input, the user reads one line, `dlpy: error: ...`, naming the key,
 override or file at fault, and the exit status is non-zero; tracebacks are for dlpy's own bugs.
 """
+
 import os
 import sys
 from pathlib import Path
@@ -38,8 +39,14 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0
-    commands = {"train": train_command, "eval": eval_command, "sample": sample_command,
-                "visualize": visualize_command, "report": report_command, "list": list_command}
+    commands = {
+        "train": train_command,
+        "eval": eval_command,
+        "sample": sample_command,
+        "visualize": visualize_command,
+        "report": report_command,
+        "list": list_command,
+    }
     command, rest = argv[0], argv[1:]
     try:
         if command not in commands:
@@ -61,7 +68,9 @@ def train_command(args):
     sweep.check_plugins(args, CONF_DIR)
     multirun = "-m" in args or "--multirun" in args
     args += sweep.multirun_args(args) if multirun else run_dir_for_resume(args)
-    if "RANK" in os.environ:  # a process of torchrun's: those of rank > 0 leave no run folder of their own
+    if (
+        "RANK" in os.environ
+    ):  # a process of torchrun's: those of rank > 0 leave no run folder of their own
         from dlpy.distributed import worker_args
 
         args += worker_args(args)
@@ -76,7 +85,10 @@ def check_flags(args):
     """Hydra's command-line flags, parsed as Hydra parses them, but a mistake is one line instead of a usage screen."""
     from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses
 
-    if any(arg in ("-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion") for arg in args):
+    if any(
+        arg in ("-h", "--help", "--hydra-help", "--version", "-sc", "--shell-completion")
+        for arg in args
+    ):
         return  # Hydra prints these itself
     parser = get_args_parser()
 
@@ -108,7 +120,9 @@ def check_group_choices(args):
             continue  # not a group choice, or a sweep function Hydra expands itself
         for choice in value.split(","):
             if choice not in presets(key) and choice != "null":
-                raise DlpyError(unknown(f"{key} preset", choice, presets(key)) + f" (conf/{key}/*.yaml)")
+                raise DlpyError(
+                    unknown(f"{key} preset", choice, presets(key)) + f" (conf/{key}/*.yaml)"
+                )
 
 
 def run_dir_for_resume(args):
@@ -124,7 +138,10 @@ def run_dir_for_resume(args):
 
             earlier = earlier_output(args, multirun=False)
             if earlier:
-                print(f"trainer.resume=auto: continuing the run in {earlier.resolve()}", file=sys.stderr)
+                print(
+                    f"trainer.resume=auto: continuing the run in {earlier.resolve()}",
+                    file=sys.stderr,
+                )
             return [f"hydra.run.dir='{earlier.resolve()}'"] if earlier else []
         if arg.startswith("trainer.resume="):
             path = Path(arg.partition("=")[2]).expanduser()
@@ -151,7 +168,9 @@ def load_run(args, usage):
         raise DlpyError(f"{config_file} not found: is {run_dir} a dlpy run folder?")
     cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = Trainer(device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"])
+    trainer = Trainer(
+        device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"]
+    )
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
     trainer.setup(build_task(cfg), data)
@@ -164,14 +183,20 @@ def eval_command(args):
     """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled episodes instead,
     and with record=true also writes one greedy episode to <run dir>/episode.gif."""
     own, rest = own_options(args, ("episodes", "record"))
-    run_dir, _, trainer = load_run(rest, "dlpy eval <run dir> [key=value ...] (an agent also: episodes=20 record=true)")
+    run_dir, _, trainer = load_run(
+        rest, "dlpy eval <run dir> [key=value ...] (an agent also: episodes=20 record=true)"
+    )
     task = trainer.task
     if own and not hasattr(task, "record"):
-        raise DlpyError(f"dlpy eval: episodes= and record= apply to agents (model=reinforce); {run_dir} trained "
-                        f"{type(task).__name__}")
+        raise DlpyError(
+            f"dlpy eval: episodes= and record= apply to agents (model=reinforce); {run_dir} trained "
+            f"{type(task).__name__}"
+        )
     if "episodes" in own:
         if not own["episodes"].isdigit() or int(own["episodes"]) < 1:
-            raise DlpyError(f"dlpy eval: episodes takes a positive whole number, got {own['episodes']!r}")
+            raise DlpyError(
+                f"dlpy eval: episodes takes a positive whole number, got {own['episodes']!r}"
+            )
         task.eval_episodes = int(own["episodes"])
     for key, value in trainer.test().items():
         print(f"{key:12s} {value:.4f}")
@@ -201,7 +226,9 @@ def sample_command(args):
     from dlpy.plots import save_png
 
     own, rest = own_options(args, ("n", "length", "temperature"))
-    run_dir, _, trainer = load_run(rest, "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]")
+    run_dir, _, trainer = load_run(
+        rest, "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]"
+    )
     text = "temperatures" in inspect.signature(trainer.task.examples).parameters
     kwargs = {} if text else {"n": 64}
     try:
@@ -212,8 +239,10 @@ def sample_command(args):
     except ValueError as err:
         raise DlpyError(f"dlpy sample: n, length and temperature take numbers ({err})") from None
     if "temperatures" in kwargs and not text:
-        raise DlpyError(f"dlpy sample: temperature= applies to text models; {run_dir} trained "
-                        f"{type(trainer.task).__name__}")
+        raise DlpyError(
+            f"dlpy sample: temperature= applies to text models; {run_dir} trained "
+            f"{type(trainer.task).__name__}"
+        )
     trainer.task.eval()
     with torch.inference_mode():
         examples = trainer.task.examples(trainer.data, **kwargs)
@@ -233,14 +262,20 @@ def visualize_command(args):
     from dlpy import visualize
 
     usage = f"dlpy visualize <run dir> kind={'|'.join(visualize.KINDS)} [option=value ...]"
-    own, rest = own_options(args, {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)})
+    own, rest = own_options(
+        args, {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)}
+    )
     kind = own.pop("kind", None)
     if kind not in visualize.KINDS:
-        raise DlpyError(unknown("kind", kind, visualize.KINDS) if kind else f"kind= is required; usage: {usage}")
+        raise DlpyError(
+            unknown("kind", kind, visualize.KINDS) if kind else f"kind= is required; usage: {usage}"
+        )
     kwargs = visualize.typed(kind, own)
     if "weights" in kwargs:  # a torchvision network: the folder only receives the images
         if len(rest) != 1 or rest[0].startswith("-"):
-            raise DlpyError(f"usage: dlpy visualize <output dir> kind={kind} weights=... (no run overrides)")
+            raise DlpyError(
+                f"usage: dlpy visualize <output dir> kind={kind} weights=... (no run overrides)"
+            )
         from dlpy.trainer import resolve_device
 
         run_dir, data = Path(rest[0]), None
@@ -273,7 +308,9 @@ def report_command(args):
     if len(args) != 1 or args[0].startswith("-"):
         raise DlpyError("usage: dlpy report <sweep dir>")
     print(write_report(args[0]), end="")
-    print(f"\nsaved: {Path(args[0]) / 'report.csv'} (by configuration), {Path(args[0]) / 'jobs.csv'} (every job)")
+    print(
+        f"\nsaved: {Path(args[0]) / 'report.csv'} (by configuration), {Path(args[0]) / 'jobs.csv'} (every job)"
+    )
 
 
 def list_command(args):
@@ -288,7 +325,11 @@ def list_command(args):
         print(f"  {group}:")
         for name in presets(group):
             text = (Path(CONF_DIR) / group / f"{name}.yaml").read_text()
-            comments = [line for line in text.splitlines() if line.startswith("#") and not line.startswith("# @")]
+            comments = [
+                line
+                for line in text.splitlines()
+                if line.startswith("#") and not line.startswith("# @")
+            ]
             about = comments[0].lstrip("# ") if comments else ""
             print(f"    {name:22s} {about}")
 

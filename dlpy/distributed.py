@@ -9,6 +9,7 @@ DistributedDataParallel averages the gradients; evaluations are sharded too and 
 over the processes, weighted by the samples each one saw. Rank 0 alone writes logs, checkpoints and
 the run folder.
 """
+
 import atexit
 import io
 import os
@@ -40,7 +41,11 @@ def worker_args(args):
     (a resumed run), else a throwaway one, and writes nothing there, so one run leaves one folder."""
     if rank() == 0:
         return []
-    extra = ["hydra.output_subdir=null", "hydra/job_logging=stdout", "hydra.job_logging.root.level=WARNING"]
+    extra = [
+        "hydra.output_subdir=null",
+        "hydra/job_logging=stdout",
+        "hydra.job_logging.root.level=WARNING",
+    ]
     if not any(a.startswith("hydra.run.dir=") for a in args):
         scratch = tempfile.mkdtemp(prefix=f"dlpy-rank{rank()}-")
         atexit.register(shutil.rmtree, scratch, ignore_errors=True)
@@ -69,8 +74,10 @@ class DataParallel:
 
     def __init__(self, device):
         if world_size() < 2 and "RANK" not in os.environ:
-            raise DlpyError("trainer.strategy=ddp runs under torchrun: torchrun --nproc_per_node=N -m dlpy train "
-                            "trainer.strategy=ddp ...")
+            raise DlpyError(
+                "trainer.strategy=ddp runs under torchrun: torchrun --nproc_per_node=N -m dlpy train "
+                "trainer.strategy=ddp ..."
+            )
         # NCCL between GPUs, gloo between CPU processes; torchrun's environment says where rank 0 listens
         backend = "nccl" if device.type == "cuda" else "gloo"
         if not dist.is_initialized():
@@ -82,10 +89,14 @@ class DataParallel:
     def wrap(self, task):
         """The task's training step wrapped in DistributedDataParallel (which broadcasts rank 0's weights)."""
         if len(task.trainer.optimizers) != 1:
-            raise DlpyError(f"trainer.strategy=ddp trains tasks with one optimizer; {type(task).__name__} has "
-                            f"{len(task.trainer.optimizers)}: DistributedDataParallel averages gradients once per "
-                            "forward and backward, and its step takes a backward pass per optimizer")
-        if self.device.type == "cuda":  # batch statistics over the global batch, as one GPU would see it
+            raise DlpyError(
+                f"trainer.strategy=ddp trains tasks with one optimizer; {type(task).__name__} has "
+                f"{len(task.trainer.optimizers)}: DistributedDataParallel averages gradients once per "
+                "forward and backward, and its step takes a backward pass per optimizer"
+            )
+        if (
+            self.device.type == "cuda"
+        ):  # batch statistics over the global batch, as one GPU would see it
             task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
         ids = [self.device] if self.device.type == "cuda" else None
         return DistributedDataParallel(TrainingStep(task), device_ids=ids)
@@ -93,14 +104,18 @@ class DataParallel:
     def mean(self, values):
         """{key: tensor or number} averaged over the processes (every process must pass the same keys)."""
         keys = sorted(values)
-        stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float64, device=self.device) for k in keys])
+        stacked = torch.stack(
+            [torch.as_tensor(values[k], dtype=torch.float64, device=self.device) for k in keys]
+        )
         dist.all_reduce(stacked)
-        return dict(zip(keys, (stacked / self.world).tolist()))
+        return dict(zip(keys, (stacked / self.world).tolist(), strict=False))
 
     def agree(self, *values):
         """The largest of the processes' values for each of `values` (whole numbers or bools), so that all take
         the same decisions: to skip a step whose loss is NaN on one of them, to stop on a signal one of them got."""
-        tensor = torch.tensor([int(value) for value in values], dtype=torch.int64, device=self.device)
+        tensor = torch.tensor(
+            [int(value) for value in values], dtype=torch.int64, device=self.device
+        )
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor.tolist()
 
@@ -113,8 +128,15 @@ class DataParallel:
         everyone = self.gather((metrics, n))
         total = sum(count for _, count in everyone)
         keys = {key for numbers, _ in everyone for key in numbers}
-        return {key: sum(numbers[key] * count for numbers, count in everyone if key in numbers) / total
-                for key in sorted(keys)} if total else {}
+        return (
+            {
+                key: sum(numbers[key] * count for numbers, count in everyone if key in numbers)
+                / total
+                for key in sorted(keys)
+            }
+            if total
+            else {}
+        )
 
     def gather(self, obj):
         """Every process's `obj` (what a checkpoint may hold: tensors, numbers, strings, containers), in rank order.
@@ -124,7 +146,9 @@ class DataParallel:
         torch.save(obj, buffer)
         everyone = [None] * self.world
         dist.all_gather_object(everyone, buffer.getvalue())
-        return [torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) for data in everyone]
+        return [
+            torch.load(io.BytesIO(data), map_location="cpu", weights_only=True) for data in everyone
+        ]
 
     def broadcast_state(self, module):
         """Rank 0's weights and buffers into every process (after rank 0 loaded a checkpoint)."""

@@ -2,6 +2,7 @@
 
 metrics.json records the ending as `status` (failed, diverged, interrupted), so a folder never looks finished.
 """
+
 import signal
 
 
@@ -62,7 +63,11 @@ def config_error(err):
 
     cause = err.__cause__ if err.__cause__ is not None else err
     key = getattr(cause, "full_key", None)
-    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and key and cause.parent_node is not None:
+    if (
+        isinstance(cause, (ConfigKeyError, ConfigAttributeError))
+        and key
+        and cause.parent_node is not None
+    ):
         name = key.rsplit(".", 1)[-1]  # a typo: say which keys there are, and the closest
         message = unknown("key", name, list(cause.parent_node.keys()))
         return message.replace(f"Unknown key {name!r}", f"{key}: no such key", 1)

@@ -1,4 +1,5 @@
 """Files that must never be half-written: write to a temporary file, fsync, rename."""
+
 import json
 import os
 import pickle
@@ -38,7 +39,9 @@ def save_checkpoint(state, path):
 
 
 def save_json(obj, path):
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()))
+    atomic_write(
+        path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    )
 
 
 def check_output_folder(folder, need=0):
@@ -48,16 +51,22 @@ def check_output_folder(folder, need=0):
     must hold `need` bytes.
     """
     folder = Path(folder)
-    probe = folder / f".dlpy-write-probe-{os.getpid()}"  # one per process: data-parallel ones share the folder
+    probe = (
+        folder / f".dlpy-write-probe-{os.getpid()}"
+    )  # one per process: data-parallel ones share the folder
     try:
         atomic_write(probe, lambda f: f.write(b"dlpy"))
         probe.unlink()
         free = shutil.disk_usage(folder).free
     except OSError as err:
-        raise DlpyError(f"output folder {folder} cannot be written: {err.strerror or err}") from None
+        raise DlpyError(
+            f"output folder {folder} cannot be written: {err.strerror or err}"
+        ) from None
     if free < need:
-        raise DlpyError(f"output folder {folder} has {free / 2**20:.1f} MiB free, but this run's checkpoints "
-                        f"need about {need / 2**20:.1f} MiB")
+        raise DlpyError(
+            f"output folder {folder} has {free / 2**20:.1f} MiB free, but this run's checkpoints "
+            f"need about {need / 2**20:.1f} MiB"
+        )
 
 
 def load_checkpoint(path, map_location="cpu"):
@@ -69,8 +78,10 @@ def load_checkpoint(path, map_location="cpu"):
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise DlpyError(f"checkpoint {path} cannot be read (truncated, corrupted or not a dlpy "
-                        f"checkpoint): {reason}") from None
+        raise DlpyError(
+            f"checkpoint {path} cannot be read (truncated, corrupted or not a dlpy "
+            f"checkpoint): {reason}"
+        ) from None
     if not isinstance(state, dict) or "task" not in state:
         raise DlpyError(f"checkpoint {path} is not a dlpy checkpoint (no 'task' entry)")
     return state

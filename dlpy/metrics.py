@@ -6,6 +6,7 @@ dataset's training split with a fixed seed and cached in <dataset root>/dlpy-fid
 compare dlpy runs on one dataset with each other; they are not the Inception FIDs of papers.
 The floor, FID between real training and real test images, says how low a perfect generator goes.
 """
+
 import logging
 from functools import partial
 
@@ -61,8 +62,12 @@ class FeatureNet:
     @torch.inference_mode()
     def __call__(self, images, batch_size=1000):
         body = self.net.classifier[:-1]  # everything but the last linear layer
-        return torch.cat([body(self.net.features(self.data.normalize(chunk))).float()
-                          for chunk in images.split(batch_size)])
+        return torch.cat(
+            [
+                body(self.net.features(self.data.normalize(chunk))).float()
+                for chunk in images.split(batch_size)
+            ]
+        )
 
 
 @torch.inference_mode(False)  # first use comes from inside an evaluation: step out to train
@@ -72,8 +77,14 @@ def feature_network(data):
     from dlpy.tasks.classification import Classification
     from dlpy.trainer import Trainer
 
-    shape = dict(in_channels=data.train.x.shape[1], image_size=data.train.x.shape[2], num_classes=len(data.classes))
-    net = CNN(**shape, layers=[32, "M", 64, "M", 128, "M"], batchnorm=True, fc=[256], dropout=0.5).to(data.device)
+    shape = dict(
+        in_channels=data.train.x.shape[1],
+        image_size=data.train.x.shape[2],
+        num_classes=len(data.classes),
+    )
+    net = CNN(
+        **shape, layers=[32, "M", 64, "M", 128, "M"], batchnorm=True, fc=[256], dropout=0.5
+    ).to(data.device)
     path = data.root / "dlpy-fid" / f"{data.name}-{len(data.train)}-{len(data.test)}.pt"
     if path.is_file():
         state = load_checkpoint(path, data.device)

@@ -1,4 +1,5 @@
 """Image grids for TensorBoard and PNG files."""
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,7 @@ def labelled_grid(images, captions, correct, columns=8, cell=64, caption_height=
     rows = -(-n // columns)
     canvas = Image.new("RGB", (columns * w, rows * (h + caption_height)), "white")
     draw, font = ImageDraw.Draw(canvas), ImageFont.load_default()
-    for i, (image, caption, ok) in enumerate(zip(images, captions, correct)):
+    for i, (image, caption, ok) in enumerate(zip(images, captions, correct, strict=False)):
         left, top = (i % columns) * w, (i // columns) * (h + caption_height)
         canvas.paste(Image.fromarray(image.permute(1, 2, 0).numpy()), (left, top))
         draw.text((left + 2, top + h), caption[: w // 6], fill=GREEN if ok else RED, font=font)
@@ -27,7 +28,9 @@ def labelled_grid(images, captions, correct, columns=8, cell=64, caption_height=
 
 def grid(images, columns=8):
     """uint8 (N, C, H, W) images -> one uint8 (3, H, W) grid, `columns` images a row."""
-    from torchvision.utils import make_grid  # torchvision takes a second to import: only when drawing
+    from torchvision.utils import (
+        make_grid,
+    )  # torchvision takes a second to import: only when drawing
 
     images = images.detach().cpu()
     if images.shape[1] == 1:
@@ -49,5 +52,14 @@ def save_gif(frames, path, fps=30, scale=0.5):
     h, w = frames[0].shape[:2]
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     images = [Image.fromarray(np.asarray(frame, dtype=np.uint8)).resize(size) for frame in frames]
-    atomic_write(path, lambda f: images[0].save(f, format="GIF", save_all=True, append_images=images[1:],
-                                                duration=round(1000 / fps), loop=0))
+    atomic_write(
+        path,
+        lambda f: images[0].save(
+            f,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        ),
+    )

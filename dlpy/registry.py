@@ -5,6 +5,7 @@ Other packages add pieces through Python entry points in the group ``dlpy.<kind>
 (for example ``[project.entry-points."dlpy.models"] mynet = "mypkg:build_mynet"``);
 the first line of the builder's docstring is its description.
 """
+
 import difflib
 import importlib
 import inspect
@@ -64,14 +65,22 @@ class Registry:
         check_kwargs(builder, kwargs, where, key)
         try:
             built = builder(*args, **kwargs)
-        except (DlpyError, TypeError, ValueError, LookupError, RuntimeError) as err:  # torch refusing a size, say
+        except (
+            DlpyError,
+            TypeError,
+            ValueError,
+            LookupError,
+            RuntimeError,
+        ) as err:  # torch refusing a size, say
             # A negative number explains many refusals; a builder's own message wins where it names the key.
             negative = negative_option(builder, kwargs, key)
             if negative and negative.split(" ")[0] not in str(err):
                 raise DlpyError(negative) from err
             if isinstance(err, DlpyError):
                 raise
-            raise DlpyError(f"{where} cannot be built with these options: {first_line(err)}") from err
+            raise DlpyError(
+                f"{where} cannot be built with these options: {first_line(err)}"
+            ) from err
         check_signs(builder, kwargs, key)  # a negative number the builder let through
         return built
 
@@ -92,8 +101,12 @@ def check_kwargs(fn, kwargs, where, key=None):
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         extra = sorted(set(kwargs) - set(params))
         if extra:
-            accepted = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            raise DlpyError(f"{where}: unknown option(s) {', '.join(extra)}; accepted: {', '.join(accepted)}")
+            accepted = [
+                n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            raise DlpyError(
+                f"{where}: unknown option(s) {', '.join(extra)}; accepted: {', '.join(accepted)}"
+            )
     for name, value, example in examples(fn, kwargs):
         check_kind(f"{key}.{name}" if key else name, value, example)
 
@@ -119,13 +132,31 @@ def examples(fn, kwargs):
     for name, value in kwargs.items():
         if name in params:
             param = params[name]
-            yield name, value, param.default if param.default is not param.empty else ANNOTATED.get(param.annotation)
+            yield (
+                name,
+                value,
+                param.default
+                if param.default is not param.empty
+                else ANNOTATED.get(param.annotation),
+            )
 
 
 # Kinds of option, told by an example (the default): bool before number, since True is also an int.
-KINDS = ((bool, "true or false"), ((int, float), "a number"), (str, "a string"), ((list, tuple), "a list"),
-         (dict, "a mapping"))
-ANNOTATED = {int: 0, float: 0.0, bool: False, str: "", list: [], dict: {}}  # an option without a default: its type
+KINDS = (
+    (bool, "true or false"),
+    ((int, float), "a number"),
+    (str, "a string"),
+    ((list, tuple), "a list"),
+    (dict, "a mapping"),
+)
+ANNOTATED = {
+    int: 0,
+    float: 0.0,
+    bool: False,
+    str: "",
+    list: [],
+    dict: {},
+}  # an option without a default: its type
 
 
 def check_kind(key, value, example):
@@ -134,7 +165,9 @@ def check_kind(key, value, example):
     neither default nor type, anything goes."""
     for types, kind in KINDS:
         if example is not None and isinstance(example, types):
-            if not isinstance(value, types) or (isinstance(value, bool) and not isinstance(example, bool)):
+            if not isinstance(value, types) or (
+                isinstance(value, bool) and not isinstance(example, bool)
+            ):
                 raise DlpyError(f"{key} must be {kind}, got {value!r}")
             return
 

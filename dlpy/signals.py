@@ -4,6 +4,7 @@ Outside the training loop a signal raises `Interrupted` at once, as Ctrl-C raise
 Inside it, `StopRequest` only notes the signal: the loop finishes the step it is in, saves a checkpoint
 at that step and then raises, so no signal can land in the middle of an optimizer step or a file write.
 """
+
 import logging
 import signal
 import threading
@@ -29,7 +30,9 @@ def handling(handler):
         yield
     finally:
         for signum, old in previous.items():
-            signal.signal(signum, signal.SIG_DFL if old is None else old)  # None: set outside Python
+            signal.signal(
+                signum, signal.SIG_DFL if old is None else old
+            )  # None: set outside Python
 
 
 def raise_interrupted(signum, frame):

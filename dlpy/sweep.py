@@ -5,6 +5,7 @@ through the joblib, submitit or Ray launcher plugins); dlpy only names the folde
 sweep's config and report beside them, and finds an interrupted sweep when the same command is run
 again with trainer.resume=auto.
 """
+
 import hashlib
 import importlib.util
 import logging
@@ -26,8 +27,16 @@ NAME_MAX = 200  # bytes; file systems allow 255, and long names end in a hash of
 PLUGINS = {
     "optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper", "sweep"),
     "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "sweep"),
-    "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
-    "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"),
+    "submitit_local": (
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra-submitit-launcher",
+        "cluster",
+    ),
+    "submitit_slurm": (
+        "hydra_plugins.hydra_submitit_launcher",
+        "hydra-submitit-launcher",
+        "cluster",
+    ),
     "ray": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
     "ray_aws": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
 }
@@ -42,7 +51,7 @@ def job_dirname(num, overrides):
     name = UNSAFE.sub("_", str(overrides or "")) or str(num)
     if len(name.encode()) > NAME_MAX:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
-        name = name.encode()[:NAME_MAX - 9].decode(errors="ignore") + "_" + digest
+        name = name.encode()[: NAME_MAX - 9].decode(errors="ignore") + "_" + digest
     return name
 
 
@@ -76,7 +85,11 @@ def usable_cores():
 
 def task_overrides(args):
     """The config overrides among command-line arguments: no flags, no hydra.* settings, no trainer.resume."""
-    return [a for a in args if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra", "trainer.resume="))]
+    return [
+        a
+        for a in args
+        if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra", "trainer.resume="))
+    ]
 
 
 def multirun_args(args):
@@ -91,12 +104,20 @@ def multirun_args(args):
             parsed = OverridesParser.create().parse_overrides(task_overrides(args))
         except HydraException:
             parsed = []  # Hydra reports the bad override itself
-        fixed = sorted({o.key_or_group for o in parsed if not o.is_sweep_override()} | {"trainer.resume"})
-        extra.append("hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in fixed) + "]")
+        fixed = sorted(
+            {o.key_or_group for o in parsed if not o.is_sweep_override()} | {"trainer.resume"}
+        )
+        extra.append(
+            "hydra.job.config.override_dirname.exclude_keys=["
+            + ",".join(f"'{k}'" for k in fixed)
+            + "]"
+        )
     if "trainer.resume=auto" in args and not any(a.startswith("hydra.sweep.dir=") for a in args):
         earlier = earlier_output(args, multirun=True)
         if earlier:
-            print(f"trainer.resume=auto: continuing the sweep in {earlier.resolve()}", file=sys.stderr)
+            print(
+                f"trainer.resume=auto: continuing the sweep in {earlier.resolve()}", file=sys.stderr
+            )
             extra.append(f"hydra.sweep.dir='{earlier.resolve()}'")
     return extra
 
@@ -110,7 +131,9 @@ def earlier_output(args, multirun):
     import yaml
 
     mine = sorted(task_overrides(args))
-    pattern = "outputs/multirun/*/*/multirun.yaml" if multirun else "outputs/*/*/.hydra/overrides.yaml"
+    pattern = (
+        "outputs/multirun/*/*/multirun.yaml" if multirun else "outputs/*/*/.hydra/overrides.yaml"
+    )
     for record in sorted(Path().glob(pattern), reverse=True):
         try:
             saved = yaml.safe_load(record.read_text())
@@ -129,14 +152,20 @@ def check_plugins(args, conf_dir):
         key, _, value = arg.lstrip("+").partition("=")
         if key in ("hydra/launcher", "hydra/sweeper"):
             wanted.append((arg, value))
-        elif "/" not in key + value and (Path(conf_dir) / key / f"{value}.yaml").is_file():  # a preset
+        elif (
+            "/" not in key + value and (Path(conf_dir) / key / f"{value}.yaml").is_file()
+        ):  # a preset
             text = (Path(conf_dir) / key / f"{value}.yaml").read_text()
-            wanted += [(arg, m) for m in re.findall(r"override /hydra/(?:launcher|sweeper): *(\w+)", text)]
+            wanted += [
+                (arg, m) for m in re.findall(r"override /hydra/(?:launcher|sweeper): *(\w+)", text)
+            ]
     for arg, name in wanted:
         module, package, extra = PLUGINS.get(name, (None, None, None))
         if module and not installed(module):
-            raise DlpyError(f"{arg} needs the Hydra plugin {package}, which is not installed: "
-                            f"pip install 'dlpy[{extra}]' (or pip install {package})")
+            raise DlpyError(
+                f"{arg} needs the Hydra plugin {package}, which is not installed: "
+                f"pip install 'dlpy[{extra}]' (or pip install {package})"
+            )
 
 
 def installed(module):
@@ -176,4 +205,6 @@ class StopJoblibWorkers(Callback):
 
         executor = getattr(reusable_executor, "_executor", None)  # None: no worker was ever started
         if executor is not None:
-            executor.shutdown(wait=True, kill_workers=True)  # every job has returned: nothing is lost
+            executor.shutdown(
+                wait=True, kill_workers=True
+            )  # every job has returned: nothing is lost

@@ -1,4 +1,5 @@
 """The recipe: compose config -> build data, model, task, trainer -> fit -> test -> metrics.json."""
+
 import json
 import logging
 import sys
@@ -16,8 +17,17 @@ from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 from dlpy import CONF_DIR, STARTED, callbacks, distributed
 from dlpy.errors import Diverged, DlpyError, Interrupted, report
 from dlpy.io import check_output_folder, save_json
-from dlpy.registry import (DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kind, check_kwargs, check_signs,
-                           first_line)
+from dlpy.registry import (
+    DATASETS,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TASKS,
+    check_kind,
+    check_kwargs,
+    check_signs,
+    first_line,
+)
 from dlpy.trainer import Trainer, seed_everything
 
 log = logging.getLogger("dlpy")
@@ -38,10 +48,14 @@ def fit_and_test(cfg, run_dir):
         return cross_validate(cfg, run_dir)  # each fold decides for itself in its own folder
     if cfg.trainer.resume == "auto":
         last = Path(run_dir) / "checkpoints" / "last.pt"
-        cfg.trainer.resume = str(last) if last.is_file() else None  # None: it never saved one, start afresh
+        cfg.trainer.resume = (
+            str(last) if last.is_file() else None
+        )  # None: it never saved one, start afresh
     start = time.perf_counter()
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed < 2**32:
-        raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {cfg.seed!r}")
+        raise DlpyError(
+            f"seed must be a whole number in [0, 2**32) (numpy's range), got {cfg.seed!r}"
+        )
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
     data = build_data(cfg).to(trainer.device)
@@ -55,19 +69,29 @@ def fit_and_test(cfg, run_dir):
     try:
         trainer.fit(task, data)
     except (Interrupted, Diverged) as stop:
-        if not (isinstance(stop, Interrupted) and stop.step is None):  # None: a signal before the loop saved nothing
+        if not (
+            isinstance(stop, Interrupted) and stop.step is None
+        ):  # None: a signal before the loop saved nothing
             stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
         raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
 
-    metrics |= {"time/total_s": time.perf_counter() - start, "time/train_s": trainer.train_time,
-                "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
-                "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
-                "epochs": trainer.epoch, "steps": trainer.step, "nan_skipped": trainer.nan_skipped,
-                "status": "finished"} | task.summary()
+    metrics |= {
+        "time/total_s": time.perf_counter() - start,
+        "time/train_s": trainer.train_time,
+        "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
+        "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
+        "epochs": trainer.epoch,
+        "steps": trainer.step,
+        "nan_skipped": trainer.nan_skipped,
+        "status": "finished",
+    } | task.summary()
     if trainer.is_main:  # data-parallel runs: rank 0 writes
         save_json(metrics, Path(run_dir) / "metrics.json")
-    log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))))
+    log.info(
+        "test: %s",
+        "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith(("test/", "eval/"))),
+    )
     log.info("run folder: %s", run_dir)
     return metrics
 
@@ -77,7 +101,11 @@ def what_is_kept(stop, run_dir):
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if isinstance(stop, Interrupted):
         return f"checkpoint saved to {last}; resume with: dlpy train trainer.resume={run_dir}"
-    return f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
+    return (
+        f"the last good checkpoint is {last}"
+        if last.is_file()
+        else "no checkpoint had been saved yet"
+    )
 
 
 def cross_validate(cfg, run_dir):
@@ -90,11 +118,26 @@ def cross_validate(cfg, run_dir):
         fold_cfg = cfg.copy()
         fold_cfg.dataset.fold = k
         log.info("fold %d of %d", k + 1, cfg.dataset.folds)
-        runs.append(fit_and_test(fold_cfg, Path(run_dir) / f"fold{k}"))  # not read back: only rank 0 writes files
-    scores = [key for key, value in runs[0].items() if key.startswith(("val/", "test/")) and isinstance(value, float)]
+        runs.append(
+            fit_and_test(fold_cfg, Path(run_dir) / f"fold{k}")
+        )  # not read back: only rank 0 writes files
+    scores = [
+        key
+        for key, value in runs[0].items()
+        if key.startswith(("val/", "test/")) and isinstance(value, float)
+    ]
     metrics = {key: sum(run[key] for run in runs) / len(runs) for key in scores}
-    metrics |= {f"fold{k}/{key}": run[key] for k, run in enumerate(runs) for key in scores if key.startswith("val/")}
-    metrics |= {"folds": len(runs), "time/total_s": time.perf_counter() - start, "status": "finished"}
+    metrics |= {
+        f"fold{k}/{key}": run[key]
+        for k, run in enumerate(runs)
+        for key in scores
+        if key.startswith("val/")
+    }
+    metrics |= {
+        "folds": len(runs),
+        "time/total_s": time.perf_counter() - start,
+        "status": "finished",
+    }
     if distributed.rank() == 0:
         save_json(metrics, Path(run_dir) / "metrics.json")
     log.info("%d-fold means: %s", len(runs), "  ".join(f"{k} {metrics[k]:.4f}" for k in scores))
@@ -124,10 +167,14 @@ def resolved(node, key=None):
     try:
         return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as err:
-        raise DlpyError(f"{where}{err.full_key} is required: set it on the command line ({where}{err.full_key}=...)") from None
+        raise DlpyError(
+            f"{where}{err.full_key} is required: set it on the command line ({where}{err.full_key}=...)"
+        ) from None
     except InterpolationKeyError as err:
-        raise DlpyError(f"{where}{err.full_key}: {str(err).splitlines()[0]}; does the model fit the dataset "
-                        "(dlpy list shows both)?") from None
+        raise DlpyError(
+            f"{where}{err.full_key}: {str(err).splitlines()[0]}; does the model fit the dataset "
+            "(dlpy list shows both)?"
+        ) from None
 
 
 def options(node, key):
@@ -147,13 +194,17 @@ def build_task(cfg):
     name, kwargs = options(cfg.model, "model")
     task_name, task_kwargs = options(OmegaConf.create(kwargs.pop("task")), "model.task")
     net = MODELS.build(name, key="model", **kwargs)
-    return TASKS.build(task_name, net, key="model.task", optimizer=optimizer_factory(cfg), **task_kwargs)
+    return TASKS.build(
+        task_name, net, key="model.task", optimizer=optimizer_factory(cfg), **task_kwargs
+    )
 
 
 def optimizer_factory(cfg):
     """A function of the parameters: the task decides which parameters each optimizer gets."""
     name, kwargs = options(cfg.optimizer, "optimizer")
-    check_kwargs(OPTIMIZERS.get(name, "optimizer"), kwargs, f"optimizer ({name!r})", key="optimizer")
+    check_kwargs(
+        OPTIMIZERS.get(name, "optimizer"), kwargs, f"optimizer ({name!r})", key="optimizer"
+    )
     if not isinstance(kwargs.get("lr"), (int, float)) or kwargs["lr"] < 0:
         raise DlpyError(f"optimizer.lr must be a number >= 0, got {kwargs.get('lr')!r}")
     factory = partial(OPTIMIZERS.get(name), **kwargs)
@@ -164,10 +215,14 @@ def optimizer_factory(cfg):
 
 def scheduler_factory(cfg):
     name, kwargs = options(cfg.scheduler, "scheduler")
-    check_kwargs(SCHEDULERS.get(name, "scheduler"), kwargs, f"scheduler ({name!r})", key="scheduler")
+    check_kwargs(
+        SCHEDULERS.get(name, "scheduler"), kwargs, f"scheduler ({name!r})", key="scheduler"
+    )
     factory = partial(SCHEDULERS.get(name), **kwargs)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    trial(lambda: factory(optimizer, total_steps=100, steps_per_epoch=10), "scheduler", name, kwargs)
+    trial(
+        lambda: factory(optimizer, total_steps=100, steps_per_epoch=10), "scheduler", name, kwargs
+    )
     check_signs(SCHEDULERS.get(name), kwargs, "scheduler")
     return factory
 
@@ -176,19 +231,31 @@ def trial(build, key, name, kwargs):
     """Build once on a stand-in parameter, so options torch refuses fail now, not when training starts."""
     try:
         build()
-    except (TypeError, ValueError, LookupError, RuntimeError) as err:  # torch's message may not name the option
+    except (
+        TypeError,
+        ValueError,
+        LookupError,
+        RuntimeError,
+    ) as err:  # torch's message may not name the option
         given = ", ".join(f"{key}.{k}={v!r}" for k, v in kwargs.items())
-        raise DlpyError(f"{key} ({name!r}) cannot be built from {given}: {first_line(err)}") from None
+        raise DlpyError(
+            f"{key} ({name!r}) cannot be built from {given}: {first_line(err)}"
+        ) from None
 
 
 def build_trainer(cfg, run_dir):
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
     config = resolved(cfg)
-    cbs = [callbacks.ProgressBar(enabled=progress), callbacks.TensorBoard(run_dir, hparams=flatten(config)),
-           callbacks.ImageFiles(run_dir)]
+    cbs = [
+        callbacks.ProgressBar(enabled=progress),
+        callbacks.TensorBoard(run_dir, hparams=flatten(config)),
+        callbacks.ImageFiles(run_dir),
+    ]
     cbs += [callbacks.EarlyStopping(patience)] if patience else []
-    cbs.append(callbacks.Checkpoint(run_dir))  # last: the checkpoint holds the other callbacks' state
+    cbs.append(
+        callbacks.Checkpoint(run_dir)
+    )  # last: the checkpoint holds the other callbacks' state
     if not isinstance(progress, bool):
         raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
     check_kind("trainer.early_stopping_patience", patience, 0)
@@ -205,7 +272,9 @@ def flatten(config, prefix=""):
         if isinstance(value, dict):
             flat |= flatten(value, f"{prefix}{key}.")
         else:
-            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+            flat[f"{prefix}{key}"] = (
+                value if isinstance(value, (int, float, str, bool)) else str(value)
+            )
     return flat
 
 
@@ -219,8 +288,14 @@ def record_failure(run_dir, err):
         return (str(err).splitlines() or [""])[0]
     metrics = read_metrics(run_dir)
     reason = (str(err).splitlines() or [""])[0] or type(err).__name__
-    error = reason if isinstance(err, (DlpyError, KeyboardInterrupt)) else f"{type(err).__name__}: {reason}"
-    status = getattr(err, "status", "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+    error = (
+        reason
+        if isinstance(err, (DlpyError, KeyboardInterrupt))
+        else f"{type(err).__name__}: {reason}"
+    )
+    status = getattr(
+        err, "status", "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+    )
     try:
         save_json(metrics | {"status": status, "error": error}, path)
     except OSError as write_error:  # the folder itself is what failed: the message says so already
@@ -235,13 +310,20 @@ def main(cfg):
     try:
         return train(cfg, run_dir)
     except (Exception, KeyboardInterrupt) as err:
-        if not isinstance(err, (Interrupted, Diverged)):  # those two, every process of a ddp run stops at together
+        if not isinstance(
+            err, (Interrupted, Diverged)
+        ):  # those two, every process of a ddp run stops at together
             distributed.leave_at_once()
         error = record_failure(run_dir, err)
         if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(err, KeyboardInterrupt):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher goes on.
             # Ctrl-C or SIGTERM stops the whole sweep, though.
-            log.error("job %s: %s (run folder %s); the sweep goes on", getattr(err, "status", "failed"), error, run_dir)
+            log.error(
+                "job %s: %s (run folder %s); the sweep goes on",
+                getattr(err, "status", "failed"),
+                error,
+                run_dir,
+            )
             return float("nan")
         if isinstance(err, KeyboardInterrupt) or report(err) is None:
             raise  # Hydra lets a signal through to dlpy.cli; a bug shows its traceback

@@ -6,6 +6,7 @@ Inception. A layer is any named module whose output is a 4-D feature map (`featu
 returns {file stem: uint8 (3, H, W) image}, which `dlpy visualize` writes as PNGs and into
 TensorBoard.
 """
+
 import inspect
 import pickle
 from pathlib import Path
@@ -32,12 +33,21 @@ class Network:
     DeepDream and style transfer paint, and `presets` the layers and loss weights those two use.
     """
 
-    def __init__(self, net, normalize, to_uint8, channels, size, canvas, presets=None, classes=None):
+    def __init__(
+        self, net, normalize, to_uint8, channels, size, canvas, presets=None, classes=None
+    ):
         for module in net.modules():
-            if hasattr(module, "inplace"):  # torchvision's ReLU(inplace=True) would overwrite a captured conv output
+            if hasattr(
+                module, "inplace"
+            ):  # torchvision's ReLU(inplace=True) would overwrite a captured conv output
                 module.inplace = False
         self.net = net.eval().requires_grad_(False)
-        self.normalize, self.to_uint8, self.channels, self.size = normalize, to_uint8, channels, size
+        self.normalize, self.to_uint8, self.channels, self.size = (
+            normalize,
+            to_uint8,
+            channels,
+            size,
+        )
         self.canvas, self.classes, self._presets, self._layers = canvas, classes, presets, None
         self.device = next(net.parameters()).device
 
@@ -48,11 +58,20 @@ class Network:
 
         task, data = trainer.task, trainer.data
         if not hasattr(task, "net") or not hasattr(data, "to_uint8"):
-            raise DlpyError(f"dlpy visualize: needs a network trained on images; this run trained "
-                            f"{type(task).__name__} on {type(data).__name__}")
+            raise DlpyError(
+                f"dlpy visualize: needs a network trained on images; this run trained "
+                f"{type(task).__name__} on {type(data).__name__}"
+            )
         _, channels, size, _ = data.test.x.shape
-        return cls(task.net, data.normalize, data.to_uint8, channels, size, canvas=4 * size,
-                   classes=data.classes if isinstance(task, Classification) else None)
+        return cls(
+            task.net,
+            data.normalize,
+            data.to_uint8,
+            channels,
+            size,
+            canvas=4 * size,
+            classes=data.classes if isinstance(task, Classification) else None,
+        )
 
     def run(self, x, names, logits=False, inputs=False):
         """{name: output} of the named modules for input x (their input, with inputs=True), and the network's
@@ -68,6 +87,7 @@ class Network:
                 outputs[name] = args[0] if inputs else output
                 if not logits and len(outputs) == len(names):
                     raise _AllCaptured
+
             return hook
 
         handles = [modules[name].register_forward_hook(keep(name)) for name in names]
@@ -84,12 +104,24 @@ class Network:
         """Every named module with a 4-D output, in the order the forward pass finishes them."""
         if self._layers is None:
             order = []
-            hooks = [module.register_forward_hook(lambda m, i, out, name=name: order.append(name)
-                                                  if torch.is_tensor(out) and out.ndim == 4 else None)
-                     for name, module in self.net.named_modules() if name]
+            hooks = [
+                module.register_forward_hook(
+                    lambda m, i, out, name=name: (
+                        order.append(name) if torch.is_tensor(out) and out.ndim == 4 else None
+                    )
+                )
+                for name, module in self.net.named_modules()
+                if name
+            ]
             try:
                 with torch.no_grad():
-                    self.net(self.normalize(torch.full((1, self.channels, self.size, self.size), 128, device=self.device)))
+                    self.net(
+                        self.normalize(
+                            torch.full(
+                                (1, self.channels, self.size, self.size), 128, device=self.device
+                            )
+                        )
+                    )
             finally:
                 for hook in hooks:
                     hook.remove()
@@ -106,12 +138,18 @@ class Network:
                 continue  # a container: its parts are listed themselves
             if isinstance(module, nn.Conv2d):
                 blocks.append(name)
-            elif blocks and last == blocks[-1] and isinstance(module, (nn.BatchNorm2d, *ACTIVATIONS.values())):
+            elif (
+                blocks
+                and last == blocks[-1]
+                and isinstance(module, (nn.BatchNorm2d, *ACTIVATIONS.values()))
+            ):
                 blocks[-1] = name
             last = name
         if not blocks:
-            raise DlpyError(f"dlpy visualize: {type(self.net).__name__} has no convolution layers; "
-                            "visualize needs a convnet (model=cnn, resnet, ...)")
+            raise DlpyError(
+                f"dlpy visualize: {type(self.net).__name__} has no convolution layers; "
+                "visualize needs a convnet (model=cnn, resnet, ...)"
+            )
         return blocks
 
     @property
@@ -121,8 +159,12 @@ class Network:
         weights were chosen by eye on the Fashion-MNIST CNN, where the style losses start about 1e4 times smaller."""
         if self._presets is None:
             convs = self.conv_layers()
-            self._presets = {"dream": dict.fromkeys(convs[len(convs) // 2:], 1.0), "content": convs[-1],
-                             "style": convs, "weights": {"content_weight": 1.0, "style_weight": 3e4, "tv_weight": 1.0}}
+            self._presets = {
+                "dream": dict.fromkeys(convs[len(convs) // 2 :], 1.0),
+                "content": convs[-1],
+                "style": convs,
+                "weights": {"content_weight": 1.0, "style_weight": 3e4, "tv_weight": 1.0},
+            }
         return self._presets
 
     def chosen(self, layer, default, key="layer"):
@@ -133,8 +175,10 @@ class Network:
         for item in layer.split(","):
             name, _, weight = item.partition(":")
             if name not in self.layers():
-                raise DlpyError(f"{key}={name}: no such layer with feature maps; the layers, in forward order: "
-                                + ", ".join(self.layers()))
+                raise DlpyError(
+                    f"{key}={name}: no such layer with feature maps; the layers, in forward order: "
+                    + ", ".join(self.layers())
+                )
             try:
                 weights[name] = float(weight or 1.0)
             except ValueError:
@@ -149,12 +193,21 @@ class Network:
 # "mixed4" ... "mixed7", are torchvision's Mixed_6b ... 6e. The book dreams only with Inception and paints only
 # with VGG: VGG dreams with the last ReLUs of blocks 4 and 5, and Inception paints with its stem and first block.
 PRETRAINED = {
-    "vgg16": {"dream": {"features.22": 1.0, "features.29": 1.5}, "content": "features.27",
-              "style": ["features.1", "features.6", "features.11", "features.18", "features.25"]},
-    "vgg19": {"dream": {"features.26": 1.0, "features.35": 1.5}, "content": "features.31",
-              "style": ["features.1", "features.6", "features.11", "features.20", "features.29"]},
-    "inception_v3": {"dream": {"Mixed_6b": 1.0, "Mixed_6c": 1.5, "Mixed_6d": 2.0, "Mixed_6e": 2.5},
-                     "content": "Mixed_6e", "style": ["Conv2d_1a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5b"]},
+    "vgg16": {
+        "dream": {"features.22": 1.0, "features.29": 1.5},
+        "content": "features.27",
+        "style": ["features.1", "features.6", "features.11", "features.18", "features.25"],
+    },
+    "vgg19": {
+        "dream": {"features.26": 1.0, "features.35": 1.5},
+        "content": "features.31",
+        "style": ["features.1", "features.6", "features.11", "features.20", "features.29"],
+    },
+    "inception_v3": {
+        "dream": {"Mixed_6b": 1.0, "Mixed_6c": 1.5, "Mixed_6d": 2.0, "Mixed_6e": 2.5},
+        "content": "Mixed_6e",
+        "style": ["Conv2d_1a_3x3", "Conv2d_2b_3x3", "Conv2d_4a_3x3", "Mixed_5b"],
+    },
 }
 BOOK_WEIGHTS = {"content_weight": 2.5e-8, "style_weight": 1e-6, "tv_weight": 1e-6}  # Chollet 12.3
 
@@ -169,25 +222,40 @@ def pretrained(name, device):
     try:
         with weights_only():  # a file put in the hub cache by hand must not run code
             net = models.get_model(name, weights=weights)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as err:  # offline (URLError is an OSError), a cut file
+    except (
+        OSError,
+        RuntimeError,
+        pickle.UnpicklingError,
+    ) as err:  # offline (URLError is an OSError), a cut file
         where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         reason = (str(err).splitlines() or [type(err).__name__])[0]
-        raise DlpyError(f"weights={name}: cannot load {weights} ({reason}); without a network, download "
-                        f"{weights.url} elsewhere and put it at {where}") from None
+        raise DlpyError(
+            f"weights={name}: cannot load {weights} ({reason}); without a network, download "
+            f"{weights.url} elsewhere and put it at {where}"
+        ) from None
     preprocess = weights.transforms()
-    mean, std = (torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (preprocess.mean, preprocess.std))
-    return Network(net.to(device), lambda x: (x.float() / 255 - mean) / std,
-                   lambda x: ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8), channels=3,
-                   size=preprocess.crop_size[0], canvas=400, presets={**PRETRAINED[name], "weights": BOOK_WEIGHTS})
+    mean, std = (
+        torch.tensor(v, device=device).view(1, 3, 1, 1) for v in (preprocess.mean, preprocess.std)
+    )
+    return Network(
+        net.to(device),
+        lambda x: (x.float() / 255 - mean) / std,
+        lambda x: ((x * std + mean) * 255).round().clamp(0, 255).to(torch.uint8),
+        channels=3,
+        size=preprocess.crop_size[0],
+        canvas=400,
+        presets={**PRETRAINED[name], "weights": BOOK_WEIGHTS},
+    )
 
 
 # -- pictures in and out -----------------------------------------------------------------------------
+
 
 def held_out_images(data, index, n):
     """uint8 test images index .. index+n-1 with their labels."""
     if not 0 <= index < len(data.test):
         raise DlpyError(f"index={index}: the test split has images 0 .. {len(data.test) - 1}")
-    return data.test.x[index:index + n], data.test.y[index:index + n]
+    return data.test.x[index : index + n], data.test.y[index : index + n]
 
 
 def load_picture(path, network, size, key):
@@ -202,7 +270,9 @@ def load_picture(path, network, size, key):
     except (OSError, UnidentifiedImageError) as err:
         raise DlpyError(f"{key}={path}: cannot read it as an image ({err})") from None
     scale = size / max(image.size)
-    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+    image = image.resize(
+        (max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC
+    )
     pixels = torch.from_numpy(np.array(image)).view(image.height, image.width, network.channels)
     return pixels.permute(2, 0, 1)[None].contiguous().to(network.device)
 
@@ -216,7 +286,9 @@ def visible(x, contrast=64):
 def tiles(images, cell=56, columns=16):
     """uint8 (N, C, h, w) images, each scaled up by whole pixels to about `cell` wide, in one grid."""
     scale = max(1, cell // images.shape[-1])
-    return grid(F.interpolate(images.float(), scale_factor=scale, mode="nearest").to(torch.uint8), columns)
+    return grid(
+        F.interpolate(images.float(), scale_factor=scale, mode="nearest").to(torch.uint8), columns
+    )
 
 
 def picture(network, x):
@@ -244,13 +316,14 @@ def climb(x, objective, steps, lr):
     x = x.detach()
     for _ in range(steps):
         x.requires_grad_(True)
-        grad, = torch.autograd.grad(objective(x).sum(), x)
+        (grad,) = torch.autograd.grad(objective(x).sum(), x)
         rms = grad.pow(2).mean((1, 2, 3), keepdim=True).sqrt()
         x = (x + lr * grad / (rms + 1e-8)).detach()
     return x
 
 
 # -- the kinds ---------------------------------------------------------------------------------------
+
 
 def activations(network, data, *, layer: str = None, index: int = 0):
     """The feature maps one test image produces in each conv layer, each map a grey image (Chollet 9.4.1)."""
@@ -272,14 +345,18 @@ def filter_patterns(network, layer, steps=30, lr=0.1, seed=0):
     with torch.no_grad():
         n = network.run(blank, [layer])[0][layer].shape[1]
     # grey noise: pixels uniform in [0.4, 0.6] of the range, as the book starts
-    noise = (0.4 + 0.2 * torch.rand(n, *blank.shape[1:], generator=generator, device=network.device)) * 255
+    noise = (
+        0.4 + 0.2 * torch.rand(n, *blank.shape[1:], generator=generator, device=network.device)
+    ) * 255
     filters = torch.arange(n, device=network.device)
     # A ReLU that is off everywhere on the noise passes no gradient back: climb on what enters the activation
     # instead, which raises the activation with it.
     before = isinstance(dict(network.net.named_modules())[layer], tuple(ACTIVATIONS.values()))
 
     def mean_activation(x, inputs=False):
-        return inner(network.run(x, [layer], inputs=inputs)[0][layer][filters, filters]).mean((1, 2))
+        return inner(network.run(x, [layer], inputs=inputs)[0][layer][filters, filters]).mean(
+            (1, 2)
+        )
 
     start = network.normalize(noise)
     with torch.enable_grad():
@@ -306,14 +383,16 @@ def gradcam_maps(network, x, layer, target=None):
     (Chollet 9.4.3), whose gradient vanishes once the network is sure of a class.
     """
     with torch.enable_grad():
-        x = x.detach().requires_grad_(True)  # the weights are frozen: the graph must start at the input
+        x = x.detach().requires_grad_(
+            True
+        )  # the weights are frozen: the graph must start at the input
         features, logits = network.run(x, [layer], logits=True)
         maps, pred = features[layer], logits.argmax(1)
         classes = pred if target is None else torch.full_like(pred, target)
         score = logits.gather(1, classes[:, None])
-        grads, = torch.autograd.grad(score.sum(), maps)
-    weights = grads.mean((2, 3), keepdim=True)                        # alpha_k^c, eq. 1
-    cam = F.relu((weights * maps).sum(1, keepdim=True)).detach()      # ReLU(sum_k alpha_k^c A^k), eq. 2
+        (grads,) = torch.autograd.grad(score.sum(), maps)
+    weights = grads.mean((2, 3), keepdim=True)  # alpha_k^c, eq. 1
+    cam = F.relu((weights * maps).sum(1, keepdim=True)).detach()  # ReLU(sum_k alpha_k^c A^k), eq. 2
     cam = resize(cam, x.shape[-2:])[:, 0]
     return cam / cam.amax((1, 2), keepdim=True).clamp_min(1e-12), pred
 
@@ -321,7 +400,9 @@ def gradcam_maps(network, x, layer, target=None):
 def gradcam(network, data, *, layer: str = None, index: int = 0, n: int = 16, target: str = None):
     """Grad-CAM heatmaps over test images, captioned `predicted / true` (green when right), one grid per layer."""
     if network.classes is None:
-        raise DlpyError("kind=gradcam needs a classifier: this run's network does not predict classes")
+        raise DlpyError(
+            "kind=gradcam needs a classifier: this run's network does not predict classes"
+        )
     if target is not None:
         names = {c.lower(): i for i, c in enumerate(network.classes)}
         if target.isdigit() and int(target) < len(network.classes):
@@ -329,8 +410,10 @@ def gradcam(network, data, *, layer: str = None, index: int = 0, n: int = 16, ta
         elif target.lower() in names:
             target = names[target.lower()]
         else:
-            raise DlpyError(f"target={target}: not a class; give an index 0 .. {len(network.classes) - 1} or one of: "
-                            + ", ".join(network.classes))
+            raise DlpyError(
+                f"target={target}: not a class; give an index 0 .. {len(network.classes) - 1} or one of: "
+                + ", ".join(network.classes)
+            )
     pixels, labels = held_out_images(data, index, n)
     scale = max(1, 168 // pixels.shape[-1])  # room for the caption under each image
     big = F.interpolate(pixels.float(), scale_factor=scale, mode="nearest") / 255
@@ -338,16 +421,35 @@ def gradcam(network, data, *, layer: str = None, index: int = 0, n: int = 16, ta
     images = {}
     for name in network.chosen(layer, network.conv_layers()[-1:]):
         cam, pred = gradcam_maps(network, network.normalize(pixels), name, target)
-        overlay = 0.5 * big + 0.5 * jet(resize(cam[:, None], big.shape[-2:])[:, 0])  # Chollet blends 0.4 heat
-        captions = [f"{network.classes[p]} / {network.classes[y]}" for p, y in zip(pred.tolist(), labels.tolist())]
+        overlay = 0.5 * big + 0.5 * jet(
+            resize(cam[:, None], big.shape[-2:])[:, 0]
+        )  # Chollet blends 0.4 heat
+        captions = [
+            f"{network.classes[p]} / {network.classes[y]}"
+            for p, y in zip(pred.tolist(), labels.tolist(), strict=False)
+        ]
         stem = f"gradcam_{name}" if target is None else f"gradcam_{name}_class{target}"
-        images[stem] = labelled_grid((overlay * 255).round().to(torch.uint8), captions,
-                                                  (pred == labels).tolist(), cell=big.shape[-1])
+        images[stem] = labelled_grid(
+            (overlay * 255).round().to(torch.uint8),
+            captions,
+            (pred == labels).tolist(),
+            cell=big.shape[-1],
+        )
     return images
 
 
-def deepdream(network, data, *, image: str = None, layer: str = None, steps: int = 20, lr: float = 0.05,
-              octaves: int = 3, octave_scale: float = 1.4, size: int = None):
+def deepdream(
+    network,
+    data,
+    *,
+    image: str = None,
+    layer: str = None,
+    steps: int = 20,
+    lr: float = 0.05,
+    octaves: int = 3,
+    octave_scale: float = 1.4,
+    size: int = None,
+):
     """DeepDream (Chollet 12.2): gradient ascent on a picture to raise the mean squared activation of some layers,
     octave by octave from small to full size, putting back after each the detail that shrinking lost."""
     weights = network.chosen(layer, network.presets["dream"])
@@ -357,12 +459,17 @@ def deepdream(network, data, *, image: str = None, layer: str = None, steps: int
         outputs, _ = network.run(x, weights)
         return sum(w * inner(outputs[name]).pow(2).mean() for name, w in weights.items())
 
-    shapes = [tuple(round(s / octave_scale ** i) for s in original.shape[-2:]) for i in reversed(range(octaves))]
+    shapes = [
+        tuple(round(s / octave_scale**i) for s in original.shape[-2:])
+        for i in reversed(range(octaves))
+    ]
     shrunk = x = resize(original, shapes[0])
     with torch.enable_grad():
         for shape in shapes:
             x = climb(resize(x, shape), loss, steps, lr)
-            x = x + resize(original, shape) - resize(shrunk, shape)  # the detail lost by shrinking, put back
+            x = (
+                x + resize(original, shape) - resize(shrunk, shape)
+            )  # the detail lost by shrinking, put back
             shrunk = resize(original, shape)
     return {"deepdream": picture(network, x)}
 
@@ -380,7 +487,7 @@ def content_loss(base, combination):
 def style_loss(style, combination, channels, size):
     """Chollet 12.3 (after Gatys et al., 2015, eq. 4): sum of squared Gram differences / (4 channels^2 size^2),
     with `channels` and `size` those of the image, as the book has them."""
-    return (gram(style) - gram(combination)).pow(2).sum() / (4.0 * channels ** 2 * size ** 2)
+    return (gram(style) - gram(combination)).pow(2).sum() / (4.0 * channels**2 * size**2)
 
 
 def total_variation_loss(x):
@@ -390,10 +497,22 @@ def total_variation_loss(x):
     return (a + b).pow(1.25).sum()
 
 
-def style_transfer(network, data, *, image: str = None, style: str = None, content_layer: str = None,
-                   layer: str = None, content_weight: float = None, style_weight: float = None,
-                   tv_weight: float = None, solver: str = "lbfgs", steps: int = 200, lr: float = 0.05,
-                   size: int = None):
+def style_transfer(
+    network,
+    data,
+    *,
+    image: str = None,
+    style: str = None,
+    content_layer: str = None,
+    layer: str = None,
+    content_weight: float = None,
+    style_weight: float = None,
+    tv_weight: float = None,
+    solver: str = "lbfgs",
+    steps: int = 200,
+    lr: float = 0.05,
+    size: int = None,
+):
     """Neural style transfer (Gatys et al., 2015; Chollet 12.3): from the content picture, find the picture whose
     deep features match the content's and whose Gram matrices match the style's on several layers."""
     presets = network.presets
@@ -403,7 +522,9 @@ def style_transfer(network, data, *, image: str = None, style: str = None, conte
     w = {key: presets["weights"][key] if value is None else value for key, value in given.items()}
     base = network.normalize(load_picture(image, network, size or network.canvas, "image"))
     style_image = network.normalize(load_picture(style, network, size or network.canvas, "style"))
-    style_image = resize(style_image, base.shape[-2:])  # the book scales the style picture to the content's size
+    style_image = resize(
+        style_image, base.shape[-2:]
+    )  # the book scales the style picture to the content's size
     with torch.no_grad():
         content_target = network.run(base, [content_name])[0][content_name][0]
         style_targets = network.run(style_image, style_names)[0]
@@ -414,7 +535,8 @@ def style_transfer(network, data, *, image: str = None, style: str = None, conte
         total = w["content_weight"] * content_loss(content_target, features[content_name][0])
         for name in style_names:
             total = total + w["style_weight"] / len(style_names) * style_loss(
-                style_targets[name][0], features[name][0], channels, pixels)
+                style_targets[name][0], features[name][0], channels, pixels
+            )
         return total + w["tv_weight"] * total_variation_loss(x)
 
     x = base.clone().requires_grad_(True)
@@ -432,20 +554,32 @@ def style_transfer(network, data, *, image: str = None, style: str = None, conte
             value.backward()
             return value
 
-        for _ in range(1 if solver == "lbfgs" else steps):  # one L-BFGS call runs up to `steps` iterations itself
+        for _ in range(
+            1 if solver == "lbfgs" else steps
+        ):  # one L-BFGS call runs up to `steps` iterations itself
             optimizer.step(closure)
     return {"style_transfer": picture(network, x)}
 
 
-KINDS = {"activations": activations, "filters": filters, "gradcam": gradcam, "deepdream": deepdream,
-         "style_transfer": style_transfer}
-PRETRAINED_KINDS = ("deepdream", "style_transfer")  # the kinds that also run on weights=<torchvision network>
+KINDS = {
+    "activations": activations,
+    "filters": filters,
+    "gradcam": gradcam,
+    "deepdream": deepdream,
+    "style_transfer": style_transfer,
+}
+PRETRAINED_KINDS = (
+    "deepdream",
+    "style_transfer",
+)  # the kinds that also run on weights=<torchvision network>
 
 
 def options(kind):
     """A kind's own options: the keyword parameters of its function, with their types."""
     params = list(inspect.signature(KINDS[kind]).parameters.values())[2:]
-    return {p.name: p.annotation for p in params} | ({"weights": str} if kind in PRETRAINED_KINDS else {})
+    return {p.name: p.annotation for p in params} | (
+        {"weights": str} if kind in PRETRAINED_KINDS else {}
+    )
 
 
 def typed(kind, given):
@@ -453,7 +587,9 @@ def typed(kind, given):
     known, kwargs = options(kind), {}
     for key, value in given.items():
         if key not in known:
-            raise DlpyError(f"{key}= does not apply to kind={kind}; its options: {', '.join(known)}")
+            raise DlpyError(
+                f"{key}= does not apply to kind={kind}; its options: {', '.join(known)}"
+            )
         try:
             kwargs[key] = known[key](value)
         except ValueError:

@@ -12,6 +12,7 @@ All train the same network (dlpy's `cnn` preset) with Adam on the same 55,000 im
 
     python scripts/benchmark.py [--workers N] [--data-dir DIR]
 """
+
 import argparse
 import json
 import subprocess
@@ -39,24 +40,43 @@ def config(data_dir):
 
 def fresh_net(cfg, channels_last=False):
     torch.manual_seed(0)
-    net = build_task(cfg).net.to(memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    net = build_task(cfg).net.to(
+        memory_format=torch.channels_last if channels_last else torch.preserve_format
+    )
     return net, torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
 
 
 def dlpy_epoch(data_dir):
     with tempfile.TemporaryDirectory() as run:
-        args = [sys.executable, "-m", "dlpy", "train", "trainer.max_epochs=1", f"hydra.run.dir={run}", *OVERRIDES]
-        subprocess.run(args + ([f"data_dir={data_dir}"] if data_dir else []), check=True, capture_output=True)
+        args = [
+            sys.executable,
+            "-m",
+            "dlpy",
+            "train",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={run}",
+            *OVERRIDES,
+        ]
+        subprocess.run(
+            args + ([f"data_dir={data_dir}"] if data_dir else []), check=True, capture_output=True
+        )
         metrics = json.loads((Path(run) / "metrics.json").read_text())
     return metrics["time/train_s"], metrics["time/startup_s"]
 
 
 def dataloader_epoch(cfg, data, train_idx, workers):
     mean, std = tuple(cfg.dataset.mean), tuple(cfg.dataset.std)
-    dataset = datasets.FashionMNIST(data.root, train=True, transform=transforms.Compose(
-        [transforms.ToTensor(), transforms.Normalize(mean, std)]))
-    loader = DataLoader(Subset(dataset, train_idx), batch_size=cfg.dataset.batch_size, shuffle=True,
-                        num_workers=workers)
+    dataset = datasets.FashionMNIST(
+        data.root,
+        train=True,
+        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]),
+    )
+    loader = DataLoader(
+        Subset(dataset, train_idx),
+        batch_size=cfg.dataset.batch_size,
+        shuffle=True,
+        num_workers=workers,
+    )
     net, opt = fresh_net(cfg)
     start = time.perf_counter()
     for x, y in loader:
@@ -88,12 +108,19 @@ def main():
 
     cfg = config(args.data_dir)
     data = build_data(cfg)
-    data.root = Path(cfg.dataset.root).expanduser()  # where dlpy left the files, in torchvision's layout
+    data.root = Path(
+        cfg.dataset.root
+    ).expanduser()  # where dlpy left the files, in torchvision's layout
     # the same 55,000 images dlpy trains on: the split is seeded, so recompute its indices
-    perm = torch.randperm(len(data.train) + len(data.val), generator=torch.Generator().manual_seed(cfg.dataset.split_seed))
-    train_idx = perm[cfg.dataset.val_size:].tolist()
+    perm = torch.randperm(
+        len(data.train) + len(data.val),
+        generator=torch.Generator().manual_seed(cfg.dataset.split_seed),
+    )
+    train_idx = perm[cfg.dataset.val_size :].tolist()
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one epoch of {len(train_idx)} images")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; one epoch of {len(train_idx)} images"
+    )
     c = tensor_epoch(cfg, data)
     print(f"(c)  minimal tensor loop     {c:7.1f} s/epoch")
     c_nhwc = tensor_epoch(cfg, data, channels_last=True)
@@ -102,8 +129,10 @@ def main():
     print(f"(b)  DataLoader loop ({args.workers} wkr) {b:7.1f} s/epoch")
     a, startup = dlpy_epoch(args.data_dir)
     print(f"(a)  dlpy train              {a:7.1f} s/epoch")
-    print(f"a/b = {a / b:.2f} (target <= 0.65)   a/c = {a / c:.2f} (target <= 1.05)   "
-          f"a/c' = {a / c_nhwc:.2f} (same layout: dlpy's own cost)")
+    print(
+        f"a/b = {a / b:.2f} (target <= 0.65)   a/c = {a / c:.2f} (target <= 1.05)   "
+        f"a/c' = {a / c_nhwc:.2f} (same layout: dlpy's own cost)"
+    )
     print(f"dlpy start-up to first training step: {startup:.1f} s")
 
 

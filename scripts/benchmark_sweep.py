@@ -15,6 +15,7 @@ launcher runs one job per core with one torch thread each. The three run in turn
 parallel / serial (the target: at most 0.7 on 2 cores) and parallel / serial-1. Extra overrides go to
 every sweep (a quick check on tiny data: --data-dir <folder> trainer=debug).
 """
+
 import argparse
 import json
 import os
@@ -26,7 +27,14 @@ import time
 from operator import truediv
 from pathlib import Path
 
-SWEEP = ["train", "-m", "model=mlp", "trainer.max_epochs=1", "seed=0,1,2,3", "trainer.progress_bar=false"]
+SWEEP = [
+    "train",
+    "-m",
+    "model=mlp",
+    "trainer.max_epochs=1",
+    "seed=0,1,2,3",
+    "trainer.progress_bar=false",
+]
 
 
 def prepare_data(data_dir, overrides):
@@ -45,8 +53,13 @@ def timed_sweep(extra, data_dir):
     env = {**os.environ, **({"DLPY_DATA_DIR": str(Path(data_dir).resolve())} if data_dir else {})}
     with tempfile.TemporaryDirectory() as cwd:
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dlpy", *SWEEP, *extra], cwd=cwd, env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "dlpy", *SWEEP, *extra],
+            cwd=cwd,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         seconds = time.perf_counter() - start
         jobs = list(Path(cwd).glob("outputs/multirun/*/*/seed=*/metrics.json"))
         status = [json.loads(job.read_text())["status"] for job in jobs]
@@ -56,25 +69,43 @@ def timed_sweep(extra, data_dir):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of the three sweeps (default 3)")
-    parser.add_argument("--data-dir", help="data folder (default: dlpy's, then /usr/share/datasets)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of the three sweeps (default 3)"
+    )
+    parser.add_argument(
+        "--data-dir", help="data folder (default: dlpy's, then /usr/share/datasets)"
+    )
     parser.add_argument("overrides", nargs="*", help="extra overrides for every sweep")
     args = parser.parse_args()
     prepare_data(args.data_dir, args.overrides)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    sweeps = {"one after another": [], "one after another, 1 thread each": [], "joblib launcher (parallel)": []}
+    sweeps = {
+        "one after another": [],
+        "one after another, 1 thread each": [],
+        "joblib launcher (parallel)": [],
+    }
     extras = ([], ["trainer.threads=1"], ["launcher=joblib"])
-    for _ in range(args.repeat):  # in turn, so a drift in the machine's speed touches all three alike
-        for times, extra in zip(sweeps.values(), extras):
+    for _ in range(
+        args.repeat
+    ):  # in turn, so a drift in the machine's speed touches all three alike
+        for times, extra in zip(sweeps.values(), extras, strict=False):
             times.append(timed_sweep([*args.overrides, *extra], args.data_dir))
     serial, serial_1, parallel = sweeps.values()
     print(f"4 jobs, {cores} cores, median of {args.repeat} rounds")
     for name, times in sweeps.items():
-        print(f"{name + ':':34} {statistics.median(times):6.1f} s   ({' '.join(f'{t:.1f}' for t in times)})")
-    print(f"ratio parallel / serial:           {statistics.median(map(truediv, parallel, serial)):6.2f}"
-          "   (target: at most 0.7 on 2 cores)")
-    print(f"ratio parallel / serial, 1 thread: {statistics.median(map(truediv, parallel, serial_1)):6.2f}")
+        print(
+            f"{name + ':':34} {statistics.median(times):6.1f} s   ({' '.join(f'{t:.1f}' for t in times)})"
+        )
+    print(
+        f"ratio parallel / serial:           {statistics.median(map(truediv, parallel, serial)):6.2f}"
+        "   (target: at most 0.7 on 2 cores)"
+    )
+    print(
+        f"ratio parallel / serial, 1 thread: {statistics.median(map(truediv, parallel, serial_1)):6.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Prints each one's test negative ELBO (nats per image) and seconds per epoch.
 
     python scripts/benchmark_vae.py [--epochs 10] [--data-dir DIR]
 """
+
 import argparse
 import json
 import subprocess
@@ -69,8 +70,17 @@ def plain(root, epochs):
 def dlpy(data_dir, epochs):
     """The run stays in outputs/benchmark_vae/<time>/, so `dlpy sample` and TensorBoard can look at it."""
     run = Path("outputs") / "benchmark_vae" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    args = [sys.executable, "-m", "dlpy", "train", "model=vae", "dataset=fashion_mnist", f"hydra.run.dir={run}",
-            "trainer.device=cpu", f"trainer.max_epochs={epochs}"] + ([f"data_dir={data_dir}"] if data_dir else [])
+    args = [
+        sys.executable,
+        "-m",
+        "dlpy",
+        "train",
+        "model=vae",
+        "dataset=fashion_mnist",
+        f"hydra.run.dir={run}",
+        "trainer.device=cpu",
+        f"trainer.max_epochs={epochs}",
+    ] + ([f"data_dir={data_dir}"] if data_dir else [])
     subprocess.run(args, check=True, capture_output=True)
     metrics = json.loads((run / "metrics.json").read_text())
     return metrics["test/neg_elbo"], metrics["time/train_s"] / metrics["epochs"], run
@@ -79,8 +89,11 @@ def dlpy(data_dir, epochs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--data-dir", help="dlpy data_dir (default: dlpy's); Fashion-MNIST must be there in "
-                                           "torchvision's layout, as any dlpy run leaves it")
+    parser.add_argument(
+        "--data-dir",
+        help="dlpy data_dir (default: dlpy's); Fashion-MNIST must be there in "
+        "torchvision's layout, as any dlpy run leaves it",
+    )
     args = parser.parse_args()
     root = Path(args.data_dir or "~/.cache/dlpy/data").expanduser()
     a_elbo, a_s, run = dlpy(args.data_dir, args.epochs)

@@ -4,6 +4,7 @@ Real files are never needed: IDX files for the MNIST family (plain, as torchvisi
 layout keeps them, and gzipped, as Debian's dataset packages ship them) and pickled batches
 for CIFAR. Images carry a class-dependent bright bar so that a few steps can learn something.
 """
+
 import gzip
 import logging
 import pickle
@@ -19,8 +20,14 @@ from dlpy import CONF_DIR
 
 N_TRAIN, N_TEST = 600, 200
 # trainer.threads=0: the tests share one process, so a preset's thread count must not leak into later tests
-FAST = ["trainer=debug", "trainer.progress_bar=false", "trainer.threads=0", "dataset.val_size=100", "dataset.batch_size=32",
-        "dataset.eval_batch_size=100"]
+FAST = [
+    "trainer=debug",
+    "trainer.progress_bar=false",
+    "trainer.threads=0",
+    "dataset.val_size=100",
+    "dataset.batch_size=32",
+    "dataset.eval_batch_size=100",
+]
 
 
 def images_and_labels(n, size, channels, classes, seed):
@@ -35,7 +42,11 @@ def images_and_labels(n, size, channels, classes, seed):
 
 def idx_bytes(array):
     """IDX: magic (0, 0, dtype 0x08 = ubyte, ndim), big-endian int32 dims, then the raw data."""
-    return struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    return (
+        struct.pack(">BBBB", 0, 0, 0x08, array.ndim)
+        + struct.pack(f">{array.ndim}I", *array.shape)
+        + array.tobytes()
+    )
 
 
 def write_mnist_family(folder, gz=False):
@@ -43,7 +54,10 @@ def write_mnist_family(folder, gz=False):
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, n, seed in (("train", N_TRAIN, 0), ("t10k", N_TEST, 1)):
         x, y = images_and_labels(n, 28, 1, 10, seed)
-        for name, array in ((f"{prefix}-images-idx3-ubyte", x[..., 0]), (f"{prefix}-labels-idx1-ubyte", y)):
+        for name, array in (
+            (f"{prefix}-images-idx3-ubyte", x[..., 0]),
+            (f"{prefix}-labels-idx1-ubyte", y),
+        ):
             data = idx_bytes(array)
             if gz:
                 (folder / f"{name}.gz").write_bytes(gzip.compress(data))
@@ -61,12 +75,27 @@ def write_cifar10(root):
     x, y = images_and_labels(N_TRAIN, 32, 3, 10, 2)
     chw = x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # rows are R, G, B planes, as upstream
     for i, part in enumerate(np.array_split(np.arange(N_TRAIN), 5)):
-        batch = {"data": chw[part], "labels": y[part].tolist(), "batch_label": f"training batch {i + 1} of 5"}
+        batch = {
+            "data": chw[part],
+            "labels": y[part].tolist(),
+            "batch_label": f"training batch {i + 1} of 5",
+        }
         (folder / f"data_batch_{i + 1}").write_bytes(pickle.dumps(batch, protocol=2))
     xt, yt = images_and_labels(N_TEST, 32, 3, 10, 3)
     test = {"data": xt.transpose(0, 3, 1, 2).reshape(N_TEST, -1), "labels": yt.tolist()}
     (folder / "test_batch").write_bytes(pickle.dumps(test, protocol=2))
-    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    names = [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}, protocol=2))
     return root
 
@@ -86,7 +115,9 @@ def cifar_dir(tmp_path, monkeypatch):
     from torchvision import datasets
 
     monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
-    monkeypatch.setattr(datasets.cifar, "check_integrity", lambda path, md5=None: True)  # batches.meta
+    monkeypatch.setattr(
+        datasets.cifar, "check_integrity", lambda path, md5=None: True
+    )  # batches.meta
     return write_cifar10(tmp_path / "cifar")
 
 
@@ -97,11 +128,17 @@ def make_cfg(data_dir):
     The smoke settings of the dataset group apply where the chosen dataset has the key (a K-fold
     data set has no val_size).
     """
+
     def make(*overrides, fast=True):
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose("train", [f"data_dir={data_dir}", *overrides])
-            smoke = [o for o in FAST if not o.startswith("dataset.") or o.partition("=")[0][8:] in cfg.dataset]
+            smoke = [
+                o
+                for o in FAST
+                if not o.startswith("dataset.") or o.partition("=")[0][8:] in cfg.dataset
+            ]
             return compose("train", [f"data_dir={data_dir}", *(smoke if fast else []), *overrides])
+
     return make
 
 
@@ -115,7 +152,9 @@ def run_cli(capsys, monkeypatch, data_dir):
 
     from dlpy import cli
 
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # `dlpy train` hands its arguments to Hydra through sys.argv
+    monkeypatch.setattr(
+        sys, "argv", list(sys.argv)
+    )  # `dlpy train` hands its arguments to Hydra through sys.argv
     monkeypatch.setenv("DLPY_DATA_DIR", str(data_dir))
     handlers, level = logging.root.handlers[:], logging.root.level
 
@@ -149,8 +188,10 @@ def presets(group):
 
 # -- sequence and table data, in their upstream formats ---------------------------------------------
 
-JENA_HEADER = ('"Date Time","p (mbar)","T (degC)","Tpot (K)","Tdew (degC)","rh (%)","VPmax (mbar)","VPact (mbar)",'
-               '"VPdef (mbar)","sh (g/kg)","H2OC (mmol/mol)","rho (g/m**3)","wv (m/s)","max. wv (m/s)","wd (deg)"')
+JENA_HEADER = (
+    '"Date Time","p (mbar)","T (degC)","Tpot (K)","Tdew (degC)","rh (%)","VPmax (mbar)","VPact (mbar)",'
+    '"VPdef (mbar)","sh (g/kg)","H2OC (mmol/mol)","rho (g/m**3)","wv (m/s)","max. wv (m/s)","wd (deg)"'
+)
 
 
 def write_jena(path, temperature, seed=0):
@@ -162,8 +203,11 @@ def write_jena(path, temperature, seed=0):
     for i, t in enumerate(temperature):
         others = rng.normal(0, 1, 13) + np.arange(13)
         values = [others[0] + 990, t, *others[1:]]
-        lines.append((start + timedelta(minutes=10 * i)).strftime("%d.%m.%Y %H:%M:%S") + ","
-                     + ",".join(f"{v:.2f}" for v in values))
+        lines.append(
+            (start + timedelta(minutes=10 * i)).strftime("%d.%m.%Y %H:%M:%S")
+            + ","
+            + ",".join(f"{v:.2f}" for v in values)
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -181,9 +225,14 @@ def write_aclimdb(root, per_class=30):
             folder = root / "aclImdb" / split / sentiment
             folder.mkdir(parents=True)
             for i in range(per_class):
-                words = list(rng.choice(filler, rng.integers(5, 40))) + REVIEW_WORDS[sentiment].split()[:1 + i % 4]
+                words = (
+                    list(rng.choice(filler, rng.integers(5, 40)))
+                    + REVIEW_WORDS[sentiment].split()[: 1 + i % 4]
+                )
                 rng.shuffle(words)
-                (folder / f"{i}_{stars}.txt").write_text(" ".join(words).capitalize() + ".<br /><br />The end.")
+                (folder / f"{i}_{stars}.txt").write_text(
+                    " ".join(words).capitalize() + ".<br /><br />The end."
+                )
     return root
 
 

@@ -1,4 +1,5 @@
 """The command line as a user runs it: subprocesses, exit codes, messages, run folders."""
+
 import json
 import os
 import subprocess
@@ -6,18 +7,26 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import FAST
+
 from dlpy.errors import DlpyError
 from dlpy.train import train
 
 
 def dlpy(*args, cwd, data_dir=None, check=True):
     env = {**os.environ, "DLPY_DATA_DIR": str(data_dir or "/nonexistent")}
-    proc = subprocess.run([sys.executable, "-m", "dlpy", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "dlpy", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if check and proc.returncode:
-        raise AssertionError(f"dlpy {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"dlpy {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 
@@ -40,7 +49,9 @@ def test_list_prints_every_registered_name_with_a_description(tmp_path):
             assert f"  {name}" in out and description in out
 
 
-@pytest.mark.parametrize("choice, expected", [("nosuch", "Known model presets: "), ("cnnn", "Did you mean 'cnn'?")])
+@pytest.mark.parametrize(
+    "choice, expected", [("nosuch", "Known model presets: "), ("cnnn", "Did you mean 'cnn'?")]
+)
 def test_unknown_model_lists_the_known_ones_without_a_traceback(choice, expected, tmp_path):
     proc = dlpy("train", f"model={choice}", cwd=tmp_path, check=False)
     assert proc.returncode != 0
@@ -61,7 +72,9 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
 
 def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
     run = tmp_path / "run"
-    out = dlpy("train", *FAST, "model=mlp", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir).stdout
+    out = dlpy(
+        "train", *FAST, "model=mlp", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir
+    ).stdout
     metrics = json.loads((run / "metrics.json").read_text())
     assert f"test/acc {metrics['test/acc']:.4f}" in out and str(run) in out
     assert {"config.yaml", "overrides.yaml"} <= {p.name for p in (run / ".hydra").iterdir()}
@@ -70,8 +83,15 @@ def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
     evaluated = dlpy("eval", str(run), "trainer.device=cpu", cwd=tmp_path, data_dir=data_dir).stdout
     assert f"test/acc     {metrics['test/acc']:.4f}" in evaluated
 
-    dlpy("train", *FAST, "model=mlp", "trainer.max_epochs=2", f"trainer.resume={run}", cwd=tmp_path,
-         data_dir=data_dir)
+    dlpy(
+        "train",
+        *FAST,
+        "model=mlp",
+        "trainer.max_epochs=2",
+        f"trainer.resume={run}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2
     assert not (tmp_path / "outputs").exists()  # the resumed run wrote into its own folder
 
@@ -79,8 +99,11 @@ def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
 def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp,cnn", cwd=tmp_path, data_dir=data_dir)
     jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/model=*"))
-    assert [job.name for job in jobs] == ["model=cnn", "model=mlp"]  # named by what varies, not by number
-    for job, model in zip(jobs, ("cnn", "mlp")):
+    assert [job.name for job in jobs] == [
+        "model=cnn",
+        "model=mlp",
+    ]  # named by what varies, not by number
+    for job, model in zip(jobs, ("cnn", "mlp"), strict=False):
         assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
         assert f"name: {model}" in (job / ".hydra" / "config.yaml").read_text()
         events = b"".join(p.read_bytes() for p in job.glob("events.out.tfevents.*"))
@@ -89,8 +112,16 @@ def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
 
 def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
     run = tmp_path / "run"
-    proc = dlpy("train", *FAST, "model=mlp", "dataset.batch_size=0", f"hydra.run.dir={run}", cwd=tmp_path,
-                data_dir=data_dir, check=False)
+    proc = dlpy(
+        "train",
+        *FAST,
+        "model=mlp",
+        "dataset.batch_size=0",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        data_dir=data_dir,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "failed" and "dataset.batch_size" in metrics["error"]
@@ -110,15 +141,18 @@ def test_a_failing_job_does_not_sink_the_sweep(tmp_path, data_dir):
     assert f"{status[0]['test/acc']:.4f}" in report
 
 
-@pytest.mark.parametrize("override, key", [
-    ("dataset.batch_size=0", "dataset.batch_size"),
-    ("optimizer.lr=-0.1", "optimizer.lr"),
-    ("trainer.device=tpu", "trainer.device"),
-    ("trainer.precision=fp8", "trainer.precision"),
-    ("trainer.max_epochs=-1", "trainer.max_epochs"),
-    ("+model.bogus=1", "bogus"),
-    ("+optimizer.bogus=1", "bogus"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("dataset.batch_size=0", "dataset.batch_size"),
+        ("optimizer.lr=-0.1", "optimizer.lr"),
+        ("trainer.device=tpu", "trainer.device"),
+        ("trainer.precision=fp8", "trainer.precision"),
+        ("trainer.max_epochs=-1", "trainer.max_epochs"),
+        ("+model.bogus=1", "bogus"),
+        ("+optimizer.bogus=1", "bogus"),
+    ],
+)
 def test_invalid_values_fail_before_training_naming_the_key(override, key, make_cfg, tmp_path):
     with pytest.raises(DlpyError, match=key.replace(".", r"\.")):
         train(make_cfg("model=mlp", override), tmp_path)
@@ -137,16 +171,25 @@ def test_resume_from_a_missing_folder_fails_naming_it(tmp_path):
     assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
 
 
-@pytest.mark.parametrize("model, grids", [("vae", {"samples", "reconstructions", "interpolation"}),
-                                          ("dcgan", {"samples"}), ("autoencoder", {"reconstructions"}),
-                                          ("cnn", {"predictions"})])
+@pytest.mark.parametrize(
+    "model, grids",
+    [
+        ("vae", {"samples", "reconstructions", "interpolation"}),
+        ("dcgan", {"samples"}),
+        ("autoencoder", {"reconstructions"}),
+        ("cnn", {"predictions"}),
+    ],
+)
 def test_sample_writes_the_png_grids_of_the_best_checkpoint(model, grids, tmp_path, data_dir):
     run = tmp_path / "run"
     dlpy("train", *FAST, f"model={model}", f"hydra.run.dir={run}", cwd=tmp_path, data_dir=data_dir)
-    printed = dlpy("sample", str(run), "n=16", "trainer.device=cpu", cwd=tmp_path, data_dir=data_dir).stdout
+    printed = dlpy(
+        "sample", str(run), "n=16", "trainer.device=cpu", cwd=tmp_path, data_dir=data_dir
+    ).stdout
     written = {p.stem for p in (run / "samples").glob("*.png")}
     assert written == grids and all(str(run / "samples" / f"{g}.png") in printed for g in grids)
     from PIL import Image
+
     with Image.open(run / "samples" / f"{sorted(grids)[-1]}.png") as image:
         assert image.mode == "RGB" and min(image.size) > 28
 
@@ -155,15 +198,32 @@ def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_pat
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be, that is the question. " * 150)
     run = tmp_path / "run"
-    dlpy("train", "trainer=debug", "trainer.progress_bar=false", "model=char_lstm", f"dataset.path={corpus}",
-         "dataset.val_size=300", "dataset.test_size=300", "model.hidden=16", f"hydra.run.dir={run}", cwd=tmp_path)
-    out = dlpy("sample", str(run), "temperature=0.2,1.2", "length=40", "trainer.device=cpu", cwd=tmp_path).stdout
+    dlpy(
+        "train",
+        "trainer=debug",
+        "trainer.progress_bar=false",
+        "model=char_lstm",
+        f"dataset.path={corpus}",
+        "dataset.val_size=300",
+        "dataset.test_size=300",
+        "model.hidden=16",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    out = dlpy(
+        "sample", str(run), "temperature=0.2,1.2", "length=40", "trainer.device=cpu", cwd=tmp_path
+    ).stdout
     passages = out.split("--- temperature ")[1:]
     assert [p.split(" ---")[0] for p in passages] == ["0.2", "1.2"]
     prompt = corpus.read_text()[-600:-540]
     for passage in passages:
         text = passage.split("---\n", 1)[1].rstrip("\n")
         assert text.startswith(prompt) and len(text) >= len(prompt) + 40
-    assert sorted(p.name for p in (run / "samples").glob("*.txt")) == ["temperature_0.2.txt", "temperature_1.2.txt"]
-    refused = dlpy("sample", str(run), "temperature=x", "trainer.device=cpu", cwd=tmp_path, check=False)
+    assert sorted(p.name for p in (run / "samples").glob("*.txt")) == [
+        "temperature_0.2.txt",
+        "temperature_1.2.txt",
+    ]
+    refused = dlpy(
+        "sample", str(run), "temperature=x", "trainer.device=cpu", cwd=tmp_path, check=False
+    )
     assert refused.returncode == 2 and "temperature" in refused.stderr

@@ -1,17 +1,21 @@
 """Config groups and registries: every preset composes and resolves, every name explains itself."""
+
 from pathlib import Path
 
 import pytest
+from conftest import presets
 from omegaconf import OmegaConf
 
-from conftest import presets
 from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
 # experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher: tests/test_sweep.py
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir()
-                if p.is_dir() and p.name not in ("experiment", "hparams_search", "launcher"))
+GROUPS = sorted(
+    p.name
+    for p in Path(CONF_DIR).iterdir()
+    if p.is_dir() and p.name not in ("experiment", "hparams_search", "launcher")
+)
 GROUP_PRESETS = [(group, preset) for group in GROUPS for preset in presets(group)]
 
 
@@ -22,14 +26,23 @@ def test_the_config_groups_are_all_found():
 
 
 # Presets with a value the user must give (`???` in the file), or that need a model other than the default CNN
-REQUIRED = {"dataset=image_folder": ["dataset.root=/path/to/images"], "dataset=imdb": ["model=mlp"],
-            "dataset=jena_climate": ["model=lstm"], "dataset=boston_housing": ["model=mlp"],
-            "dataset=text": ["model=char_lstm"], "model=reinforce": ["dataset=cartpole"],
-            "dataset=gym": ["dataset.id=CartPole-v1", "model=reinforce"], "dataset=cartpole": ["model=reinforce"],
-            "dataset=acrobot": ["model=reinforce"], "dataset=mountain_car": ["model=reinforce"]}
+REQUIRED = {
+    "dataset=image_folder": ["dataset.root=/path/to/images"],
+    "dataset=imdb": ["model=mlp"],
+    "dataset=jena_climate": ["model=lstm"],
+    "dataset=boston_housing": ["model=mlp"],
+    "dataset=text": ["model=char_lstm"],
+    "model=reinforce": ["dataset=cartpole"],
+    "dataset=gym": ["dataset.id=CartPole-v1", "model=reinforce"],
+    "dataset=cartpole": ["model=reinforce"],
+    "dataset=acrobot": ["model=reinforce"],
+    "dataset=mountain_car": ["model=reinforce"],
+}
 
 
-@pytest.mark.parametrize(("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS])
+@pytest.mark.parametrize(
+    ("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS]
+)
 def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
     cfg = make_cfg(f"{group}={preset}", *REQUIRED.get(f"{group}={preset}", []))
     resolved = OmegaConf.to_container(cfg, resolve=True)  # raises on any broken interpolation
@@ -40,7 +53,9 @@ def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
     path = Path(CONF_DIR) / group / f"{preset}.yaml"
     own = OmegaConf.to_container(OmegaConf.load(path))
     own.pop("defaults", None)
-    if path.read_text().startswith("# @package _global_"):  # a preset that also sets other groups' keys
+    if path.read_text().startswith(
+        "# @package _global_"
+    ):  # a preset that also sets other groups' keys
         for key, value in own.items():
             assert set(value) <= set(resolved[key]), key
         own = own[group]
@@ -55,10 +70,17 @@ def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, ma
     resolved = OmegaConf.to_container(cfg, resolve=True)
     model, dataset = resolved["model"], resolved["dataset"]
     raw = OmegaConf.to_container(cfg, resolve=False)["model"]
-    shape = {"in_channels": "channels", "image_size": "image_size", "num_features": "num_features",
-             "vocab_size": "vocab_size", "num_classes": "num_classes"}
+    shape = {
+        "in_channels": "channels",
+        "image_size": "image_size",
+        "num_features": "num_features",
+        "vocab_size": "vocab_size",
+        "num_classes": "num_classes",
+    }
     given = [key for key, source in shape.items() if source in dataset and key in model]
-    assert "num_classes" in given and ({"in_channels", "image_size"} <= set(given) or {"num_features", "vocab_size"} & set(given))
+    assert "num_classes" in given and (
+        {"in_channels", "image_size"} <= set(given) or {"num_features", "vocab_size"} & set(given)
+    )
     for key in given:
         assert model[key] == dataset[shape[key]], key
         # ...by interpolation, so the numbers are typed once, in the dataset preset
@@ -69,10 +91,12 @@ def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, ma
     overrides = [entry for entry in spec.defaults if any(k.startswith("override /") for k in entry)]
     assert overrides, "an experiment picks its dataset and model"
     for entry in overrides:
-        (key, preset), = entry.items()
+        ((key, preset),) = entry.items()
         group = key.removeprefix("override /")
         chosen = OmegaConf.load(Path(CONF_DIR) / group / f"{preset}.yaml")
-        chosen = chosen[group] if group in chosen and "name" not in chosen else chosen  # a _global_ preset
+        chosen = (
+            chosen[group] if group in chosen and "name" not in chosen else chosen
+        )  # a _global_ preset
         assert resolved[group]["name"] == chosen.name, f"{experiment}: {group}"
 
 
@@ -90,7 +114,9 @@ def test_every_preset_names_a_registered_builder(make_cfg):
     for group in ("dataset", "model", "optimizer", "scheduler"):
         for preset in presets(group):
             cfg = make_cfg(f"{group}={preset}")
-            assert cfg[group].name in registries[group].names(), f"{group}={preset}: {cfg[group].name!r}"
+            assert cfg[group].name in registries[group].names(), (
+                f"{group}={preset}: {cfg[group].name!r}"
+            )
             if group == "model":
                 assert cfg.model.task.name in registries["task"].names(), f"model={preset}"
 

@@ -1,4 +1,5 @@
 """Datasets from the upstream file formats, the fixed validation split, and the batch recipe."""
+
 import gzip
 import json
 import pickle
@@ -6,15 +7,20 @@ import pickle
 import numpy as np
 import pytest
 import torch
-
 from conftest import N_TEST, N_TRAIN, images_and_labels, write_mnist_family
+
 from dlpy.data.vision import Split, random_crop
 from dlpy.errors import DlpyError
 from dlpy.train import build_data
 
 VAL = 100  # conftest's FAST overrides hold out this many training images
 MNIST_DIRS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
-IDX_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+IDX_FILES = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+]
 
 
 def written_mnist(n, seed):
@@ -57,7 +63,9 @@ def test_train_and_val_partition_the_training_file(make_cfg):
 
 def test_the_split_is_fixed_by_split_seed(make_cfg):
     def val_indices(seed):
-        return source_indices(build_data(make_cfg("dataset.download=false", f"dataset.split_seed={seed}")).val)
+        return source_indices(
+            build_data(make_cfg("dataset.download=false", f"dataset.split_seed={seed}")).val
+        )
 
     first = val_indices(0)
     assert val_indices(0) == first
@@ -70,23 +78,41 @@ def test_val_size_must_leave_training_data(make_cfg):
 
 
 @pytest.mark.parametrize("dataset", sorted(MNIST_DIRS))
-def test_gzipped_files_of_a_system_folder_are_unpacked_into_the_data_folder(dataset, make_cfg, tmp_path):
+def test_gzipped_files_of_a_system_folder_are_unpacked_into_the_data_folder(
+    dataset, make_cfg, tmp_path
+):
     system, root = tmp_path / "system", tmp_path / "root"
     write_mnist_family(system, gz=True)
     root.mkdir()
-    data = build_data(make_cfg(f"dataset={dataset}", f"dataset.root={root}", f"dataset.system_dir={system}",
-                               "dataset.download=false"))
+    data = build_data(
+        make_cfg(
+            f"dataset={dataset}",
+            f"dataset.root={root}",
+            f"dataset.system_dir={system}",
+            "dataset.download=false",
+        )
+    )
     assert (len(data.train) + len(data.val), len(data.test)) == (N_TRAIN, N_TEST)
     x, _ = written_mnist(N_TEST, 1)
     assert torch.equal(data.test.x, x)
 
     raw = root / MNIST_DIRS[dataset] / "raw"
-    assert sorted(p.name for p in raw.iterdir()) == sorted(IDX_FILES)  # no .gz, no leftover .partial
+    assert sorted(p.name for p in raw.iterdir()) == sorted(
+        IDX_FILES
+    )  # no .gz, no leftover .partial
     for name in IDX_FILES:
-        assert (raw / name).read_bytes() == gzip.decompress((system / f"{name}.gz").read_bytes()), name
+        assert (raw / name).read_bytes() == gzip.decompress((system / f"{name}.gz").read_bytes()), (
+            name
+        )
     # the data folder now stands on its own
-    again = build_data(make_cfg(f"dataset={dataset}", f"dataset.root={root}",
-                                f"dataset.system_dir={tmp_path / 'gone'}", "dataset.download=false"))
+    again = build_data(
+        make_cfg(
+            f"dataset={dataset}",
+            f"dataset.root={root}",
+            f"dataset.system_dir={tmp_path / 'gone'}",
+            "dataset.download=false",
+        )
+    )
     assert torch.equal(again.test.x, data.test.x)
 
 
@@ -94,7 +120,11 @@ def test_when_nothing_is_found_the_error_names_every_place_tried(make_cfg, tmp_p
     root, system = tmp_path / "empty", tmp_path / "no-such-system-dir"
     root.mkdir()
     with pytest.raises(DlpyError) as err:
-        build_data(make_cfg(f"dataset.root={root}", f"dataset.system_dir={system}", "dataset.download=false"))
+        build_data(
+            make_cfg(
+                f"dataset.root={root}", f"dataset.system_dir={system}", "dataset.download=false"
+            )
+        )
     message = str(err.value)
     assert str(root) in message
     assert str(system) in message
@@ -105,12 +135,20 @@ def test_when_nothing_is_found_the_error_names_every_place_tried(make_cfg, tmp_p
 def test_cifar10_loads_from_pickled_batches(cifar_dir, make_cfg):
     # class names come from batches.meta: write names that appear nowhere else
     names = [f"class-{i}" for i in reversed(range(10))]
-    (cifar_dir / "cifar-10-batches-py" / "batches.meta").write_bytes(pickle.dumps({"label_names": names}, protocol=2))
-    data = build_data(make_cfg("dataset=cifar10", f"dataset.root={cifar_dir}", "dataset.download=false"))
+    (cifar_dir / "cifar-10-batches-py" / "batches.meta").write_bytes(
+        pickle.dumps({"label_names": names}, protocol=2)
+    )
+    data = build_data(
+        make_cfg("dataset=cifar10", f"dataset.root={cifar_dir}", "dataset.download=false")
+    )
     for split in (data.train, data.val, data.test):
         assert split.x.dtype == torch.uint8 and split.x.shape[1:] == (3, 32, 32)
         assert split.y.dtype == torch.int64
-    assert (len(data.train) + len(data.val), len(data.val), len(data.test)) == (N_TRAIN, VAL, N_TEST)
+    assert (len(data.train) + len(data.val), len(data.val), len(data.test)) == (
+        N_TRAIN,
+        VAL,
+        N_TEST,
+    )
     assert data.classes == names
     # HWC pixels of the pickled rows end up CHW, the colour planes in order
     x, y = images_and_labels(N_TEST, 32, 3, 10, 3)
@@ -120,12 +158,21 @@ def test_cifar10_loads_from_pickled_batches(cifar_dir, make_cfg):
 
 def test_a_channels_mismatch_names_dataset_channels(make_cfg):
     with pytest.raises(DlpyError, match="dataset.channels") as err:
-        build_data(make_cfg("dataset=fashion_mnist", "dataset.channels=3", "dataset.download=false"))
+        build_data(
+            make_cfg("dataset=fashion_mnist", "dataset.channels=3", "dataset.download=false")
+        )
     assert "3" in str(err.value) and "1" in str(err.value)
 
 
-@pytest.mark.parametrize("override", ["dataset.batch_size=0", "dataset.batch_size=-8", "dataset.batch_size=2.5",
-                                      "dataset.eval_batch_size=0"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "dataset.batch_size=0",
+        "dataset.batch_size=-8",
+        "dataset.batch_size=2.5",
+        "dataset.eval_batch_size=0",
+    ],
+)
 def test_batch_sizes_must_be_positive_integers(override, make_cfg):
     key = override.split("=")[0]
     with pytest.raises(DlpyError, match=f"{key} must be a positive integer"):
@@ -139,15 +186,24 @@ def indexed(data):
 
 
 def one_epoch(data):
-    xs, idx = zip(*data.train_batches())
+    xs, idx = zip(*data.train_batches(), strict=False)
     return xs, torch.cat(idx)
 
 
 def test_train_batches_are_normalised_with_the_configured_mean_and_std(make_cfg):
     mean, std = 0.25, 0.5
-    data = indexed(build_data(make_cfg("dataset.download=false", f"dataset.mean=[{mean}]", f"dataset.std=[{std}]",
-                                       "dataset.batch_size=64", "dataset.augment.crop_padding=0",
-                                       "dataset.augment.hflip=false")))
+    data = indexed(
+        build_data(
+            make_cfg(
+                "dataset.download=false",
+                f"dataset.mean=[{mean}]",
+                f"dataset.std=[{std}]",
+                "dataset.batch_size=64",
+                "dataset.augment.crop_padding=0",
+                "dataset.augment.hflip=false",
+            )
+        )
+    )
     data.seed(0)
     n = 0
     for x, idx in data.train_batches():
@@ -176,8 +232,12 @@ def test_every_training_sample_comes_once_per_epoch_in_a_new_order(make_cfg):
 def slow_windows(image, padded_image, padding):
     """Every (top, left) whose window of the padded image equals `image`."""
     _, h, w = image.shape
-    return [(top, left) for top in range(2 * padding + 1) for left in range(2 * padding + 1)
-            if torch.equal(padded_image[:, top:top + h, left:left + w], image)]
+    return [
+        (top, left)
+        for top in range(2 * padding + 1)
+        for left in range(2 * padding + 1)
+        if torch.equal(padded_image[:, top : top + h, left : left + w], image)
+    ]
 
 
 @pytest.mark.parametrize("padding", [1, 4])
@@ -187,9 +247,9 @@ def test_random_crop_takes_a_window_of_the_zero_padded_image(padding):
     out = random_crop(x, padding, torch.Generator().manual_seed(1))
     assert out.shape == x.shape and out.dtype == x.dtype
     offsets = []
-    for image, crop in zip(x, out):
+    for image, crop in zip(x, out, strict=False):
         padded = torch.zeros(3, 10 + 2 * padding, 12 + 2 * padding, dtype=torch.uint8)
-        padded[:, padding:padding + 10, padding:padding + 12] = image
+        padded[:, padding : padding + 10, padding : padding + 12] = image
         found = slow_windows(crop, padded, padding)
         assert len(found) == 1, found
         offsets.append(found[0])
@@ -200,14 +260,21 @@ def test_random_crop_takes_a_window_of_the_zero_padded_image(padding):
 
 
 def test_hflip_gives_each_image_or_its_mirror(make_cfg):
-    data = indexed(build_data(make_cfg("dataset.download=false", "dataset.augment.crop_padding=0",
-                                       "dataset.augment.hflip=true")))
+    data = indexed(
+        build_data(
+            make_cfg(
+                "dataset.download=false",
+                "dataset.augment.crop_padding=0",
+                "dataset.augment.hflip=true",
+            )
+        )
+    )
     data.seed(0)
     flipped = 0
     xs, idx = one_epoch(data)
-    for x, i in zip(torch.cat(xs), idx):
-        plain = data.normalize(data.train.x[i:i + 1])[0]
-        mirror = data.normalize(data.train.x[i:i + 1].flip(-1))[0]
+    for x, i in zip(torch.cat(xs), idx, strict=False):
+        plain = data.normalize(data.train.x[i : i + 1])[0]
+        mirror = data.normalize(data.train.x[i : i + 1].flip(-1))[0]
         is_plain, is_mirror = torch.equal(x, plain), torch.equal(x, mirror)
         assert is_plain != is_mirror, int(i)
         flipped += is_mirror
@@ -218,13 +285,17 @@ def test_hflip_gives_each_image_or_its_mirror(make_cfg):
 
 # -- image_folder ---------------------------------------------------------------------------
 
+
 def write_image_folder(root):
     """Two class folders of PNGs of assorted sizes; each 'b' image is red on the left half, blue on the right."""
     from PIL import Image
+
     rng = np.random.default_rng(0)
     for i in range(12):
         (root / "a").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)).save(root / "a" / f"{i}.png")
+        Image.fromarray(rng.integers(0, 255, (20 + i, 30, 3), dtype=np.uint8)).save(
+            root / "a" / f"{i}.png"
+        )
         wide = np.zeros((20, 40, 3), dtype=np.uint8)
         wide[:, :20, 0], wide[:, 20:, 2] = 255, 255
         (root / "b").mkdir(exist_ok=True)
@@ -234,13 +305,31 @@ def write_image_folder(root):
 
 def test_image_folder_reads_classes_resizes_and_crops_the_centre(make_cfg, tmp_path):
     root = write_image_folder(tmp_path / "faces")
-    data = build_data(make_cfg("dataset=image_folder", f"dataset.root={root}", "dataset.image_size=16",
-                               "dataset.num_classes=2", "dataset.val_size=4", "dataset.test_size=4"))
-    assert data.classes == ["a", "b"] and len(data.train) == 16 and len(data.val) == len(data.test) == 4
+    data = build_data(
+        make_cfg(
+            "dataset=image_folder",
+            f"dataset.root={root}",
+            "dataset.image_size=16",
+            "dataset.num_classes=2",
+            "dataset.val_size=4",
+            "dataset.test_size=4",
+        )
+    )
+    assert (
+        data.classes == ["a", "b"]
+        and len(data.train) == 16
+        and len(data.val) == len(data.test) == 4
+    )
     assert data.train.x.shape[1:] == (3, 16, 16) and data.train.x.dtype == torch.uint8
-    x = torch.cat([data.train.x, data.val.x, data.test.x])[torch.cat([data.train.y, data.val.y, data.test.y]) == 1]
+    x = torch.cat([data.train.x, data.val.x, data.test.x])[
+        torch.cat([data.train.y, data.val.y, data.test.y]) == 1
+    ]
     # 20x40 scaled to 16x32, centre 16x16 crop: the left half stays red, the right half blue
-    assert (x[:, 0, :, :6] > 200).all() and (x[:, 2, :, -6:] > 200).all() and (x[:, 0, :, -6:] < 60).all()
+    assert (
+        (x[:, 0, :, :6] > 200).all()
+        and (x[:, 2, :, -6:] > 200).all()
+        and (x[:, 0, :, -6:] < 60).all()
+    )
 
 
 def test_image_folder_without_a_root_names_the_key(make_cfg):
@@ -255,8 +344,17 @@ def test_image_folder_of_no_images_names_the_folder(make_cfg, tmp_path):
 
 def test_dcgan_trains_on_64_pixel_images_from_a_folder(make_cfg, tmp_path):
     from dlpy.train import train
+
     root = write_image_folder(tmp_path / "faces")
-    cfg = make_cfg("model=dcgan", "dataset=image_folder", f"dataset.root={root}", "dataset.num_classes=2",
-                   "dataset.val_size=4", "dataset.test_size=4", "dataset.batch_size=8", "trainer.max_steps=2")
+    cfg = make_cfg(
+        "model=dcgan",
+        "dataset=image_folder",
+        f"dataset.root={root}",
+        "dataset.num_classes=2",
+        "dataset.val_size=4",
+        "dataset.test_size=4",
+        "dataset.batch_size=8",
+        "trainer.max_steps=2",
+    )
     train(cfg, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/fid"] > 0

@@ -1,4 +1,5 @@
 """Data-parallel training: torchrun with 2 CPU processes (gloo) against one process on the same global batch."""
+
 import json
 import os
 import socket
@@ -8,8 +9,8 @@ import sys
 import pytest
 import torch
 import torch.distributed as dist
-
 from conftest import FAST
+
 from dlpy.errors import DlpyError
 from dlpy.train import build_data, build_task, build_trainer, train
 from dlpy.trainer import seed_everything
@@ -35,16 +36,32 @@ data.seed(cfg.seed)
 task = build_task(cfg)
 """
 
-SCRIPT = BUILD + """
+SCRIPT = (
+    BUILD
+    + """
 trainer.fit(task, data)
 torch.save({"weights": task.state_dict(), "val": trainer.validate()}, f"{out}/rank{trainer.ddp.rank}.pt")
 """
+)
 
 
 def torchrun(*args, cwd, data_dir):
     env = {**os.environ, "DLPY_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *args,
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -60,16 +77,28 @@ def train_in_one_process(make_cfg, run_dir):
     return task.state_dict(), trainer.validate()
 
 
-def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_global_batch(tmp_path, data_dir, make_cfg):
+def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_global_batch(
+    tmp_path, data_dir, make_cfg
+):
     (tmp_path / "ddp_train.py").write_text(SCRIPT)
-    torchrun(str(tmp_path / "ddp_train.py"), str(tmp_path), f"data_dir={data_dir}", *FAST, *TINY, "trainer.strategy=ddp",
-             cwd=tmp_path, data_dir=data_dir)
+    torchrun(
+        str(tmp_path / "ddp_train.py"),
+        str(tmp_path),
+        f"data_dir={data_dir}",
+        *FAST,
+        *TINY,
+        "trainer.strategy=ddp",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
     single, single_val = train_in_one_process(make_cfg, tmp_path / "single")
 
     assert ranks[0]["weights"].keys() == single.keys()
     for key in single:
-        assert torch.equal(ranks[0]["weights"][key], ranks[1]["weights"][key]), key  # identical on both ranks
+        assert torch.equal(ranks[0]["weights"][key], ranks[1]["weights"][key]), (
+            key
+        )  # identical on both ranks
         torch.testing.assert_close(ranks[0]["weights"][key], single[key], rtol=1e-4, atol=1e-5)
     assert ranks[0]["val"] == ranks[1]["val"]  # numbers reduced over both shards
     for key, value in single_val.items():
@@ -77,22 +106,36 @@ def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_glob
 
 
 def test_torchrun_leaves_one_run_folder_written_by_rank_0(tmp_path, data_dir):
-    proc = torchrun("-m", "dlpy", "train", *FAST, *TINY, "trainer.strategy=ddp", cwd=tmp_path, data_dir=data_dir)
+    proc = torchrun(
+        "-m", "dlpy", "train", *FAST, *TINY, "trainer.strategy=ddp", cwd=tmp_path, data_dir=data_dir
+    )
     runs = list((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 1, runs
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["status"] == "finished" and "test/acc" in metrics
-    assert (runs[0] / "checkpoints" / "best.pt").is_file() and (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert (runs[0] / "checkpoints" / "best.pt").is_file() and (
+        runs[0] / ".hydra" / "config.yaml"
+    ).is_file()
     assert proc.stdout.count("run folder:") == 1  # rank 1 logs warnings only
-
 
 
 def test_k_fold_validation_under_ddp_gives_the_fold_means_from_one_run_folder(tmp_path):
     from conftest import write_boston
 
     write_boston(tmp_path / "data" / "boston_housing.npz")
-    torchrun("-m", "dlpy", "train", "trainer.strategy=ddp", "dataset=boston_housing", "model=mlp", "dataset.folds=2",
-             "trainer.max_epochs=2", "trainer.progress_bar=false", cwd=tmp_path, data_dir=tmp_path / "data")
+    torchrun(
+        "-m",
+        "dlpy",
+        "train",
+        "trainer.strategy=ddp",
+        "dataset=boston_housing",
+        "model=mlp",
+        "dataset.folds=2",
+        "trainer.max_epochs=2",
+        "trainer.progress_bar=false",
+        cwd=tmp_path,
+        data_dir=tmp_path / "data",
+    )
     runs = list((tmp_path / "outputs").glob("*/*"))
     assert len(runs) == 1, runs
     folds = [json.loads((runs[0] / f"fold{k}" / "metrics.json").read_text()) for k in (0, 1)]
@@ -114,14 +157,32 @@ raise SystemExit(main(["train", *sys.argv[1:]]))
 """
 
 
-def test_a_process_that_fails_alone_stops_the_run_instead_of_leaving_the_others_waiting(tmp_path, data_dir):
+def test_a_process_that_fails_alone_stops_the_run_instead_of_leaving_the_others_waiting(
+    tmp_path, data_dir
+):
     (tmp_path / "fail_on_rank_1.py").write_text(FAIL_ON_RANK_1)
     env = {**os.environ, "DLPY_DATA_DIR": str(data_dir), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "fail_on_rank_1.py", *FAST, *TINY, "trainer.strategy=ddp"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)  # a hang waits 30 min
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "fail_on_rank_1.py",
+            *FAST,
+            *TINY,
+            "trainer.strategy=ddp",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # a hang waits 30 min
     assert proc.returncode != 0
     assert "rank 1 alone cannot build its task" in proc.stderr
+
 
 @pytest.fixture
 def one_process_group(monkeypatch):
@@ -129,8 +190,13 @@ def one_process_group(monkeypatch):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
-                       "LOCAL_RANK": "0"}.items():
+    for key, value in {
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(port),
+        "RANK": "0",
+        "WORLD_SIZE": "1",
+        "LOCAL_RANK": "0",
+    }.items():
         monkeypatch.setenv(key, value)
     yield
     if dist.is_initialized():
@@ -142,7 +208,9 @@ def test_ddp_refuses_a_task_with_two_optimizers_naming_them(one_process_group, m
         train(make_cfg("model=dcgan", "trainer.strategy=ddp", "trainer.device=cpu"), tmp_path)
 
 
-def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(make_cfg, tmp_path, monkeypatch):
+def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(
+    make_cfg, tmp_path, monkeypatch
+):
     with pytest.raises(DlpyError, match="torchrun --nproc_per_node=N"):
         train(make_cfg("model=mlp", "trainer.strategy=ddp"), tmp_path)
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -150,9 +218,13 @@ def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(make_cfg, 
         train(make_cfg("model=mlp"), tmp_path)
 
 
-def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(one_process_group, make_cfg, tmp_path,
-                                                                         monkeypatch):
-    agreements, all_reduce = [], dist.all_reduce  # the gradients' own averaging runs in DDP's C++ reducer
+def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(
+    one_process_group, make_cfg, tmp_path, monkeypatch
+):
+    agreements, all_reduce = (
+        [],
+        dist.all_reduce,
+    )  # the gradients' own averaging runs in DDP's C++ reducer
 
     def counted(tensor, *args, **kwargs):
         if tensor.dtype == torch.int64:  # decisions; epoch and evaluation means are float64
@@ -160,13 +232,21 @@ def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(one_proc
         return all_reduce(tensor, *args, **kwargs)
 
     monkeypatch.setattr(dist, "all_reduce", counted)
-    cfg = make_cfg(*TINY, "trainer.strategy=ddp", "trainer.device=cpu", "trainer.max_epochs=1",
-                   "trainer.limit_train_batches=6")
+    cfg = make_cfg(
+        *TINY,
+        "trainer.strategy=ddp",
+        "trainer.device=cpu",
+        "trainer.max_epochs=1",
+        "trainer.limit_train_batches=6",
+    )
     train(cfg, tmp_path)
-    assert agreements == [2] * 6 + [1]  # per step (loss not finite, signal) together; after validating, the signal
+    assert agreements == [2] * 6 + [
+        1
+    ]  # per step (loss not finite, signal) together; after validating, the signal
 
 
-DDP_RESUME = """
+DDP_RESUME = (
+    """
 import os, signal
 import torch.distributed as dist
 from dlpy.errors import Interrupted
@@ -182,28 +262,56 @@ class SignalToRank1(Classification):
         if dist.get_rank() == 1 and step == int(os.environ.get("STOP_AT", -1)):
             os.kill(os.getpid(), signal.SIGINT)
         return super().training_step(batch, step)
-""" + BUILD + """
+"""
+    + BUILD
+    + """
 try:
     trainer.fit(task, data)
 except Interrupted:
     pass
 torch.save(task.state_dict(), f"{out}/rank{trainer.ddp.rank}.pt")
 """
+)
 
 
-def test_a_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, data_dir, monkeypatch):
+def test_a_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(
+    tmp_path, data_dir, monkeypatch
+):
     """Each process draws its own dropout masks: the checkpoint keeps every process's random state."""
     (tmp_path / "ddp_resume.py").write_text(DDP_RESUME)
-    args = [*FAST, "model=mlp", "model.dropout=0.5", "model.task.name=signal_to_rank_1", "trainer.strategy=ddp",
-            "trainer.deterministic=true", "trainer.max_epochs=2", "trainer.limit_train_batches=6"]
+    args = [
+        *FAST,
+        "model=mlp",
+        "model.dropout=0.5",
+        "model.task.name=signal_to_rank_1",
+        "trainer.strategy=ddp",
+        "trainer.deterministic=true",
+        "trainer.max_epochs=2",
+        "trainer.limit_train_batches=6",
+    ]
     runs = {name: tmp_path / name for name in ("straight", "cut", "resumed")}
     for name, run in runs.items():
         run.mkdir()
-        monkeypatch.setenv("STOP_AT", "8" if name == "cut" else "-1")  # step 8: inside the second epoch
-        resume = [f"trainer.resume={runs['cut'] / 'checkpoints' / 'last.pt'}"] if name == "resumed" else []
-        torchrun(str(tmp_path / "ddp_resume.py"), str(run), f"data_dir={data_dir}", *args, *resume, cwd=tmp_path,
-                 data_dir=data_dir)
+        monkeypatch.setenv(
+            "STOP_AT", "8" if name == "cut" else "-1"
+        )  # step 8: inside the second epoch
+        resume = (
+            [f"trainer.resume={runs['cut'] / 'checkpoints' / 'last.pt'}"]
+            if name == "resumed"
+            else []
+        )
+        torchrun(
+            str(tmp_path / "ddp_resume.py"),
+            str(run),
+            f"data_dir={data_dir}",
+            *args,
+            *resume,
+            cwd=tmp_path,
+            data_dir=data_dir,
+        )
     assert torch.load(runs["cut"] / "checkpoints" / "last.pt", weights_only=True)["step"] == 9
     for rank in (0, 1):
-        straight, resumed = (torch.load(runs[name] / f"rank{rank}.pt") for name in ("straight", "resumed"))
+        straight, resumed = (
+            torch.load(runs[name] / f"rank{rank}.pt") for name in ("straight", "resumed")
+        )
         assert all(torch.equal(straight[key], resumed[key]) for key in straight), f"rank {rank}"

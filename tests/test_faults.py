@@ -4,6 +4,7 @@ Each test injects one fault into a real run (a `dlpy train` subprocess where a s
 come from outside, in-process where the fault can be placed at an exact step) and checks what is
 left behind: the checkpoint, metrics.json, the message and the exit status.
 """
+
 import errno
 import json
 import math
@@ -21,15 +22,15 @@ from collections import namedtuple
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import FAST, idx_bytes, images_and_labels
+from test_distributed import BUILD, torchrun
+
 from dlpy.errors import Diverged, DlpyError, Interrupted
 from dlpy.io import load_checkpoint
 from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
 from dlpy.train import build_data, build_task, build_trainer, train
 from dlpy.trainer import Trainer
-from test_distributed import BUILD, torchrun
 
 
 def weights(run):
@@ -44,10 +45,17 @@ def assert_same_weights(a, b):
 
 # -- 1. SIGINT and SIGTERM: a checkpoint at the step reached, a clear message, resume where it stopped --------
 
-RESUMABLE = ["model=mlp", "trainer.max_epochs=2", "trainer.limit_train_batches=6", "trainer.deterministic=true"]
+RESUMABLE = [
+    "model=mlp",
+    "trainer.max_epochs=2",
+    "trainer.limit_train_batches=6",
+    "trainer.deterministic=true",
+]
 
 
-def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equal(make_cfg, tmp_path, monkeypatch):
+def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equal(
+    make_cfg, tmp_path, monkeypatch
+):
     """SIGINT in step 4 of 6, then SIGINT and SIGTERM again while the checkpoint is being written.
 
     The MLP has dropout (torch's generator), the data are shuffled (their own generator), and the
@@ -63,7 +71,9 @@ def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equ
             os.kill(os.getpid(), signal.SIGINT)
         backward(self, loss, optimizer)
 
-    def signalled_save(*args, **kwargs):  # inside atomic_write: the checkpoint's temporary file is open
+    def signalled_save(
+        *args, **kwargs
+    ):  # inside atomic_write: the checkpoint's temporary file is open
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGTERM)
         save(*args, **kwargs)
@@ -71,13 +81,26 @@ def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equ
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "backward", signalled_backward)
         patch.setattr(torch, "save", signalled_save)
-        with pytest.raises(Interrupted, match="^interrupted by SIGINT at epoch 1, step 4; checkpoint saved to") as stop:
+        with pytest.raises(
+            Interrupted, match="^interrupted by SIGINT at epoch 1, step 4; checkpoint saved to"
+        ) as stop:
             train(make_cfg(*RESUMABLE), stopped)
-    assert stop.value.exit_code == 130 and f"resume with: dlpy train trainer.resume={stopped}" in str(stop.value)
-    assert (weights(stopped)["epoch"], weights(stopped)["step"], weights(stopped)["batch"]) == (0, 4, 4)
+    assert (
+        stop.value.exit_code == 130
+        and f"resume with: dlpy train trainer.resume={stopped}" in str(stop.value)
+    )
+    assert (weights(stopped)["epoch"], weights(stopped)["step"], weights(stopped)["batch"]) == (
+        0,
+        4,
+        4,
+    )
 
     train(make_cfg(*RESUMABLE, f"trainer.resume={stopped}"), stopped)
-    assert (weights(straight)["epoch"], weights(straight)["step"]) == (weights(stopped)["epoch"], weights(stopped)["step"]) == (2, 12)
+    assert (
+        (weights(straight)["epoch"], weights(straight)["step"])
+        == (weights(stopped)["epoch"], weights(stopped)["step"])
+        == (2, 12)
+    )
     assert_same_weights(weights(straight), weights(stopped))
 
 
@@ -96,8 +119,12 @@ def long_epochs(tmp_path_factory):
 
 def dlpy_train(*args, data_dir):
     env = {**os.environ, "DLPY_DATA_DIR": str(data_dir)}
-    return subprocess.Popen([sys.executable, "-m", "dlpy", "train", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlpy", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_for_steps(proc, steps, timeout=120):
@@ -125,21 +152,35 @@ def interrupt(run, signum, data_dir, common):
     return proc.returncode, (seen + rest).decode()
 
 
-LONG = [*FAST, "dataset=mnist", "model=mlp", "dataset.batch_size=4", "trainer.limit_train_batches=0",
-        "trainer.max_epochs=1", "trainer.deterministic=true", "trainer.threads=1", "trainer.progress_bar=true"]
+LONG = [
+    *FAST,
+    "dataset=mnist",
+    "model=mlp",
+    "dataset.batch_size=4",
+    "trainer.limit_train_batches=0",
+    "trainer.max_epochs=1",
+    "trainer.deterministic=true",
+    "trainer.threads=1",
+    "trainer.progress_bar=true",
+]
 
 
-def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_uninterrupted_run(long_epochs, tmp_path):
+def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_uninterrupted_run(
+    long_epochs, tmp_path
+):
     straight = dlpy_train(*LONG, f"hydra.run.dir={tmp_path / 'straight'}", data_dir=long_epochs)
     run = tmp_path / "stopped"
     status, err = interrupt(run, signal.SIGINT, long_epochs, LONG)
 
     assert status == 130 and "Traceback" not in err
     state = weights(run)
-    assert state["epoch"] == 0 and 0 < state["batch"] == state["step"] < 500  # in the middle of epoch 1
+    assert (
+        state["epoch"] == 0 and 0 < state["batch"] == state["step"] < 500
+    )  # in the middle of epoch 1
     assert err.strip().splitlines()[-1] == (
         f"dlpy: interrupted by SIGINT at epoch 1, step {state['step']}; checkpoint saved to "
-        f"{run / 'checkpoints' / 'last.pt'}; resume with: dlpy train trainer.resume={run}")
+        f"{run / 'checkpoints' / 'last.pt'}; resume with: dlpy train trainer.resume={run}"
+    )
     assert json.loads((run / "metrics.json").read_text())["status"] == "interrupted"
 
     resumed = dlpy_train(*LONG, f"trainer.resume={run}", data_dir=long_epochs)
@@ -160,7 +201,8 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(long_epochs, tmp_pat
     assert 0 < weights(run)["batch"] < 500
 
 
-DDP_FAULTS = """
+DDP_FAULTS = (
+    """
 import os, signal
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -182,7 +224,9 @@ class OneRankFaults(Classification):
             os.kill(os.getpid(), signal.SIGINT)
         self.trainer.backward(loss, self.optimizer)
         return {"loss/xent": loss.detach()}
-""" + BUILD + """
+"""
+    + BUILD
+    + """
 try:
     trainer.fit(task, data)
     stopped = None
@@ -190,17 +234,35 @@ except Interrupted as stop:
     stopped = stop.step
 torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{trainer.ddp.rank}.pt")
 """
+)
 
 
-def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(tmp_path, data_dir):
+def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(
+    tmp_path, data_dir
+):
     """A NaN loss or a signal in one process: the others must take the same decision at the same step,
     or they would wait forever for its gradients."""
     (tmp_path / "ddp_faults.py").write_text(DDP_FAULTS)
-    torchrun(str(tmp_path / "ddp_faults.py"), str(tmp_path), f"data_dir={data_dir}", *FAST, "model=mlp",
-             "model.task.name=one_rank_faults", "trainer.strategy=ddp", "trainer.on_nan=skip",
-             "trainer.limit_train_batches=8", cwd=tmp_path, data_dir=data_dir)
-    assert [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)] == [{"stopped": 5, "skipped": 1}] * 2
-    assert (weights(tmp_path)["step"], weights(tmp_path)["batch"]) == (5, 5)  # rank 0 saved where both stopped
+    torchrun(
+        str(tmp_path / "ddp_faults.py"),
+        str(tmp_path),
+        f"data_dir={data_dir}",
+        *FAST,
+        "model=mlp",
+        "model.task.name=one_rank_faults",
+        "trainer.strategy=ddp",
+        "trainer.on_nan=skip",
+        "trainer.limit_train_batches=8",
+        cwd=tmp_path,
+        data_dir=data_dir,
+    )
+    assert [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)] == [
+        {"stopped": 5, "skipped": 1}
+    ] * 2
+    assert (weights(tmp_path)["step"], weights(tmp_path)["batch"]) == (
+        5,
+        5,
+    )  # rank 0 saved where both stopped
 
 
 # -- 2. SIGKILL while writing: the previous file stays whole -------------------------------------------------
@@ -246,13 +308,18 @@ save({"task": {"w": torch.ones(1000)}, "step": 2} if kind == "checkpoint" else {
 @pytest.mark.parametrize("kind, name", [("checkpoint", "last.pt"), ("metrics", "metrics.json")])
 def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_path):
     path = tmp_path / name
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_WRITING, kind, str(path)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WHILE_WRITING, kind, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline() == "writing\n"
     proc.kill()
     proc.wait()
     leftover = [p.name for p in tmp_path.iterdir() if p != path]
-    assert len(leftover) == 1 and leftover[0].startswith(f".{name}.")  # the half-written temporary file
+    assert len(leftover) == 1 and leftover[0].startswith(
+        f".{name}."
+    )  # the half-written temporary file
     if kind == "checkpoint":
         state = load_checkpoint(path)
         assert state["step"] == 1 and torch.equal(state["task"]["w"], torch.zeros(3))
@@ -268,6 +335,7 @@ def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, t
 
 
 # -- 3. NaN and inf losses: stop (status diverged) or skip and count; checkpoints keep good weights ------------
+
 
 class FaultyLoss(Classification):
     """Classification whose loss is multiplied by `value` (nan, inf) at the given steps: a numerical fault on cue."""
@@ -291,18 +359,32 @@ def faulty():
 
 
 @pytest.mark.parametrize("value", ["nan", "inf"])
-def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_good_checkpoint(value, faulty,
-                                                                                                  run_cli, tmp_path):
+def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_good_checkpoint(
+    value, faulty, run_cli, tmp_path
+):
     run = tmp_path / "run"
     # trainer=debug: 5 steps an epoch; the 8th step (index 7) is the 3rd of epoch 2
-    status, _, err = run_cli("train", *FAST, *faulty, "+model.task.steps=[7]", f"+model.task.value={value}",
-                             "trainer.max_epochs=2", f"hydra.run.dir={run}")
+    status, _, err = run_cli(
+        "train",
+        *FAST,
+        *faulty,
+        "+model.task.steps=[7]",
+        f"+model.task.value={value}",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run}",
+    )
     last = run / "checkpoints" / "last.pt"
     assert status == 1
-    assert err == (f"dlpy: error: diverged: loss/xent = {value} at epoch 2, step 8 (trainer.on_nan=stop); "
-                   f"the last good checkpoint is {last}\n")
+    assert err == (
+        f"dlpy: error: diverged: loss/xent = {value} at epoch 2, step 8 (trainer.on_nan=stop); "
+        f"the last good checkpoint is {last}\n"
+    )
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["status"] == "diverged" and "loss/xent" in metrics["error"] and "step 8" in metrics["error"]
+    assert (
+        metrics["status"] == "diverged"
+        and "loss/xent" in metrics["error"]
+        and "step 8" in metrics["error"]
+    )
     state = load_checkpoint(last)
     assert state["step"] == 5 and all(t.isfinite().all() for t in state["task"].values())
     assert (run / "checkpoints" / "best.pt").is_file()
@@ -310,8 +392,15 @@ def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last
 
 def test_on_nan_skip_skips_and_counts_the_batches_and_the_run_finishes(faulty, run_cli, tmp_path):
     run = tmp_path / "run"
-    status, _, err = run_cli("train", *FAST, *faulty, "+model.task.steps=[1,6]", "trainer.on_nan=skip",
-                             "trainer.max_epochs=2", f"hydra.run.dir={run}")
+    status, _, err = run_cli(
+        "train",
+        *FAST,
+        *faulty,
+        "+model.task.steps=[1,6]",
+        "trainer.on_nan=skip",
+        "trainer.max_epochs=2",
+        f"hydra.run.dir={run}",
+    )
     assert status == 0, err
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["status"], metrics["nan_skipped"], metrics["steps"]) == ("finished", 2, 10)
@@ -319,17 +408,23 @@ def test_on_nan_skip_skips_and_counts_the_batches_and_the_run_finishes(faulty, r
 
 
 def test_a_skipped_batch_changes_no_weight(faulty, make_cfg, tmp_path):
-    cfg = make_cfg(*faulty, "+model.task.steps=[0,1,2]", "trainer.on_nan=skip", "trainer.max_steps=3")
+    cfg = make_cfg(
+        *faulty, "+model.task.steps=[0,1,2]", "trainer.on_nan=skip", "trainer.max_steps=3"
+    )
     torch.manual_seed(cfg.seed)
     initial = {f"net.{k}": v for k, v in build_task(cfg).net.state_dict().items()}
     train(cfg, tmp_path)
     assert_same_weights({"task": initial}, weights(tmp_path))
 
 
-def test_fp16_loss_scaling_still_skips_overflowing_gradients_and_that_is_no_divergence(make_cfg, tmp_path):
+def test_fp16_loss_scaling_still_skips_overflowing_gradients_and_that_is_no_divergence(
+    make_cfg, tmp_path
+):
     cfg = make_cfg("model=mlp", "trainer.precision=fp16", "trainer.max_steps=3")
     trainer = build_trainer(cfg, tmp_path)
-    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)  # scaled gradients overflow fp16
+    trainer.scaler = torch.amp.GradScaler(
+        "cpu", init_scale=2.0**40
+    )  # scaled gradients overflow fp16
     data = build_data(cfg)
     data.seed(cfg.seed)
     trainer.fit(build_task(cfg), data)
@@ -352,6 +447,7 @@ def test_weights_that_hold_nan_are_never_written_over_a_checkpoint(make_cfg, tmp
 
 # -- 4. An output folder that cannot take the run's files fails before training ------------------------------
 
+
 def unwritable(way, tmp_path, monkeypatch):
     """A run folder that cannot be written, made so in one of four ways; returns the folder."""
     if way == "under a file":
@@ -363,11 +459,14 @@ def unwritable(way, tmp_path, monkeypatch):
             (tmp_path / "ro").chmod(0o500)
             return tmp_path / "ro" / "run"
 
-        def refused(*args, **kwargs):  # root writes through permissions: refuse the file as a read-only disk would
+        def refused(
+            *args, **kwargs
+        ):  # root writes through permissions: refuse the file as a read-only disk would
             raise PermissionError(errno.EROFS, "Read-only file system")
 
         monkeypatch.setattr(tempfile, "mkstemp", refused)
     if way == "full on write":
+
         def full(fd):
             raise OSError(errno.ENOSPC, "No space left on device")
 
@@ -378,8 +477,12 @@ def unwritable(way, tmp_path, monkeypatch):
     return tmp_path / "run"
 
 
-@pytest.mark.parametrize("way", ["under a file", "read-only", "full on write", "too little free space"])
-def test_an_output_folder_that_cannot_be_written_fails_before_training(way, make_cfg, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "way", ["under a file", "read-only", "full on write", "too little free space"]
+)
+def test_an_output_folder_that_cannot_be_written_fails_before_training(
+    way, make_cfg, tmp_path, monkeypatch
+):
     cfg = make_cfg("model=mlp")
     run = unwritable(way, tmp_path, monkeypatch)
     with pytest.raises(DlpyError, match=f"output folder {re.escape(str(run))} "):

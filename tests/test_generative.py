@@ -1,9 +1,11 @@
 """Autoencoders and VAEs: the mathematics against oracles, and what a user gets to see."""
+
 import json
 
 import pytest
 import torch
-from torch.distributions import Normal, kl_divergence as torch_kl
+from torch.distributions import Normal
+from torch.distributions import kl_divergence as torch_kl
 
 from dlpy.tasks.autoencoder import RECONSTRUCTION, kl_divergence
 from dlpy.train import build_data, build_task, train
@@ -29,10 +31,17 @@ def test_bce_reconstruction_is_the_bernoulli_negative_log_likelihood_in_nats():
 def test_vae_examples_are_uint8_grids_and_the_manifold_appears_for_a_2d_latent(model, make_cfg):
     cfg = make_cfg(f"model={model}", "model.latent=2")
     task, data = build_task(cfg), build_data(cfg)
-    assert data.normalize(data.train.x).max() <= 1 and data.normalize(data.train.x).min() >= 0  # scaling: unit
+    assert (
+        data.normalize(data.train.x).max() <= 1 and data.normalize(data.train.x).min() >= 0
+    )  # scaling: unit
     with torch.inference_mode():
         images = task.eval().examples(data, n=24)
-    assert {"images/reconstructions", "images/samples", "images/interpolation", "images/manifold"} <= images.keys()
+    assert {
+        "images/reconstructions",
+        "images/samples",
+        "images/interpolation",
+        "images/manifold",
+    } <= images.keys()
     for image in images.values():
         assert image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3
     # 24 samples in rows of 8 cells of 28 px with 2 px padding: 3 rows, 8 columns
@@ -48,7 +57,9 @@ def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(mak
     assert images["images/reconstructions"].shape[1:] == (6 * 30 + 2, 16 * 30 + 2)
     assert images["images/denoised"].shape[1:] == (9 * 30 + 2, 16 * 30 + 2)
     first_input = data.to_uint8(data.normalize(data.val.x[:1]))[0, 0]
-    top_left = images["images/denoised"][0, 2:30, 2:30]  # the clean first image, in the first band's top row
+    top_left = images["images/denoised"][
+        0, 2:30, 2:30
+    ]  # the clean first image, in the first band's top row
     assert torch.equal(top_left, first_input)
 
 
@@ -64,20 +75,29 @@ def test_denoising_corrupts_the_input_and_keeps_the_clean_target(make_cfg):
 def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     train(make_cfg("model=vae", "trainer.max_steps=3"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["test/neg_elbo"] == pytest.approx(metrics["test/recon"] + metrics["test/kl"], rel=1e-5)
+    assert metrics["test/neg_elbo"] == pytest.approx(
+        metrics["test/recon"] + metrics["test/kl"], rel=1e-5
+    )
     assert metrics["test/kl"] >= 0 and metrics["test/recon"] > 0
     names = {p.name for p in (tmp_path / "images").iterdir()}
-    assert {"samples_epoch001.png", "reconstructions_epoch001.png", "interpolation_epoch001.png"} <= names
+    assert {
+        "samples_epoch001.png",
+        "reconstructions_epoch001.png",
+        "interpolation_epoch001.png",
+    } <= names
 
 
 # -- GANs -----------------------------------------------------------------------------------
+
 
 def test_gradient_penalty_of_a_linear_critic_is_the_norm_of_its_weights_minus_one():
     from dlpy.tasks.gan import gradient_penalty
 
     critic = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 1))
     with torch.no_grad():
-        critic[1].weight.copy_(torch.tensor([[3.0, 0.0, 4.0, 0.0]]))  # the gradient is w everywhere: |w| = 5
+        critic[1].weight.copy_(
+            torch.tensor([[3.0, 0.0, 4.0, 0.0]])
+        )  # the gradient is w everywhere: |w| = 5
     real, fake = torch.rand(6, 1, 2, 2), torch.rand(6, 1, 2, 2)
     assert gradient_penalty(critic, real, fake).item() == pytest.approx((5 - 1) ** 2)
 
@@ -85,11 +105,11 @@ def test_gradient_penalty_of_a_linear_critic_is_the_norm_of_its_weights_minus_on
 def test_gradient_penalty_of_a_quadratic_critic_by_hand():
     from dlpy.tasks.gan import gradient_penalty
 
-    critic = lambda x: (x ** 2).flatten(1).sum(1)  # noqa: E731  gradient 2x, norm 2|x|
+    critic = lambda x: (x**2).flatten(1).sum(1)  # noqa: E731  gradient 2x, norm 2|x|
     real, fake = torch.ones(3, 1, 1, 2), torch.zeros(3, 1, 1, 2)
     torch.manual_seed(0)
     alpha = torch.rand(3, 1, 1, 1)  # what gradient_penalty draws after the same seed
-    expected = ((2 * alpha.flatten() * 2 ** 0.5 - 1) ** 2).mean()
+    expected = ((2 * alpha.flatten() * 2**0.5 - 1) ** 2).mean()
     torch.manual_seed(0)
     assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -103,8 +123,14 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     # KID is unbiased over random subsets: zero in expectation for one distribution, not exactly
     assert abs(kid(a, a)) < 0.05 * kid(a, a + 0.5)
     # diagonal covariances: FID = |mu1 - mu2|^2 + sum (sigma1 - sigma2)^2
-    mu1, mu2 = torch.zeros(3, dtype=torch.float64), torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
-    s1, s2 = torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64), torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64)
+    mu1, mu2 = (
+        torch.zeros(3, dtype=torch.float64),
+        torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64),
+    )
+    s1, s2 = (
+        torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64),
+        torch.tensor([4.0, 4.0, 1.0], dtype=torch.float64),
+    )
     exact = frechet_distance(mu1, torch.diag(s1), mu2, torch.diag(s2))
     assert exact == pytest.approx(5 + (1 - 2) ** 2 + 0 + (3 - 1) ** 2)
     x = mu1 + s1.sqrt() * torch.randn(100_000, 3, generator=g, dtype=torch.float64)
@@ -118,6 +144,7 @@ def test_one_generator_round_updates_both_players_with_finite_losses(model, make
     cfg = make_cfg(f"model={model}")
     task, data = build_task(cfg), build_data(cfg)
     from dlpy.trainer import Trainer
+
     trainer = Trainer(device="cpu")
     trainer.setup(task, data)
     trainer.optimizers = task.configure_optimizers()
@@ -127,7 +154,9 @@ def test_one_generator_round_updates_both_players_with_finite_losses(model, make
     for step in range(task.d_steps):  # the generator steps on the last of them
         logs = task.training_step(next(batches), step)
     assert all(torch.isfinite(v) for v in logs.values())
-    changed = {k.split(".")[1] for k, v in task.state_dict().items() if not torch.equal(v, before[k])}
+    changed = {
+        k.split(".")[1] for k, v in task.state_dict().items() if not torch.equal(v, before[k])
+    }
     assert changed == {"generator", "discriminator"}
 
 

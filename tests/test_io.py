@@ -1,4 +1,5 @@
 """Files are never half-written, and checkpoints never run code."""
+
 import os
 import pickle
 

@@ -1,8 +1,9 @@
 """Every model preset on both image shapes, ResNet depth rules, and parameter counts as an oracle."""
+
 import pytest
 import torch
-
 from conftest import presets
+
 from dlpy.errors import DlpyError
 from dlpy.models.resnet import BasicBlock, PreActBottleneck
 from dlpy.train import build_task
@@ -26,9 +27,12 @@ def n_params(net):
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize(("model", "dataset", "channels", "size"), CASES,
-                         ids=[f"{m}-{d}" for m, d, _, _ in CASES])
-def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, channels, size, make_cfg):
+@pytest.mark.parametrize(
+    ("model", "dataset", "channels", "size"), CASES, ids=[f"{m}-{d}" for m, d, _, _ in CASES]
+)
+def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
+    model, dataset, channels, size, make_cfg
+):
     cfg = make_cfg(f"model={model}", f"dataset={dataset}")
     assert (cfg.dataset.channels, cfg.dataset.image_size) == (channels, size)
     if (model, dataset) in UNFIT:
@@ -40,13 +44,21 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(model, dataset, 
     x = torch.rand(2, channels, size, size)
     y = torch.tensor([0, 1])
     with torch.no_grad():
-        if cfg.model.task.name in ("classification", "char_lm"):  # class logits (a character model's: of the next byte)
+        if cfg.model.task.name in (
+            "classification",
+            "char_lm",
+        ):  # class logits (a character model's: of the next byte)
             out, expected = net(x), (2, cfg.dataset.num_classes)
-        elif cfg.model.task.name == "vae":  # Bernoulli logits of the image, the posterior's mean and log-variance
+        elif (
+            cfg.model.task.name == "vae"
+        ):  # Bernoulli logits of the image, the posterior's mean and log-variance
             out, mu, logvar = net(x, y)
             expected = x.shape
             assert mu.shape == logvar.shape == (2, cfg.model.latent)
-        elif cfg.model.task.name in ("gan", "wgan_gp"):  # noise -> images in [-1, 1]; images -> one score each
+        elif cfg.model.task.name in (
+            "gan",
+            "wgan_gp",
+        ):  # noise -> images in [-1, 1]; images -> one score each
             out, expected = net(torch.randn(2, cfg.model.latent)), x.shape
             assert out.abs().max() <= 1 and net.discriminator(out).shape == (2,)
         else:  # an autoencoder reconstructs the image (as logits)
@@ -84,7 +96,9 @@ def test_the_unfit_combinations_are_real_presets():
 
 @pytest.mark.parametrize("depth", [20, 56])
 def test_resnet_v1_depth_gives_3n_basic_blocks(depth, make_cfg):
-    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1")
+    net = build_net(
+        make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1"
+    )
     blocks = [m for m in net.modules() if isinstance(m, BasicBlock)]
     assert len(blocks) == 3 * (depth - 2) // 6
     assert not any(isinstance(m, PreActBottleneck) for m in net.modules())
@@ -100,7 +114,9 @@ def test_resnet_v1_depth_not_6n_plus_2_is_refused(make_cfg):
 
 
 def test_resnet_v2_depth_29_builds_bottlenecks(make_cfg):
-    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", "model.depth=29", "model.version=2").eval()
+    net = build_net(
+        make_cfg, "model=resnet", "dataset=cifar10", "model.depth=29", "model.version=2"
+    ).eval()
     blocks = [m for m in net.modules() if isinstance(m, PreActBottleneck)]
     assert len(blocks) == 3 * (29 - 2) // 9
     with torch.no_grad():
@@ -123,7 +139,9 @@ def test_resnet_version_3_is_refused(make_cfg):
 # He et al. (2015), table 6: CIFAR-10 ResNets of 0.27M (20 layers) and 0.85M (56 layers) parameters.
 @pytest.mark.parametrize(("depth", "millions"), [(20, 0.27), (56, 0.85)])
 def test_resnet_v1_parameter_count_matches_the_paper(depth, millions, make_cfg):
-    net = build_net(make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1")
+    net = build_net(
+        make_cfg, "model=resnet", "dataset=cifar10", f"model.depth={depth}", "model.version=1"
+    )
     assert abs(n_params(net) / 1e6 - millions) <= 0.01
 
 
@@ -131,7 +149,9 @@ def test_parameter_count_follows_the_config(make_cfg):
     """The count moves with what the config says: classes, input channels, width."""
     base = n_params(build_net(make_cfg, "model=resnet", "dataset=cifar10"))
     # 100 classes: the fc grows by 90 x (64 inputs + 1 bias)
-    more_classes = n_params(build_net(make_cfg, "model=resnet", "dataset=cifar10", "dataset.num_classes=100"))
+    more_classes = n_params(
+        build_net(make_cfg, "model=resnet", "dataset=cifar10", "dataset.num_classes=100")
+    )
     assert more_classes - base == 90 * (64 + 1)
     # 1 input channel: the stem's 3x3 conv loses 2 x 16 x 9 weights
     grey = n_params(build_net(make_cfg, "model=resnet", "dataset=fashion_mnist"))

@@ -1,4 +1,5 @@
 """The policy-gradient agent: returns and advantages against hand-computed values, updates, seeding, stopping."""
+
 import json
 import sys
 from collections import deque
@@ -17,16 +18,25 @@ from dlpy.registry import DATASETS
 from dlpy.tasks.reinforce import discounted_returns, gae
 from dlpy.train import build_data, build_task, train
 
-TINY = ["model=reinforce", "dataset=cartpole", "dataset.num_envs=2", "model.task.steps_per_update=8",
-        "model.task.eval_episodes=2"]
+TINY = [
+    "model=reinforce",
+    "dataset=cartpole",
+    "dataset.num_envs=2",
+    "model.task.steps_per_update=8",
+    "model.task.eval_episodes=2",
+]
 
 
 def cartpole(**options):
-    return DATASETS.build("gym", id="CartPole-v1", **{"num_envs": 2, "updates_per_epoch": 1, "num_features": 4,
-                                                      "num_actions": 2, **options})
+    return DATASETS.build(
+        "gym",
+        id="CartPole-v1",
+        **{"num_envs": 2, "updates_per_epoch": 1, "num_features": 4, "num_actions": 2, **options},
+    )
 
 
 # -- the mathematics ----------------------------------------------------------------------------------
+
 
 def test_discounted_returns_restart_after_each_episode_end():
     gamma = 0.5
@@ -40,7 +50,11 @@ def test_discounted_returns_restart_after_each_episode_end():
 
 def test_gae_by_hand():
     gamma, lam = 0.5, 0.5
-    rewards, values, next_value = torch.tensor([[1.0], [1.0]]), torch.tensor([[0.5], [1.0]]), torch.tensor([2.0])
+    rewards, values, next_value = (
+        torch.tensor([[1.0], [1.0]]),
+        torch.tensor([[0.5], [1.0]]),
+        torch.tensor([2.0]),
+    )
     # delta_1 = 1 + .5 * 2 - 1 = 1;  delta_0 = 1 + .5 * 1 - .5 = 1;  A_0 = delta_0 + .5 * .5 * A_1 = 1.25
     running = gae(rewards, values, torch.tensor([[False], [False]]), next_value, gamma, lam)
     assert torch.allclose(running, torch.tensor([[1.25], [1.0]]))
@@ -63,6 +77,7 @@ def test_gae_with_lambda_1_is_the_bootstrapped_return_minus_the_value():
 
 # -- the environment as data ---------------------------------------------------------------------------
 
+
 def test_a_time_limit_truncates_and_hands_over_the_last_observation():
     data = cartpole(max_episode_steps=3)
     data.seed(0)
@@ -71,7 +86,9 @@ def test_a_time_limit_truncates_and_hands_over_the_last_observation():
         step = data.step(torch.zeros(2, dtype=torch.long))
     assert step.truncated.all() and not step.terminated.any()
     assert step.final_obs is not None and step.final_obs.shape == (2, 4)
-    assert not torch.equal(step.final_obs, before)  # the state the episode was cut at, after the third step
+    assert not torch.equal(
+        step.final_obs, before
+    )  # the state the episode was cut at, after the third step
     assert list(data.lengths) == [3, 3] and list(data.returns) == [3.0, 3.0] and data.episodes == 2
     assert data.env_steps == 6
 
@@ -85,11 +102,16 @@ def test_solved_needs_100_episodes_whose_mean_reaches_the_threshold():
     assert not data.solved()
     data.returns.append(475.0)  # the 474 falls out of the window: mean 475, the threshold itself
     assert data.solved()
-    assert not cartpole(reward_threshold=476).solved() and cartpole(reward_threshold=476).reward_threshold == 476
+    assert (
+        not cartpole(reward_threshold=476).solved()
+        and cartpole(reward_threshold=476).reward_threshold == 476
+    )
 
 
 def test_a_continuous_action_space_is_refused_naming_the_key():
-    with pytest.raises(DlpyError, match="dataset.id: Pendulum-v1 has a Box action space; model=reinforce needs a"):
+    with pytest.raises(
+        DlpyError, match="dataset.id: Pendulum-v1 has a Box action space; model=reinforce needs a"
+    ):
         DATASETS.build("gym", id="Pendulum-v1", num_features=3, num_actions=None)
 
 
@@ -128,10 +150,15 @@ def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
 
 # -- training -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c"])
 def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_cfg, tmp_path):
-    cfg = make_cfg(*TINY, f"model.task.advantage={advantage}", "model.task.episodes_per_update=2",
-                   "trainer.max_steps=1")
+    cfg = make_cfg(
+        *TINY,
+        f"model.task.advantage={advantage}",
+        "model.task.episodes_per_update=2",
+        "trainer.max_steps=1",
+    )
     torch.manual_seed(cfg.seed)
     before = {k: v.clone() for k, v in build_task(cfg).net.state_dict().items()}
     train(cfg, tmp_path)
@@ -155,22 +182,42 @@ def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
 
 def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
     # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
-    cfg = make_cfg(*TINY, "dataset.reward_threshold=5", "trainer.max_epochs=1000", "trainer.limit_train_batches=0")
+    cfg = make_cfg(
+        *TINY,
+        "dataset.reward_threshold=5",
+        "trainer.max_epochs=1000",
+        "trainer.limit_train_batches=0",
+    )
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["solved"] is True
-    assert metrics["episodes"] >= 100 and metrics["episodes"] < 130  # stopped at the first update that solved it
+    assert (
+        metrics["episodes"] >= 100 and metrics["episodes"] < 130
+    )  # stopped at the first update that solved it
     assert metrics["val/return_mean100"] >= 5
-    for key in ("env_steps", "time/total_s", "eval/return_mean", "eval/return_std", "eval/sampled_return_mean"):
+    for key in (
+        "env_steps",
+        "time/total_s",
+        "eval/return_mean",
+        "eval/return_std",
+        "eval/sampled_return_mean",
+    ):
         assert key in metrics, key
     assert metrics["env_steps"] == metrics["steps"] * 2 * 8
 
 
 def test_a_run_stops_at_the_env_step_budget(make_cfg, tmp_path):
-    cfg = make_cfg(*TINY, "model.task.max_env_steps=40", "trainer.max_epochs=1000", "trainer.limit_train_batches=0")
+    cfg = make_cfg(
+        *TINY,
+        "model.task.max_env_steps=40",
+        "trainer.max_epochs=1000",
+        "trainer.limit_train_batches=0",
+    )
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["env_steps"] == 48 and metrics["steps"] == 3 and metrics["solved"] is False  # 16 steps an update
+    assert (
+        metrics["env_steps"] == 48 and metrics["steps"] == 3 and metrics["solved"] is False
+    )  # 16 steps an update
 
 
 def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
@@ -185,6 +232,7 @@ def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
 
 # -- evaluation ---------------------------------------------------------------------------------------------
 
+
 def test_save_gif_writes_every_frame_shrunk(tmp_path):
     frames = [np.full((40, 60, 3), 25 * i, dtype=np.uint8) for i in range(5)]
     save_gif(frames, tmp_path / "a.gif", fps=50)
@@ -197,7 +245,9 @@ def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypa
     run = tmp_path / "run"
     train(make_cfg(*TINY, "trainer.max_steps=1"), run)
     (run / ".hydra").mkdir()
-    (run / ".hydra" / "config.yaml").write_text(json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"]))
+    (run / ".hydra" / "config.yaml").write_text(
+        json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"])
+    )
     capsys.readouterr()
     assert cli(["eval", str(run), "episodes=3"]) == 0
     printed = capsys.readouterr().out
@@ -218,7 +268,9 @@ def test_recording_draws_the_episode_and_without_pygame_names_the_package(make_c
     always_left = lambda obs: torch.zeros(len(obs), dtype=torch.long)  # noqa: E731 - the pole falls in a few steps
     frames = data.frames(always_left, seed=0)
     assert 2 <= len(frames) < 100 and frames[0].ndim == 3 and frames[0].shape[2] == 3
-    assert any((a != b).any() for a, b in zip(frames, frames[1:])), "the frames do not move"
+    assert any((a != b).any() for a, b in zip(frames, frames[1:], strict=False)), (
+        "the frames do not move"
+    )
 
     monkeypatch.setitem(sys.modules, "pygame", None)  # as if it were not installed
     with pytest.raises(DlpyError, match="pygame"):
@@ -229,5 +281,7 @@ def test_eval_options_of_agents_are_refused_for_other_models(make_cfg, tmp_path)
     run = tmp_path / "run"
     train(make_cfg("model=mlp", "trainer.max_steps=1"), run)
     (run / ".hydra").mkdir()
-    (run / ".hydra" / "config.yaml").write_text(json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"]))
+    (run / ".hydra" / "config.yaml").write_text(
+        json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"])
+    )
     assert cli(["eval", str(run), "episodes=3"]) == 2

@@ -1,12 +1,13 @@
 """Training end to end, in-process, on the synthetic upstream-format files of conftest."""
+
 import json
 import math
 
 import pytest
 import torch
+from conftest import presets
 from omegaconf import OmegaConf
 
-from conftest import presets
 from dlpy.io import load_checkpoint
 from dlpy.train import train
 
@@ -31,25 +32,35 @@ def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_p
     train(cfg, tmp_path)
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    tested = [key for key in metrics if key.startswith("test/" if dataset != "cartpole" else "eval/")]
+    tested = [
+        key for key in metrics if key.startswith("test/" if dataset != "cartpole" else "eval/")
+    ]
     assert tested and cfg.trainer.monitor in metrics
     for key in (*tested, cfg.trainer.monitor, "time/total_s", "train/samples_per_s"):
         assert math.isfinite(metrics[key]), key
     assert metrics["steps"] == 2 and metrics["status"] == "finished"
     if dataset != "cartpole":
-        assert list((tmp_path / "images").glob("*_epoch001.png" if dataset != "text" else "*_epoch001.txt"))
+        assert list(
+            (tmp_path / "images").glob("*_epoch001.png" if dataset != "text" else "*_epoch001.txt")
+        )
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
     assert any(not torch.equal(before[k], after[f"net.{k}"]) for k in before), "no weight changed"
 
 
 def _net_weights(cfg):
     from dlpy.train import build_task
+
     torch.manual_seed(cfg.seed)
     return build_task(cfg).net.state_dict()
 
 
 def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
-    cfg = make_cfg("model=mlp", "trainer.max_epochs=3", "trainer.limit_train_batches=0", "trainer.limit_eval_batches=0")
+    cfg = make_cfg(
+        "model=mlp",
+        "trainer.max_epochs=3",
+        "trainer.limit_train_batches=0",
+        "trainer.limit_eval_batches=0",
+    )
     assert train(cfg, tmp_path) > 0.9  # returns the monitored val/acc; chance is 0.1
 
 
@@ -59,8 +70,16 @@ def test_resume_continues_exactly_where_the_run_stopped(make_cfg, tmp_path):
     The CNN has dropout (torch RNG) and batchnorm (buffers), the data is shuffled (its own
     generator), and the step schedule halves the rate after epoch 1 (scheduler state).
     """
-    common = ["model=cnn", "optimizer=sgd", "optimizer.lr=0.05", "scheduler=step", "scheduler.step_epochs=1",
-              "scheduler.gamma=0.5", "trainer.limit_train_batches=4", "trainer.deterministic=true"]
+    common = [
+        "model=cnn",
+        "optimizer=sgd",
+        "optimizer.lr=0.05",
+        "scheduler=step",
+        "scheduler.step_epochs=1",
+        "scheduler.gamma=0.5",
+        "trainer.limit_train_batches=4",
+        "trainer.deterministic=true",
+    ]
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train(make_cfg(*common, "trainer.max_epochs=2"), straight)
     train(make_cfg(*common, "trainer.max_epochs=1"), interrupted)
@@ -72,21 +91,40 @@ def test_resume_continues_exactly_where_the_run_stopped(make_cfg, tmp_path):
     assert a["task"].keys() == b["task"].keys()
     for key in a["task"]:
         assert torch.equal(a["task"][key], b["task"][key]), key
-    assert a["optimizers"][0]["param_groups"][0]["lr"] == b["optimizers"][0]["param_groups"][0]["lr"] == 0.0125
+    assert (
+        a["optimizers"][0]["param_groups"][0]["lr"]
+        == b["optimizers"][0]["param_groups"][0]["lr"]
+        == 0.0125
+    )
 
 
 def test_checkpoint_carries_everything_needed_to_resume(make_cfg, tmp_path):
     train(make_cfg("model=mlp"), tmp_path)
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
-    assert {"task", "optimizers", "schedulers", "scaler", "epoch", "step", "rng", "data", "callbacks",
-            "config"} <= state.keys()
+    assert {
+        "task",
+        "optimizers",
+        "schedulers",
+        "scaler",
+        "epoch",
+        "step",
+        "rng",
+        "data",
+        "callbacks",
+        "config",
+    } <= state.keys()
     assert state["config"]["model"]["name"] == "mlp"
     assert OmegaConf.create(state["config"]).trainer.max_epochs == 1
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_steps_give_finite_losses(precision, make_cfg, tmp_path):
-    cfg = make_cfg("model=mlp", f"trainer.precision={precision}", "trainer.grad_clip=1.0", "trainer.max_steps=3")
+    cfg = make_cfg(
+        "model=mlp",
+        f"trainer.precision={precision}",
+        "trainer.grad_clip=1.0",
+        "trainer.max_steps=3",
+    )
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert math.isfinite(metrics["test/loss"])
@@ -94,15 +132,27 @@ def test_mixed_precision_steps_give_finite_losses(precision, make_cfg, tmp_path)
 
 def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_path):
     # lr 0: nothing ever improves after the first evaluation, so patience 1 stops after epoch 2
-    cfg = make_cfg("model=mlp", "optimizer.lr=0.0", "scheduler=none", "trainer.max_epochs=10",
-                   "trainer.early_stopping_patience=1")
+    cfg = make_cfg(
+        "model=mlp",
+        "optimizer.lr=0.0",
+        "scheduler=none",
+        "trainer.max_epochs=10",
+        "trainer.early_stopping_patience=1",
+    )
     train(cfg, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
 
 
 @pytest.mark.parametrize("scheduler", presets("scheduler"))
 def test_every_schedule_runs(scheduler, make_cfg, tmp_path):
-    train(make_cfg("model=mlp", f"scheduler={scheduler}", "trainer.max_epochs=2", "trainer.limit_train_batches=2"),
-          tmp_path)
+    train(
+        make_cfg(
+            "model=mlp",
+            f"scheduler={scheduler}",
+            "trainer.max_epochs=2",
+            "trainer.limit_train_batches=2",
+        ),
+        tmp_path,
+    )
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 4

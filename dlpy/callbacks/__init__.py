@@ -2,7 +2,9 @@
 
 
 class Callback:
-    main_process_only = True  # in data-parallel training, only rank 0 writes; a callback that decides sets False
+    main_process_only = (
+        True  # in data-parallel training, only rank 0 writes; a callback that decides sets False
+    )
 
     def on_fit_start(self, trainer): ...
     def on_epoch_start(self, trainer): ...
@@ -30,4 +32,12 @@ from dlpy.callbacks.images import ImageFiles  # noqa: E402
 from dlpy.callbacks.progress import ProgressBar  # noqa: E402
 from dlpy.callbacks.tensorboard import TensorBoard  # noqa: E402
 
-__all__ = ["Callback", "Checkpoint", "EarlyStopping", "ImageFiles", "ProgressBar", "TensorBoard", "improved"]
+__all__ = [
+    "Callback",
+    "Checkpoint",
+    "EarlyStopping",
+    "ImageFiles",
+    "ProgressBar",
+    "TensorBoard",
+    "improved",
+]

@@ -28,7 +28,9 @@ class Checkpoint(callbacks.Callback):
         if is_best:
             self.best = value
         trainer.save(self.dir / "last.pt")
-        if is_best or value is None:  # without a monitored metric the latest weights are the best we know
+        if (
+            is_best or value is None
+        ):  # without a monitored metric the latest weights are the best we know
             trainer.save(self.best_path)
 
     def on_interrupt(self, trainer):

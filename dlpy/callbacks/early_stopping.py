@@ -22,8 +22,12 @@ class EarlyStopping(callbacks.Callback):
             return
         self.wait += 1
         if self.wait >= self.patience:
-            log.info("early stopping: %s has not improved for %d epochs (best %.4f)",
-                     trainer.monitor, self.wait, self.best)
+            log.info(
+                "early stopping: %s has not improved for %d epochs (best %.4f)",
+                trainer.monitor,
+                self.wait,
+                self.best,
+            )
             trainer.should_stop = True
 
     def state_dict(self):

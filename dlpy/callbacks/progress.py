@@ -18,16 +18,27 @@ class ProgressBar(callbacks.Callback):
     def on_epoch_start(self, trainer):
         self.start, self.samples = time.perf_counter(), 0
         total = f"/{trainer.max_epochs}" if trainer.max_epochs else ""
-        self.bar = tqdm(total=int(trainer.steps_per_epoch), initial=trainer.batch,  # a resumed epoch goes on
-                        desc=f"epoch {trainer.epoch + 1}{total}",
-                        leave=False, dynamic_ncols=True, disable=not self.enabled)
+        self.bar = tqdm(
+            total=int(trainer.steps_per_epoch),
+            initial=trainer.batch,  # a resumed epoch goes on
+            desc=f"epoch {trainer.epoch + 1}{total}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not self.enabled,
+        )
 
     def on_train_batch_end(self, trainer, logs, batch_size):
         self.samples += batch_size
         self.bar.update(1)
-        if trainer.epoch_batches % self.refresh_every == 0 and self.enabled:  # reading the means syncs the device
-            means = {key.split("/")[-1]: f"{value:.4f}" for key, value in trainer.epoch_means().items()}
-            self.bar.set_postfix(**means, samples_s=f"{self.samples / (time.perf_counter() - self.start):.0f}")
+        if (
+            trainer.epoch_batches % self.refresh_every == 0 and self.enabled
+        ):  # reading the means syncs the device
+            means = {
+                key.split("/")[-1]: f"{value:.4f}" for key, value in trainer.epoch_means().items()
+            }
+            self.bar.set_postfix(
+                **means, samples_s=f"{self.samples / (time.perf_counter() - self.start):.0f}"
+            )
 
     def on_fit_end(self, trainer):
         if self.bar is not None:
@@ -37,5 +48,10 @@ class ProgressBar(callbacks.Callback):
         self.bar.close()
         seconds = time.perf_counter() - self.start
         numbers = {**trainer.epoch_means(), **metrics}
-        log.info("epoch %d  %s  %.1fs (%.0f samples/s)", trainer.epoch,
-                 "  ".join(f"{k} {v:.4f}" for k, v in numbers.items()), seconds, self.samples / max(seconds, 1e-9))
+        log.info(
+            "epoch %d  %s  %.1fs (%.0f samples/s)",
+            trainer.epoch,
+            "  ".join(f"{k} {v:.4f}" for k, v in numbers.items()),
+            seconds,
+            self.samples / max(seconds, 1e-9),
+        )

@@ -42,6 +42,10 @@ class TensorBoard(callbacks.Callback):
             self.writer = SummaryWriter(self.run_dir)
         for key, value in metrics.items():
             self.writer.add_scalar(key, value, trainer.step)
-        self.writer.add_hparams(self.hparams, {f"hparam/{k}": v for k, v in metrics.items()}, run_name=".",
-                                global_step=trainer.step)
+        self.writer.add_hparams(
+            self.hparams,
+            {f"hparam/{k}": v for k, v in metrics.items()},
+            run_name=".",
+            global_step=trainer.step,
+        )
         self.writer.close()

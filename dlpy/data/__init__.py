@@ -1,2 +1,3 @@
 """Datasets. Importing this package registers every built-in dataset."""
+
 from dlpy.data import env, folder, tabular, text, timeseries, vision  # noqa: F401

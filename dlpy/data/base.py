@@ -1,4 +1,5 @@
 """What every in-memory data set shares: the generator that shuffles and augments its batches."""
+
 import torch
 
 

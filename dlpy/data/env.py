@@ -6,8 +6,9 @@ Episodes end by termination (the pole fell) or truncation (the time limit); the 
 resets an ended copy in the same step and hands over the last observation, which an
 actor-critic needs to bootstrap a truncated episode.
 """
+
 from collections import deque, namedtuple
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from dlpy.registry import DATASETS
 WINDOW = 100  # episodes in the running mean that decides "solved", as gymnasium's reward thresholds mean it
 
 
-@lru_cache(maxsize=None)
+@cache
 def env_shape(env_id):
     """{"num_features": n, "num_actions": k} of a gymnasium id, or None where it has no such shape.
 
@@ -44,8 +45,16 @@ Step = namedtuple("Step", "reward terminated truncated final_obs")
 
 
 class EnvData:
-    def __init__(self, env_id, num_envs, updates_per_epoch, num_features, num_actions, reward_threshold=None,
-                 max_episode_steps=None):
+    def __init__(
+        self,
+        env_id,
+        num_envs,
+        updates_per_epoch,
+        num_features,
+        num_actions,
+        reward_threshold=None,
+        max_episode_steps=None,
+    ):
         import gymnasium as gym
         from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
@@ -57,26 +66,40 @@ class EnvData:
         try:
             probe = gym.make(env_id, **self.limits)
         except Exception as err:  # noqa: BLE001 - unknown id, missing dependency, bad keyword
-            raise DlpyError(f"dataset.id: gymnasium cannot make {env_id!r}: {type(err).__name__}: {err}") from None
+            raise DlpyError(
+                f"dataset.id: gymnasium cannot make {env_id!r}: {type(err).__name__}: {err}"
+            ) from None
         if not isinstance(probe.action_space, gym.spaces.Discrete):
-            raise DlpyError(f"dataset.id: {env_id} has a {type(probe.action_space).__name__} action space; "
-                            "model=reinforce needs a discrete one")
+            raise DlpyError(
+                f"dataset.id: {env_id} has a {type(probe.action_space).__name__} action space; "
+                "model=reinforce needs a discrete one"
+            )
         if not isinstance(probe.observation_space, gym.spaces.Box):
-            raise DlpyError(f"dataset.id: {env_id} observes a {type(probe.observation_space).__name__}; "
-                            "model=reinforce needs an array of numbers (a Box)")
-        shape = {"num_features": int(np.prod(probe.observation_space.shape)), "num_actions": int(probe.action_space.n)}
+            raise DlpyError(
+                f"dataset.id: {env_id} observes a {type(probe.observation_space).__name__}; "
+                "model=reinforce needs an array of numbers (a Box)"
+            )
+        shape = {
+            "num_features": int(np.prod(probe.observation_space.shape)),
+            "num_actions": int(probe.action_space.n),
+        }
         for key, value in (("num_features", num_features), ("num_actions", num_actions)):
             if value != shape[key]:
                 raise DlpyError(f"dataset.{key} is {value}, but {env_id} has {shape[key]}")
         self.num_features, self.num_actions = num_features, num_actions
-        self.reward_threshold = reward_threshold if reward_threshold is not None else probe.spec.reward_threshold
+        self.reward_threshold = (
+            reward_threshold if reward_threshold is not None else probe.spec.reward_threshold
+        )
         self.render_fps = probe.metadata.get("render_fps", 30)
         probe.close()
         self.envs = SyncVectorEnv([self.make] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
         self.name, self.root, self.device = env_id, None, torch.device("cpu")
         self.env_steps, self.episodes, self.base_seed = 0, 0, 0
         self.returns, self.lengths = deque(maxlen=WINDOW), deque(maxlen=WINDOW)
-        self.episode_return, self.episode_length = np.zeros(num_envs), np.zeros(num_envs, dtype=np.int64)
+        self.episode_return, self.episode_length = (
+            np.zeros(num_envs),
+            np.zeros(num_envs, dtype=np.int64),
+        )
         self.obs = None
 
     def make(self, render_mode=None):
@@ -85,7 +108,9 @@ class EnvData:
         return gym.make(self.id, render_mode=render_mode, **self.limits)
 
     def tensor(self, array):
-        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device).flatten(1)
+        return torch.as_tensor(np.asarray(array), dtype=torch.float32, device=self.device).flatten(
+            1
+        )
 
     # -- the trainer's interface ----------------------------------------------------------------
 
@@ -106,8 +131,13 @@ class EnvData:
         self.obs = self.tensor(obs)
 
     def state_dict(self):
-        return {"env_steps": self.env_steps, "episodes": self.episodes, "seed": self.base_seed,
-                "returns": list(self.returns), "lengths": list(self.lengths)}
+        return {
+            "env_steps": self.env_steps,
+            "episodes": self.episodes,
+            "seed": self.base_seed,
+            "returns": list(self.returns),
+            "lengths": list(self.lengths),
+        }
 
     def load_state_dict(self, state):
         """Counters and the last 100 episodes come back; the episodes that were running start afresh.
@@ -116,12 +146,18 @@ class EnvData:
         the run's seed and the steps taken, so that a resumed run does not replay its first episodes.
         """
         self.seed(state["seed"] + state["env_steps"])
-        self.base_seed, self.env_steps, self.episodes = state["seed"], state["env_steps"], state["episodes"]
+        self.base_seed, self.env_steps, self.episodes = (
+            state["seed"],
+            state["env_steps"],
+            state["episodes"],
+        )
         self.returns.extend(state["returns"])
         self.lengths.extend(state["lengths"])
 
     def eval_batches(self, split):
-        return iter(())  # an agent is evaluated by playing (the task's evaluate), not on stored samples
+        return iter(
+            ()
+        )  # an agent is evaluated by playing (the task's evaluate), not on stored samples
 
     # -- playing ----------------------------------------------------------------------------------
 
@@ -138,14 +174,23 @@ class EnvData:
             self.lengths.extend(self.episode_length[ended].tolist())
             self.episodes += len(ended)
             self.episode_return[ended], self.episode_length[ended] = 0, 0
-            if truncated.any():  # the observation an episode was cut at, for bootstrapping its value
-                final_obs = np.zeros((self.num_envs, *self.envs.single_observation_space.shape), dtype=np.float32)
+            if (
+                truncated.any()
+            ):  # the observation an episode was cut at, for bootstrapping its value
+                final_obs = np.zeros(
+                    (self.num_envs, *self.envs.single_observation_space.shape), dtype=np.float32
+                )
                 for i in np.flatnonzero(truncated):
                     final_obs[i] = info["final_obs"][i]
                 final_obs = self.tensor(final_obs)
         self.obs = self.tensor(obs)
-        flags = [torch.as_tensor(a, dtype=torch.bool, device=self.device) for a in (terminated, truncated)]
-        return Step(torch.as_tensor(reward, dtype=torch.float32, device=self.device), *flags, final_obs)
+        flags = [
+            torch.as_tensor(a, dtype=torch.bool, device=self.device)
+            for a in (terminated, truncated)
+        ]
+        return Step(
+            torch.as_tensor(reward, dtype=torch.float32, device=self.device), *flags, final_obs
+        )
 
     def return_mean(self):
         """Mean return of the last 100 episodes (fewer before there are 100); None before the first."""
@@ -153,8 +198,11 @@ class EnvData:
 
     def solved(self):
         """The last 100 episodes reached the reward threshold on average (gymnasium's definition of solved)."""
-        return (self.reward_threshold is not None and len(self.returns) == WINDOW
-                and self.return_mean() >= self.reward_threshold)
+        return (
+            self.reward_threshold is not None
+            and len(self.returns) == WINDOW
+            and self.return_mean() >= self.reward_threshold
+        )
 
     def play(self, act, episodes, seed):
         """Returns and lengths of `episodes` fresh episodes played side by side (seeds seed, seed + 1, ...)."""
@@ -185,18 +233,37 @@ class EnvData:
                 frames.append(env.render())
                 done = terminated or truncated
         except (gym.error.DependencyNotInstalled, ImportError) as err:
-            raise DlpyError(f"record=true: drawing {self.id} needs a package that is not installed ({err}); "
-                            "for the classic-control environments: pip install 'dlpy[render]' (pygame)") from None
+            raise DlpyError(
+                f"record=true: drawing {self.id} needs a package that is not installed ({err}); "
+                "for the classic-control environments: pip install 'dlpy[render]' (pygame)"
+            ) from None
         finally:
             env.close()
         return frames
 
 
 @DATASETS.register("gym")
-def gym_env(*, id: str, num_envs=8, updates_per_epoch=50, num_features, num_actions, reward_threshold=None,
-            max_episode_steps=None, agent=None):
+def gym_env(
+    *,
+    id: str,
+    num_envs=8,
+    updates_per_epoch=50,
+    num_features,
+    num_actions,
+    reward_threshold=None,
+    max_episode_steps=None,
+    agent=None,
+):
     """Any gymnasium environment with discrete actions (dataset.id), num_envs seeded copies stepped together.
 
     `agent` holds what the environment suggests to the agent's config (model presets read it); the data ignore it.
     """
-    return EnvData(id, num_envs, updates_per_epoch, num_features, num_actions, reward_threshold, max_episode_steps)
+    return EnvData(
+        id,
+        num_envs,
+        updates_per_epoch,
+        num_features,
+        num_actions,
+        reward_threshold,
+        max_episode_steps,
+    )

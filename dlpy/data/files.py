@@ -3,6 +3,7 @@
 Without these checks a bad file surfaces far from its cause: torchvision asserts on an IDX header,
 numpy fails on a short CSV row, and only the traceback's last frame hints at which file it was.
 """
+
 import math
 import os
 import struct
@@ -23,14 +24,25 @@ def check_idx(path):
     path = Path(path)
     with open(path, "rb") as f:
         magic = f.read(4)
-        ok = len(magic) == 4 and magic[:2] == b"\0\0" and magic[2] in IDX_ITEM_BYTES and 1 <= magic[3] <= 3
+        ok = (
+            len(magic) == 4
+            and magic[:2] == b"\0\0"
+            and magic[2] in IDX_ITEM_BYTES
+            and 1 <= magic[3] <= 3
+        )
         dims = f.read(4 * magic[3]) if ok else b""
     if not ok or len(dims) != 4 * magic[3]:
-        raise DlpyError(f"{path} is not an IDX file (truncated or corrupted header); delete it to fetch it again")
-    expected = 4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims)) * IDX_ITEM_BYTES[magic[2]]
+        raise DlpyError(
+            f"{path} is not an IDX file (truncated or corrupted header); delete it to fetch it again"
+        )
+    expected = (
+        4 + len(dims) + math.prod(struct.unpack(f">{magic[3]}I", dims)) * IDX_ITEM_BYTES[magic[2]]
+    )
     if path.stat().st_size != expected:
-        raise DlpyError(f"{path} is truncated or corrupted: its header announces {expected} bytes, the file has "
-                        f"{path.stat().st_size}; delete it to fetch it again")
+        raise DlpyError(
+            f"{path} is truncated or corrupted: its header announces {expected} bytes, the file has "
+            f"{path.stat().st_size}; delete it to fetch it again"
+        )
 
 
 def check_idx_files(cls, root):
@@ -54,8 +66,10 @@ def name_corrupted_file(cls, root):
     for name, md5 in files:
         path = Path(root) / cls.base_folder / name
         if path.is_file() and not cifar.check_integrity(str(path), md5):
-            raise DlpyError(f"{path} is corrupted or not the upstream file (its MD5 is not {md5}); "
-                            "delete it to fetch it again")
+            raise DlpyError(
+                f"{path} is corrupted or not the upstream file (its MD5 is not {md5}); "
+                "delete it to fetch it again"
+            )
 
 
 @contextmanager
@@ -63,6 +77,14 @@ def reading(path):
     """Parse a data file; one that cannot be parsed is named, with the parser's complaint."""
     try:
         yield
-    except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as err:  # UnicodeDecodeError is a ValueError
+    except (
+        ValueError,
+        EOFError,
+        OSError,
+        zipfile.BadZipFile,
+        zlib.error,
+    ) as err:  # UnicodeDecodeError is a ValueError
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise DlpyError(f"{path} cannot be read (truncated, corrupted or not the upstream file): {reason}") from None
+        raise DlpyError(
+            f"{path} cannot be read (truncated, corrupted or not the upstream file): {reason}"
+        ) from None

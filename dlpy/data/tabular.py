@@ -5,6 +5,7 @@ seed 113, the first 80% train (404) and the rest test (102). With so few samples
 validates by K-fold: fold k of the training set is the validation split, the other folds
 train, and the features are standardised with the training folds' statistics only.
 """
+
 import numpy as np
 import torch
 
@@ -37,8 +38,20 @@ class TableData(TensorData):
 
 
 @DATASETS.register("boston_housing")
-def boston_housing(*, root, download=True, task="regression", num_features=13, num_classes=1, folds=4, fold=None,
-                   test_split=0.2, shuffle_seed=113, batch_size=16, eval_batch_size=512):
+def boston_housing(
+    *,
+    root,
+    download=True,
+    task="regression",
+    num_features=13,
+    num_classes=1,
+    folds=4,
+    fold=None,
+    test_split=0.2,
+    shuffle_seed=113,
+    batch_size=16,
+    eval_batch_size=512,
+):
     """Boston housing (1978): 13 features -> median price; K-fold validation on the 404 training houses."""
     check_task(task, "regression")
     if num_classes != 1:
@@ -46,16 +59,23 @@ def boston_housing(*, root, download=True, task="regression", num_features=13, n
     if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
         raise DlpyError(f"dataset.folds must be an integer >= 2, got {folds!r}")
     if fold is None:
-        raise DlpyError("dataset.fold is null: `dlpy train` runs every fold itself; to train one, set dataset.fold=K")
+        raise DlpyError(
+            "dataset.fold is null: `dlpy train` runs every fold itself; to train one, set dataset.fold=K"
+        )
     if not (isinstance(fold, int) and 0 <= fold < folds):
         raise DlpyError(f"dataset.fold must be in [0, {folds}), got {fold!r}")
     path = find_or_download("Boston housing", root, "boston_housing.npz", BOSTON_URL, download)
-    with reading(path), np.load(path, allow_pickle=False) as f:  # no pickles: a downloaded file runs no code
+    with (
+        reading(path),
+        np.load(path, allow_pickle=False) as f,
+    ):  # no pickles: a downloaded file runs no code
         if not {"x", "y"} <= set(f.files):
             raise DlpyError(f"{path}: expected arrays x and y, found {', '.join(f.files)}")
         x, y = f["x"].astype(np.float32), f["y"].astype(np.float32)
     if x.ndim != 2 or x.shape[1] != num_features:
-        raise DlpyError(f"dataset.num_features is {num_features}, but {path} has x of shape {x.shape}")
+        raise DlpyError(
+            f"dataset.num_features is {num_features}, but {path} has x of shape {x.shape}"
+        )
     order = np.arange(len(x))
     np.random.RandomState(shuffle_seed).shuffle(order)  # keras.datasets.boston_housing.load_data
     x, y = torch.from_numpy(x[order]), torch.from_numpy(y[order])
@@ -63,8 +83,16 @@ def boston_housing(*, root, download=True, task="regression", num_features=13, n
     if n_train < folds:
         raise DlpyError(f"dataset.folds is {folds}, but only {n_train} houses train")
     train, val = kfold(n_train, folds, fold)
-    mean, std = x[train].mean(0), x[train].std(0).clamp_min(1e-8)  # training folds only: val stays unseen
-    data = TableData((x - mean) / std, y, {"train": train, "val": val, "test": torch.arange(n_train, len(x))},
-                     batch_size, eval_batch_size)
+    mean, std = (
+        x[train].mean(0),
+        x[train].std(0).clamp_min(1e-8),
+    )  # training folds only: val stays unseen
+    data = TableData(
+        (x - mean) / std,
+        y,
+        {"train": train, "val": val, "test": torch.arange(n_train, len(x))},
+        batch_size,
+        eval_batch_size,
+    )
     data.name, data.root = "boston_housing", path.parent
     return data

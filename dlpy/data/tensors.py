@@ -4,6 +4,7 @@
 of sample indices, and a subclass turns a batch of indices into tensors (`batch`), so windows
 over a long series or a text are cut per batch instead of stored one by one.
 """
+
 import shutil
 import tarfile
 import urllib.request
@@ -74,7 +75,9 @@ def find_or_download(what, root, name, url, download, unpack=None):
             if unpack == "tar":
                 with tarfile.open(archive) as tar:
                     # the "data" filter refuses links and paths that leave root (Python 3.10.12+, 3.11.4+)
-                    tar.extractall(root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+                    tar.extractall(
+                        root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {})
+                    )
             elif unpack == "zip":
                 with zipfile.ZipFile(archive) as zf:
                     zf.extractall(root)
@@ -85,5 +88,8 @@ def find_or_download(what, root, name, url, download, unpack=None):
             tried.append(f"download {url} into {root}: {type(err).__name__}: {err}")
     else:
         tried.append("download: disabled (dataset.download=false)")
-    raise DlpyError(f"{what}: no data found. Tried, in order:\n  - " + "\n  - ".join(tried)
-                    + "\nSet dataset.root to a folder holding the files, or go online.")
+    raise DlpyError(
+        f"{what}: no data found. Tried, in order:\n  - "
+        + "\n  - ".join(tried)
+        + "\nSet dataset.root to a folder holding the files, or go online."
+    )

@@ -9,8 +9,20 @@ from dlpy.registry import MODELS
 class CNN(nn.Module):
     """Conv stack from a VGG-style layer list ([32, M, 64, M]: M is a 2x2 max-pool), then FC layers."""
 
-    def __init__(self, in_channels: int, image_size: int, num_classes: int, layers=(32, "M", 64, "M"), kernel_size=3,
-                 padding=1, batchnorm=False, activation="relu", conv_dropout=0.0, fc=(128,), dropout=0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        layers=(32, "M", 64, "M"),
+        kernel_size=3,
+        padding=1,
+        batchnorm=False,
+        activation="relu",
+        conv_dropout=0.0,
+        fc=(128,),
+        dropout=0.0,
+    ):
         super().__init__()
         features, channels, size = [], in_channels, image_size
         for layer in layers:
@@ -18,12 +30,16 @@ class CNN(nn.Module):
                 features.append(nn.MaxPool2d(2))
                 size //= 2
             elif isinstance(layer, int):
-                features.append(nn.Conv2d(channels, layer, kernel_size, padding=padding, bias=not batchnorm))
+                features.append(
+                    nn.Conv2d(channels, layer, kernel_size, padding=padding, bias=not batchnorm)
+                )
                 features += [nn.BatchNorm2d(layer)] if batchnorm else []
                 features.append(make_activation(activation))
                 channels, size = layer, size + 2 * padding - kernel_size + 1
             else:
-                raise DlpyError(f"model.layers: {layer!r} is neither a channel count nor 'M' (max-pool)")
+                raise DlpyError(
+                    f"model.layers: {layer!r} is neither a channel count nor 'M' (max-pool)"
+                )
             if conv_dropout and layer == "M":
                 features.append(nn.Dropout(conv_dropout))
         if size < 1:

@@ -4,6 +4,7 @@ The generator starts from a 7x7 (28 px) or 4x4 (32, 64 px) map and doubles it wi
 transposed convs; the discriminator mirrors it with stride-2 convs. Both output logits or raw
 scores: the task picks the loss (BCE for DCGAN, the Wasserstein critic for WGAN-GP).
 """
+
 from torch import nn
 
 from dlpy.errors import DlpyError
@@ -16,17 +17,27 @@ def doublings(image_size):
         steps = (image_size // start).bit_length() - 1
         if steps >= 1 and start << steps == image_size:
             return start, steps
-    raise DlpyError(f"dataset.image_size {image_size} is not 4 or 7 times a power of 2 (28, 32, 64, ...)")
+    raise DlpyError(
+        f"dataset.image_size {image_size} is not 4 or 7 times a power of 2 (28, 32, 64, ...)"
+    )
 
 
 class Generator(nn.Sequential):
     def __init__(self, latent, channels, image_size, width):
         start, steps = doublings(image_size)
         ch = width * 2 ** (steps - 1)
-        layers = [nn.Linear(latent, ch * start * start, bias=False), nn.Unflatten(1, (ch, start, start)),
-                  nn.BatchNorm2d(ch), nn.ReLU()]
+        layers = [
+            nn.Linear(latent, ch * start * start, bias=False),
+            nn.Unflatten(1, (ch, start, start)),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+        ]
         for _ in range(steps - 1):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU()]
+            layers += [
+                nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2),
+                nn.ReLU(),
+            ]
             ch //= 2
         super().__init__(*layers, nn.ConvTranspose2d(ch, channels, 4, 2, 1), nn.Tanh())
         self.latent = latent

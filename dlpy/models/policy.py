@@ -11,11 +11,15 @@ from dlpy.registry import MODELS
 class PolicyMLP(nn.Module):
     """Actor-critic MLP for discrete actions: `forward` gives action logits, `value` a state's value."""
 
-    def __init__(self, num_features: int, num_actions: int, hidden=(64, 64), activation="tanh", shared=False):
+    def __init__(
+        self, num_features: int, num_actions: int, hidden=(64, 64), activation="tanh", shared=False
+    ):
         super().__init__()
         for key, value in (("num_features", num_features), ("num_actions", num_actions)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DlpyError(f"model.{key} must be a positive integer (the environment's sizes), got {value!r}")
+                raise DlpyError(
+                    f"model.{key} must be a positive integer (the environment's sizes), got {value!r}"
+                )
 
         def body():
             layers, width = [], num_features

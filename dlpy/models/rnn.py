@@ -5,6 +5,7 @@ features, Atienza's RNN on MNIST); integer token indices (N, L) go through an em
 one-hot when embedding_dim is 0 (Chollet's character model); a float series (N, L, F) is used
 as it is (Chollet's temperature forecasts).
 """
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,11 +22,22 @@ CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 class SequenceInput(nn.Module):
     """Images, token indices or series -> float steps (N, L, F), with the lengths of padded token sequences."""
 
-    def __init__(self, num_features=None, in_channels=None, image_size=None, vocab_size=0, embedding_dim=0,
-                 input_dropout=0.0):
+    def __init__(
+        self,
+        num_features=None,
+        in_channels=None,
+        image_size=None,
+        vocab_size=0,
+        embedding_dim=0,
+        input_dropout=0.0,
+    ):
         super().__init__()
         self.vocab_size, self.input_dropout = vocab_size, input_dropout
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0) if vocab_size and embedding_dim else None
+        self.embedding = (
+            nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
+            if vocab_size and embedding_dim
+            else None
+        )
         if vocab_size:
             self.size = embedding_dim or vocab_size
         elif num_features:
@@ -33,14 +45,18 @@ class SequenceInput(nn.Module):
         elif in_channels and image_size:
             self.size = in_channels * image_size  # one image row per step
         else:
-            raise DlpyError("model.num_features: a sequence model needs the features per step "
-                            "(dataset.num_features), token indices (model.vocab_size) or images (dataset.image_size)")
+            raise DlpyError(
+                "model.num_features: a sequence model needs the features per step "
+                "(dataset.num_features), token indices (model.vocab_size) or images (dataset.image_size)"
+            )
 
     def load_vectors(self, vectors, trainable=True):
         """Pretrained word vectors (vocab_size, embedding_dim) into the embedding (Chollet 6.1: GloVe)."""
         if self.embedding is None or vectors.shape != self.embedding.weight.shape:
             have = None if self.embedding is None else tuple(self.embedding.weight.shape)
-            raise DlpyError(f"model.embedding_dim: the word vectors are {tuple(vectors.shape)}, the embedding {have}")
+            raise DlpyError(
+                f"model.embedding_dim: the word vectors are {tuple(vectors.shape)}, the embedding {have}"
+            )
         self.embedding.weight.data.copy_(vectors)
         self.embedding.weight.requires_grad_(trainable)
 
@@ -50,8 +66,10 @@ class SequenceInput(nn.Module):
             x = x.permute(0, 2, 1, 3).flatten(2)
         elif self.vocab_size:
             if x.is_floating_point():
-                raise DlpyError("model.vocab_size is set, so the model reads token indices, but the data gives "
-                                f"float rows {tuple(x.shape)} (for IMDB: dataset.mode=index)")
+                raise DlpyError(
+                    "model.vocab_size is set, so the model reads token indices, but the data gives "
+                    f"float rows {tuple(x.shape)} (for IMDB: dataset.mode=index)"
+                )
             if self.embedding is not None:
                 lengths = (x != 0).sum(1).clamp_min(1)  # index 0 pads after the tokens
                 x = self.embedding(x)
@@ -68,16 +86,38 @@ class SequenceInput(nn.Module):
 class RecurrentNet(nn.Module):
     """RNN, LSTM or GRU (layers, bidirectional, dropout) with a linear head on the final hidden state."""
 
-    def __init__(self, num_classes: int, num_features=None, in_channels=None, image_size=None, cell="lstm", hidden=128,
-                 layers=1, bidirectional=False, dropout=0.0, input_dropout=0.0, recurrent_dropout=0.0,
-                 vocab_size=0, embedding_dim=0, embedding_trainable=True):
+    def __init__(
+        self,
+        num_classes: int,
+        num_features=None,
+        in_channels=None,
+        image_size=None,
+        cell="lstm",
+        hidden=128,
+        layers=1,
+        bidirectional=False,
+        dropout=0.0,
+        input_dropout=0.0,
+        recurrent_dropout=0.0,
+        vocab_size=0,
+        embedding_dim=0,
+        embedding_trainable=True,
+    ):
         super().__init__()
         if cell not in CELLS:
             raise DlpyError(f"model.cell: unknown {cell!r}; known: {', '.join(CELLS)}")
-        self.input = SequenceInput(num_features, in_channels, image_size, vocab_size, embedding_dim, input_dropout)
+        self.input = SequenceInput(
+            num_features, in_channels, image_size, vocab_size, embedding_dim, input_dropout
+        )
         self.embedding_trainable = embedding_trainable
-        self.rnn = CELLS[cell](self.input.size, hidden, num_layers=layers, batch_first=True,
-                               bidirectional=bidirectional, dropout=dropout if layers > 1 else 0.0)
+        self.rnn = CELLS[cell](
+            self.input.size,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+            dropout=dropout if layers > 1 else 0.0,
+        )
         self.recurrent_dropout = recurrent_dropout
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
 
@@ -102,9 +142,15 @@ class RecurrentNet(nn.Module):
         if lengths is not None:
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         dropped = self.recurrent_weights()
-        _, state = functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **dropped}, (x,)) if dropped else self.rnn(x)
+        _, state = (
+            functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **dropped}, (x,))
+            if dropped
+            else self.rnn(x)
+        )
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
-        last = torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]  # the top layer, both directions
+        last = (
+            torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]
+        )  # the top layer, both directions
         return self.head(last)
 
 
@@ -112,9 +158,24 @@ class RecurrentNet(nn.Module):
 class Conv1dNet(nn.Module):
     """1-D convnet over steps (Chollet 6.4): conv+pool blocks, then global max-pooling or a GRU, then a linear head."""
 
-    def __init__(self, num_classes: int, num_features=None, in_channels=None, image_size=None, channels=(32, 32, 32),
-                 kernel_size=5, pool=3, padding="same", activation="relu", gru_hidden=0, gru_dropout=0.0,
-                 gru_recurrent_dropout=0.0, vocab_size=0, embedding_dim=0, embedding_trainable=True):
+    def __init__(
+        self,
+        num_classes: int,
+        num_features=None,
+        in_channels=None,
+        image_size=None,
+        channels=(32, 32, 32),
+        kernel_size=5,
+        pool=3,
+        padding="same",
+        activation="relu",
+        gru_hidden=0,
+        gru_dropout=0.0,
+        gru_recurrent_dropout=0.0,
+        vocab_size=0,
+        embedding_dim=0,
+        embedding_trainable=True,
+    ):
         super().__init__()
         if padding not in ("same", "valid"):
             raise DlpyError(f"model.padding: unknown {padding!r}; known: same, valid")
@@ -122,14 +183,27 @@ class Conv1dNet(nn.Module):
         self.embedding_trainable = embedding_trainable
         layers, width = [], self.input.size
         for i, out in enumerate(channels):
-            layers += [nn.Conv1d(width, out, kernel_size, padding=padding), make_activation(activation)]
+            layers += [
+                nn.Conv1d(width, out, kernel_size, padding=padding),
+                make_activation(activation),
+            ]
             if i < len(channels) - 1:  # Chollet pools between convolutions, not after the last
                 layers.append(nn.MaxPool1d(pool))
             width = out
         self.features = nn.Sequential(*layers)
         # conv1d followed by a GRU: the convolutions shorten the sequence, the GRU reads it in order (Chollet 6.4.4)
-        self.gru = RecurrentNet(num_classes, num_features=width, cell="gru", hidden=gru_hidden, input_dropout=gru_dropout,
-                                recurrent_dropout=gru_recurrent_dropout) if gru_hidden else None
+        self.gru = (
+            RecurrentNet(
+                num_classes,
+                num_features=width,
+                cell="gru",
+                hidden=gru_hidden,
+                input_dropout=gru_dropout,
+                recurrent_dropout=gru_recurrent_dropout,
+            )
+            if gru_hidden
+            else None
+        )
         self.head = None if gru_hidden else nn.Linear(width, num_classes)
 
     def load_vectors(self, vectors):

@@ -3,6 +3,7 @@
 Both expect pixels in [0, 1] (the model presets set dataset.scaling: unit): the decoder's
 logits are Bernoulli parameters, and BCE summed over pixels is a negative log-likelihood in nats.
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -12,8 +13,12 @@ from dlpy.registry import TASKS
 from dlpy.tasks.base import Task
 
 RECONSTRUCTION = {  # summed over pixels, one number per image
-    "bce": lambda logits, x: F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1),
-    "mse": lambda logits, x: F.mse_loss(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1),
+    "bce": lambda logits, x: (
+        F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    ),
+    "mse": lambda logits, x: (
+        F.mse_loss(torch.sigmoid(logits), x, reduction="none").flatten(1).sum(1)
+    ),
 }
 
 
@@ -59,7 +64,9 @@ class Autoencoder(Reconstruction):
     def __init__(self, net, optimizer, loss="bce", noise_std=0.0):
         super().__init__(optimizer)
         if loss not in RECONSTRUCTION:
-            raise DlpyError(f"model.task.loss: unknown {loss!r}; known: {', '.join(RECONSTRUCTION)}")
+            raise DlpyError(
+                f"model.task.loss: unknown {loss!r}; known: {', '.join(RECONSTRUCTION)}"
+            )
         self.net, self.reconstruction, self.noise_std = net, RECONSTRUCTION[loss], noise_std
 
     def corrupt(self, x, noise=None):
@@ -80,9 +87,13 @@ class Autoencoder(Reconstruction):
         """Rows of inputs (noisy ones when denoising) above their reconstructions."""
         x, _ = first_images(data, n)
         noisy = self.corrupt(x, fixed_noise(x.shape, x.device))
-        images = {"images/reconstructions": stacked_rows(data.to_uint8(noisy), pixels(self.net(noisy)))}
+        images = {
+            "images/reconstructions": stacked_rows(data.to_uint8(noisy), pixels(self.net(noisy)))
+        }
         if self.noise_std:
-            images["images/denoised"] = stacked_rows(data.to_uint8(x), data.to_uint8(noisy), pixels(self.net(noisy)))
+            images["images/denoised"] = stacked_rows(
+                data.to_uint8(x), data.to_uint8(noisy), pixels(self.net(noisy))
+            )
         return images
 
 
@@ -91,7 +102,7 @@ def stacked_rows(*sets, columns=16):
     images of the others (the last band padded with empty cells), so any n reads as pairs of rows."""
     pad = -len(sets[0]) % columns
     sets = [torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) for images in sets]
-    bands = [images[i:i + columns] for i in range(0, len(sets[0]), columns) for images in sets]
+    bands = [images[i : i + columns] for i in range(0, len(sets[0]), columns) for images in sets]
     return grid(torch.cat(bands), columns)
 
 
@@ -112,14 +123,19 @@ class VAE(Reconstruction):
     def training_step(self, batch, step):
         terms = {key: value.mean() for key, value in self.terms(*batch).items()}
         self.trainer.backward(terms["recon"] + self.beta * terms["kl"], self.optimizer)
-        return {"loss/recon": terms["recon"].detach(), "loss/kl": terms["kl"].detach(),
-                "train/neg_elbo": terms["neg_elbo"].detach()}
+        return {
+            "loss/recon": terms["recon"].detach(),
+            "loss/kl": terms["kl"].detach(),
+            "train/neg_elbo": terms["neg_elbo"].detach(),
+        }
 
     def examples(self, data, n=64):
         """Reconstructions, n samples from the prior (fixed noise), interpolations; the manifold for 2-D z."""
         net, device = self.net, data.device
         x, y = first_images(data, 16)
-        images = {"images/reconstructions": grid(torch.cat([data.to_uint8(x), pixels(net(x, y)[0])]), 16)}
+        images = {
+            "images/reconstructions": grid(torch.cat([data.to_uint8(x), pixels(net(x, y)[0])]), 16)
+        }
         # a conditional VAE draws each row of 8 from one class
         z = fixed_noise((n, net.latent), device)
         labels = torch.arange(n, device=device) // 8 % max(net.labels, 1)
@@ -128,10 +144,13 @@ class VAE(Reconstruction):
         mu, _ = net.encode(x, y)
         t = torch.linspace(0, 1, 10, device=device).view(1, -1, 1)
         line = (mu[0::2, None] * (1 - t) + mu[1::2, None] * t).flatten(0, 1)
-        images["images/interpolation"] = grid(pixels(net.decode(line, y[0::2].repeat_interleave(10)
-                                                                 if net.labels else None)), 10)
+        images["images/interpolation"] = grid(
+            pixels(net.decode(line, y[0::2].repeat_interleave(10) if net.labels else None)), 10
+        )
         if net.latent == 2:  # the book's manifold: decode a grid of z over [-3, 3]^2
             axis = torch.linspace(-3, 3, 15, device=device)
             zs = torch.stack(torch.meshgrid(axis, axis.flip(0), indexing="xy"), -1).view(-1, 2)
-            images["images/manifold"] = grid(pixels(net.decode(zs, labels[:1].expand(225) if net.labels else None)), 15)
+            images["images/manifold"] = grid(
+                pixels(net.decode(zs, labels[:1].expand(225) if net.labels else None)), 15
+            )
         return images

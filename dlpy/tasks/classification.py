@@ -24,7 +24,11 @@ class Classification(Task):
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        penalty = self.l1 * sum(p.abs().sum() for p in self.net.parameters() if p.ndim > 1) if self.l1 else 0
+        penalty = (
+            self.l1 * sum(p.abs().sum() for p in self.net.parameters() if p.ndim > 1)
+            if self.l1
+            else 0
+        )
         self.trainer.backward(loss + penalty, self.optimizer)
         return {"train/loss": loss.detach(), "train/acc": (logits.argmax(1) == y).float().mean()}
 

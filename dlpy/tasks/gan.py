@@ -5,6 +5,7 @@ batch the generator takes a step too (WGAN-GP: n_critic = 5 critic steps per gen
 Images are in [-1, 1] (the presets set dataset.scaling: symmetric) to match the tanh output.
 Evaluation is FID and KID against the split's real images (dlpy/metrics.py).
 """
+
 import torch
 import torch.nn.functional as F
 
@@ -35,9 +36,14 @@ class GAN(Task):
 
     def discriminator_loss(self, real, fake):
         d_real, d_fake = self.net.discriminator(real), self.net.discriminator(fake)
-        loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-        return loss, {"loss/d": loss, "d/real": torch.sigmoid(d_real).mean(), "d/fake": torch.sigmoid(d_fake).mean()}
+        loss = F.binary_cross_entropy_with_logits(
+            d_real, torch.ones_like(d_real)
+        ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        return loss, {
+            "loss/d": loss,
+            "d/real": torch.sigmoid(d_real).mean(),
+            "d/fake": torch.sigmoid(d_fake).mean(),
+        }
 
     def generator_loss(self, fake):
         d_fake = self.net.discriminator(fake)
@@ -54,7 +60,9 @@ class GAN(Task):
         if (step + 1) % self.d_steps == 0:
             self._loss_g = self.generator_loss(fake)
             self.trainer.backward(self._loss_g, self.opt_g)
-        return {key: value.detach() for key, value in logs.items()} | {"loss/g": self._loss_g.detach()}
+        return {key: value.detach() for key, value in logs.items()} | {
+            "loss/g": self._loss_g.detach()
+        }
 
     def generate(self, n, device, seed=0):
         """n images from fixed noise (the same every call), in [-1, 1]."""
@@ -70,7 +78,10 @@ class GAN(Task):
             self._features = metrics.feature_network(data)
         real_f = self._features(data.to_uint8(real))
         fake_f = self._features(data.to_uint8(self.generate(len(real), real.device)))
-        scores = {f"{split}/fid": metrics.fid(real_f, fake_f), f"{split}/kid": metrics.kid(real_f, fake_f)}
+        scores = {
+            f"{split}/fid": metrics.fid(real_f, fake_f),
+            f"{split}/kid": metrics.kid(real_f, fake_f),
+        }
         return scores | ({"test/fid_floor": self._features.floor} if split == "test" else {})
 
     def examples(self, data, n=64):
@@ -97,8 +108,11 @@ class WGANGP(GAN):
         wasserstein = self.net.discriminator(real).mean() - self.net.discriminator(fake).mean()
         gp = gradient_penalty(self.net.discriminator, real, fake)
         # the critic maximises the Wasserstein estimate: minimise its negative plus the penalty
-        return -wasserstein + self.gp_weight * gp, {"wasserstein": wasserstein, "loss/gp": gp,
-                                                    "loss/d": -wasserstein + self.gp_weight * gp}
+        return -wasserstein + self.gp_weight * gp, {
+            "wasserstein": wasserstein,
+            "loss/gp": gp,
+            "loss/d": -wasserstein + self.gp_weight * gp,
+        }
 
     def generator_loss(self, fake):
         return -self.net.discriminator(fake).mean()

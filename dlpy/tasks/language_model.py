@@ -14,7 +14,9 @@ def reweight(logits, temperature):
 class CharLanguageModel(Classification):
     """Next-character prediction (cross-entropy); examples are texts sampled at several temperatures."""
 
-    def __init__(self, net, optimizer, temperatures=(0.2, 0.5, 1.0, 1.2), label_smoothing=0.0, l1=0.0):
+    def __init__(
+        self, net, optimizer, temperatures=(0.2, 0.5, 1.0, 1.2), label_smoothing=0.0, l1=0.0
+    ):
         super().__init__(net, optimizer, label_smoothing, l1)
         self.temperatures = list(temperatures)
 
@@ -38,4 +40,7 @@ class CharLanguageModel(Classification):
         generator = torch.Generator(prompt.device).manual_seed(seed)
         codes = self.generate(prompt, n, temperatures, generator)
         head = data.decode(prompt.cpu())
-        return {f"text/temperature_{t:g}": head + data.decode(row.cpu()) for t, row in zip(temperatures, codes)}
+        return {
+            f"text/temperature_{t:g}": head + data.decode(row.cpu())
+            for t, row in zip(temperatures, codes, strict=False)
+        }

@@ -23,7 +23,11 @@ class Regression(Task):
         x, y, *_ = batch
         pred = self.net(x).squeeze(-1)
         loss = F.mse_loss(pred, y)
-        penalty = self.l1 * sum(p.abs().sum() for p in self.net.parameters() if p.ndim > 1) if self.l1 else 0
+        penalty = (
+            self.l1 * sum(p.abs().sum() for p in self.net.parameters() if p.ndim > 1)
+            if self.l1
+            else 0
+        )
         self.trainer.backward(loss + penalty, self.optimizer)
         return {"train/loss": loss.detach(), "train/mae": (pred.detach() - y).abs().mean()}
 
@@ -38,5 +42,8 @@ class Regression(Task):
             n += len(y)
         if not n:
             return {}
-        return {f"{split}/{key}": float(total / n) for key, total in sums.items() if key != "naive_mae" or naive}
-
+        return {
+            f"{split}/{key}": float(total / n)
+            for key, total in sums.items()
+            if key != "naive_mae" or naive
+        }

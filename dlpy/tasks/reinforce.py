@@ -5,6 +5,7 @@ collected by the current policy, and `training_step` turns it into one update. T
 it like any other task; the task stops it (`trainer.should_stop`) once the environment is solved
 or the env-step budget is spent.
 """
+
 import logging
 import time
 from functools import partial
@@ -51,17 +52,34 @@ def gae(rewards, values, dones, next_value, gamma, lam):
 class Reinforce(Task):
     """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, or A2C; entropy bonus."""
 
-    def __init__(self, net, optimizer, advantage="a2c", gamma=0.99, gae_lambda=0.95, normalize=False,
-                 steps_per_update=16, episodes_per_update=8, value_coef=0.5, entropy_coef=0.0,
-                 max_env_steps=0, eval_episodes=20):
+    def __init__(
+        self,
+        net,
+        optimizer,
+        advantage="a2c",
+        gamma=0.99,
+        gae_lambda=0.95,
+        normalize=False,
+        steps_per_update=16,
+        episodes_per_update=8,
+        value_coef=0.5,
+        entropy_coef=0.0,
+        max_env_steps=0,
+        eval_episodes=20,
+    ):
         super().__init__(optimizer)
         if advantage not in ADVANTAGES:
-            raise DlpyError(f"model.task.advantage: unknown {advantage!r}; known: {', '.join(ADVANTAGES)}")
+            raise DlpyError(
+                f"model.task.advantage: unknown {advantage!r}; known: {', '.join(ADVANTAGES)}"
+            )
         for key, value, low, high in (("gamma", gamma, 0, 1), ("gae_lambda", gae_lambda, 0, 1)):
             if not low <= value <= high:
                 raise DlpyError(f"model.task.{key} must be in [{low}, {high}], got {value!r}")
-        for key, value in (("steps_per_update", steps_per_update), ("episodes_per_update", episodes_per_update),
-                           ("eval_episodes", eval_episodes)):
+        for key, value in (
+            ("steps_per_update", steps_per_update),
+            ("episodes_per_update", episodes_per_update),
+            ("eval_episodes", eval_episodes),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise DlpyError(f"model.task.{key} must be a positive integer, got {value!r}")
         self.net, self.advantage, self.gamma, self.gae_lambda = net, advantage, gamma, gae_lambda
@@ -72,13 +90,18 @@ class Reinforce(Task):
 
     def attach(self, data):
         if not hasattr(data, "play"):
-            raise DlpyError("model=reinforce plays an environment: choose dataset=cartpole, acrobot, mountain_car, "
-                            "or gym with dataset.id=<a gymnasium id>")
+            raise DlpyError(
+                "model=reinforce plays an environment: choose dataset=cartpole, acrobot, mountain_car, "
+                "or gym with dataset.id=<a gymnasium id>"
+            )
         self.data = data
         # Whole-episode rollouts: the steps taken so far (one row per step of every copy), the index of each
         # copy's first step not yet used in an update, and of its running episode's first step.
         self.rows, self.offset = [], 0
-        self.used, self.start = np.zeros(data.num_envs, dtype=np.int64), np.zeros(data.num_envs, dtype=np.int64)
+        self.used, self.start = (
+            np.zeros(data.num_envs, dtype=np.int64),
+            np.zeros(data.num_envs, dtype=np.int64),
+        )
         self.episodes_seen, self.last_episodes, self.clock = 0, (0.0, 0.0), None
 
     def configure_optimizers(self):
@@ -102,7 +125,9 @@ class Reinforce(Task):
     def steps(self, data):
         """A2C's rollout: steps_per_update steps of every copy, as (T x N) grids, plus the state reached."""
         obs, actions, rewards, dones, truncated = [], [], [], [], []
-        final_obs = torch.zeros(self.steps_per_update, data.num_envs, data.num_features, device=data.device)
+        final_obs = torch.zeros(
+            self.steps_per_update, data.num_envs, data.num_features, device=data.device
+        )
         for t in range(self.steps_per_update):
             obs.append(data.obs)
             actions.append(self.act(data.obs))
@@ -112,8 +137,15 @@ class Reinforce(Task):
             truncated.append(step.truncated)
             if step.final_obs is not None:
                 final_obs[t] = step.final_obs
-        return (torch.cat(obs), torch.cat(actions), torch.stack(rewards), torch.stack(dones), torch.stack(truncated),
-                final_obs.flatten(0, 1), data.obs)
+        return (
+            torch.cat(obs),
+            torch.cat(actions),
+            torch.stack(rewards),
+            torch.stack(dones),
+            torch.stack(truncated),
+            final_obs.flatten(0, 1),
+            data.obs,
+        )
 
     def episodes(self, data):
         """REINFORCE's rollout: play until episodes_per_update episodes have ended; the steps of those episodes
@@ -129,7 +161,9 @@ class Reinforce(Task):
             if done.any():
                 ended += int(done.sum())
                 self.start[done.cpu().numpy()] = self.offset + len(self.rows)
-        obs, actions, rewards, dones = (torch.stack(column) for column in zip(*self.rows))
+        obs, actions, rewards, dones = (
+            torch.stack(column) for column in zip(*self.rows, strict=False)
+        )
         # The classic return of an episode ends at its end, whether it fell or ran out of time.
         returns = discounted_returns(rewards, dones, self.gamma)
         t = torch.arange(self.offset, self.offset + len(self.rows))[:, None]
@@ -150,9 +184,17 @@ class Reinforce(Task):
                 # A time limit is not a failure: where an episode was cut, its last reward is followed by the
                 # value of the state it was cut at (Pardo et al., 2018, "Time limits in RL").
                 if truncated.any():
-                    rewards = rewards + self.gamma * truncated * self.net.value(final_obs).view_as(rewards)
-                advantages = gae(rewards, values.detach().view_as(rewards), dones, self.net.value(next_obs),
-                                 self.gamma, self.gae_lambda).flatten()
+                    rewards = rewards + self.gamma * truncated * self.net.value(final_obs).view_as(
+                        rewards
+                    )
+                advantages = gae(
+                    rewards,
+                    values.detach().view_as(rewards),
+                    dones,
+                    self.net.value(next_obs),
+                    self.gamma,
+                    self.gae_lambda,
+                ).flatten()
                 returns = advantages + values.detach()
         else:
             obs, actions, returns = batch
@@ -179,16 +221,28 @@ class Reinforce(Task):
         data, now = self.data, time.perf_counter()
         if data.episodes > self.episodes_seen:
             new = min(data.episodes - self.episodes_seen, len(data.returns))
-            self.last_episodes = (float(np.mean(list(data.returns)[-new:])), float(np.mean(list(data.lengths)[-new:])))
+            self.last_episodes = (
+                float(np.mean(list(data.returns)[-new:])),
+                float(np.mean(list(data.lengths)[-new:])),
+            )
             self.episodes_seen = data.episodes
         if data.solved() or (self.max_env_steps and data.env_steps >= self.max_env_steps):
-            log.info("%s after %d episodes, %d env steps: 100-episode mean return %.1f",
-                     "solved" if data.solved() else "env-step budget spent", data.episodes, data.env_steps,
-                     data.return_mean() or 0.0)
+            log.info(
+                "%s after %d episodes, %d env steps: 100-episode mean return %.1f",
+                "solved" if data.solved() else "env-step budget spent",
+                data.episodes,
+                data.env_steps,
+                data.return_mean() or 0.0,
+            )
             self.trainer.should_stop = True
-        return {"charts/episodic_return": self.last_episodes[0], "charts/episodic_length": self.last_episodes[1],
-                "charts/return_mean100": data.return_mean() or 0.0, "charts/env_steps": data.env_steps,
-                "charts/env_steps_per_s": (data.env_steps - self.clock[1]) / max(now - self.clock[0], 1e-9)}
+        return {
+            "charts/episodic_return": self.last_episodes[0],
+            "charts/episodic_length": self.last_episodes[1],
+            "charts/return_mean100": data.return_mean() or 0.0,
+            "charts/env_steps": data.env_steps,
+            "charts/env_steps_per_s": (data.env_steps - self.clock[1])
+            / max(now - self.clock[0], 1e-9),
+        }
 
     # -- evaluation -------------------------------------------------------------------------------
 
@@ -201,9 +255,13 @@ class Reinforce(Task):
         seed = EVAL_SEED + self.data.base_seed
         greedy, lengths = self.data.play(partial(self.act, greedy=True), self.eval_episodes, seed)
         sampled, _ = self.data.play(self.act, self.eval_episodes, seed)
-        return {"eval/return_mean": float(greedy.mean()), "eval/return_std": float(greedy.std()),
-                "eval/length_mean": float(lengths.mean()), "eval/sampled_return_mean": float(sampled.mean()),
-                "eval/sampled_return_std": float(sampled.std())}
+        return {
+            "eval/return_mean": float(greedy.mean()),
+            "eval/return_std": float(greedy.std()),
+            "eval/length_mean": float(lengths.mean()),
+            "eval/sampled_return_mean": float(sampled.mean()),
+            "eval/sampled_return_std": float(sampled.std()),
+        }
 
     def record(self, path):
         """One greedy episode as an animated GIF at `path`."""
@@ -214,5 +272,9 @@ class Reinforce(Task):
         return len(frames)
 
     def summary(self):
-        return {"episodes": self.data.episodes, "env_steps": self.data.env_steps, "solved": self.data.solved(),
-                "train/return_mean100": self.data.return_mean()}
+        return {
+            "episodes": self.data.episodes,
+            "env_steps": self.data.env_steps,
+            "solved": self.data.solved(),
+            "train/return_mean100": self.data.return_mean(),
+        }
