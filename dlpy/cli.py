@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 from dlpy import CONF_DIR, environ
-from dlpy.errors import DlpyError, report
-from dlpy.registry import unknown
+from dlpy.errors import DlpyError, report, unknown
 from dlpy.signals import handling, raise_interrupted
 
 USAGE = """usage: dlpy <command> [arguments]

@@ -1,9 +1,15 @@
-"""How a run ends when it does not finish: the CLI prints the message on one line and exits non-zero.
+"""How a run ends when it does not finish: the CLI prints the message on one line, exits non-zero.
 
-metrics.json records the ending as `status` (failed, diverged, interrupted), so a folder never looks finished.
+metrics.json records the ending as `status` (failed, diverged, interrupted), so a folder never
+looks finished. The helpers below write the messages every module shares: the first line of an
+error, an unknown name with the closest match, a number out of its range. This module imports
+nothing from dlpy, so any module can import it.
 """
 
+import difflib
+import math
 import signal
+from collections.abc import Iterable
 
 
 class DlpyError(Exception):
@@ -34,6 +40,39 @@ class Interrupted(KeyboardInterrupt):
         self.step = step  # set where the training loop stopped and saved a checkpoint at this step
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def unknown(kind: str, name: object, known: Iterable[str]) -> str:
+    """`Unknown model 'cnnn'. Did you mean 'cnn'? Known models: cnn, mlp, ...`"""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"Unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(known)}"
+
+
+def check_choice(key: str, value: object, choices: Iterable[str]) -> None:
+    """`key` must be one of `choices`: else the unknown-name message, with the closest match."""
+    choices = list(choices)
+    if value not in choices:
+        raise DlpyError(f"{key}: {unknown('value', value, choices)}")
+
+
+def check_number(key: str, value: object, *, at_least: float = 0, integer: bool = False) -> None:
+    """`key` must be a finite number (a whole one if `integer`) of at least `at_least`.
+
+    A bool is not a number here: YAML's `true` would otherwise pass as 1.
+    """
+    kinds = int if integer else (int, float)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise DlpyError(f"{key} must be {kind} >= {at_least:g}, got {value!r}")
+    if value < at_least:
+        raise DlpyError(f"{key} must be {kind} >= {at_least:g}, got {value!r}")
+
+
 def report(err):
     """The one line `dlpy` prints for an error it expects, and its exit status; None for a bug in dlpy.
 
@@ -58,8 +97,6 @@ def report(err):
 def config_error(err):
     """Hydra's and OmegaConf's multi-line messages as one line that names the override or the key."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
-
-    from dlpy.registry import unknown
 
     cause = err.__cause__ if err.__cause__ is not None else err
     key = getattr(cause, "full_key", None)

@@ -6,12 +6,11 @@ Other packages add pieces through Python entry points in the group ``dlpy.<kind>
 the first line of the builder's docstring is its description.
 """
 
-import difflib
 import importlib
 import inspect
 from importlib.metadata import entry_points
 
-from dlpy.errors import DlpyError
+from dlpy.errors import DlpyError, first_line, unknown
 
 # Modules whose import registers the built-in pieces.
 _BUILTINS = ("dlpy.data", "dlpy.models", "dlpy.tasks", "dlpy.optim")
@@ -83,13 +82,6 @@ class Registry:
             ) from err
         check_signs(builder, kwargs, key)  # a negative number the builder let through
         return built
-
-
-def unknown(kind, name, known):
-    """`Unknown model 'cnnn'. Did you mean 'cnn'? Known models: cnn, mlp, ...`"""
-    close = difflib.get_close_matches(str(name), list(known), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"Unknown {kind} {name!r}.{hint} Known {kind}s: {', '.join(sorted(known))}"
 
 
 def check_kwargs(fn, kwargs, where, key=None):
@@ -174,10 +166,6 @@ def check_kind(key, value, example):
 
 def is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def first_line(err):
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 DATASETS = Registry("dataset")

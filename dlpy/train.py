@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import CONF_DIR, STARTED, callbacks, distributed
-from dlpy.errors import Diverged, DlpyError, Interrupted, report
+from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.registry import (
     DATASETS,
@@ -26,7 +26,6 @@ from dlpy.registry import (
     check_kind,
     check_kwargs,
     check_signs,
-    first_line,
 )
 from dlpy.trainer import Trainer, seed_everything
 

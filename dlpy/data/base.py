@@ -1,6 +1,46 @@
-"""What every in-memory data set shares: the generator that shuffles and augments its batches."""
+"""The data interface the trainer and the tasks use, and what every in-memory data set shares.
+
+`DataSet` declares the interface; the kinds in dlpy/data (`ImageData`, `TensorData` and its
+subclasses, `EnvData`) each implement all of it. What only one kind has (pixels to draw, an
+environment to play, word vectors) the tasks reach through that kind's class, by `isinstance`.
+"""
+
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import torch
+
+Batch = tuple[torch.Tensor, ...]  # (inputs, targets, ...) for one step, on the data's device
+
+
+class DataSet(Protocol):
+    """What `Trainer.fit` and the tasks call on a data set."""
+
+    def to(self, device: torch.device | str) -> "DataSet":
+        """Move the data (or the observations) to the training device; returns the data set."""
+        ...
+
+    def seed(self, seed: int) -> None:
+        """Seed the generator that orders and augments the batches (or starts the episodes)."""
+        ...
+
+    def steps_per_epoch(self) -> int: ...
+
+    def train_batches(self) -> Iterator[Batch]:
+        """One epoch's training batches, shuffled and augmented."""
+        ...
+
+    def eval_batches(self, split: str) -> Iterator[Batch]:
+        """The batches of split `val` or `test`, in order."""
+        ...
+
+    def shard(self, rank: int, world: int) -> None:
+        """Data-parallel training: this process takes its slice of every batch."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 class Shuffled:
@@ -13,10 +53,12 @@ class Shuffled:
 
     def __init__(self):
         self.generator = torch.Generator()
-        self.rank, self.world = 0, 1
+        self.rank = 0
+        self.world = 1
 
-    def shard(self, rank, world):
-        self.rank, self.world = rank, world
+    def shard(self, rank: int, world: int) -> None:
+        self.rank = rank
+        self.world = world
 
     def part(self, batch):
         """This process's slice of a batch: the whole batch outside data-parallel training."""

@@ -8,11 +8,13 @@ actor-critic needs to bootstrap a truncated episode.
 """
 
 from collections import deque, namedtuple
+from collections.abc import Iterator
 from functools import cache
 
 import numpy as np
 import torch
 
+from dlpy.data.base import Batch
 from dlpy.errors import DlpyError
 from dlpy.registry import DATASETS
 
@@ -114,8 +116,16 @@ class EnvData:
 
     # -- the trainer's interface ----------------------------------------------------------------
 
-    def steps_per_epoch(self):
+    def steps_per_epoch(self) -> int:
         return self.updates_per_epoch
+
+    def train_batches(self) -> Iterator[Batch]:
+        raise DlpyError(f"{self.id} is an environment: an agent plays it (model=reinforce)")
+
+    def shard(self, rank: int, world: int) -> None:
+        raise DlpyError(
+            f"trainer.strategy=ddp shards tensor data sets; the environment {self.id} is not one"
+        )
 
     def to(self, device):
         self.device = torch.device(device)
