@@ -4,13 +4,18 @@ Both expect pixels in [0, 1] (the model presets set dataset.scaling: unit): the 
 logits are Bernoulli parameters, and BCE summed over pixels is a negative log-likelihood in nats.
 """
 
+from collections.abc import Iterable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from dlpy.errors import DlpyError
+from dlpy.data.base import Batch
+from dlpy.data.vision import ImageData
+from dlpy.errors import check_choice
 from dlpy.plots import grid
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Task
+from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
 RECONSTRUCTION = {  # summed over pixels, one number per image
     "bce": lambda logits, x: (
@@ -22,34 +27,37 @@ RECONSTRUCTION = {  # summed over pixels, one number per image
 }
 
 
-def kl_divergence(mu, logvar):
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, sigma^2) || N(0, I)) per sample, in closed form: see Appendix B of the VAE paper."""
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
-def fixed_noise(shape, device, seed=0):
+def fixed_noise(shape: tuple[int, ...], device: torch.device, seed: int = 0) -> torch.Tensor:
     """The same noise every call, without touching the global RNG (so resumed runs stay exact)."""
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device)
 
 
-def pixels(logits):
+def pixels(logits: torch.Tensor) -> torch.Tensor:
+    """Decoder logits as uint8 pixels: sigmoid gives the Bernoulli means in [0, 1]."""
     return (torch.sigmoid(logits.float()) * 255).round().to(torch.uint8)
 
 
-def first_images(data, n):
+def first_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n validation images (else test, when there is no validation split), and labels."""
     split = data.val if len(data.val) else data.test
     return data.normalize(split.x[:n]), split.y[:n]
 
 
 class Reconstruction(Task):
-    """Shared by both tasks: one optimizer over the network, sums of per-image terms for evaluation."""
+    """Shared by both tasks: one optimizer over the network, sums of per-image terms to evaluate."""
 
-    def configure_optimizers(self):
-        self.optimizer = self.optimizer_factory(self.net.parameters())
-        return [self.optimizer]
+    def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The loss terms of each image of a batch: {"recon": (n,) tensor, ...}."""
+        raise NotImplementedError(f"{type(self).__name__} must define terms")
 
-    def evaluate(self, batches, split):
-        sums, n = {}, 0
+    def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
+        sums = {}
+        n = 0
         for batch in batches:
             for key, per_image in self.terms(*batch).items():
                 sums[key] = sums.get(key, 0) + per_image.float().sum()
@@ -59,47 +67,56 @@ class Reconstruction(Task):
 
 @TASKS.register("autoencoder")
 class Autoencoder(Reconstruction):
-    """Reconstruct the input (BCE or MSE per image); denoising (noise_std > 0) corrupts only the input."""
+    """Reconstruct the input (BCE or MSE per image); denoising (noise_std > 0) corrupts only the
+    input (Chollet 8.4's denoising autoencoder)."""
 
-    def __init__(self, net, optimizer, loss="bce", noise_std=0.0):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        loss: str = "bce",
+        noise_std: float = 0.0,
+    ) -> None:
         super().__init__(optimizer)
-        if loss not in RECONSTRUCTION:
-            raise DlpyError(
-                f"model.task.loss: unknown {loss!r}; known: {', '.join(RECONSTRUCTION)}"
-            )
-        self.net, self.reconstruction, self.noise_std = net, RECONSTRUCTION[loss], noise_std
+        check_choice("model.task.loss", loss, RECONSTRUCTION)
+        self.net = net
+        self.reconstruction = RECONSTRUCTION[loss]
+        self.noise_std = noise_std
 
-    def corrupt(self, x, noise=None):
+    def corrupt(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """x plus Gaussian noise, clamped to the pixel range; x itself when not denoising."""
         if not self.noise_std:
             return x
         noise = torch.randn_like(x) if noise is None else noise
         return (x + self.noise_std * noise).clamp(0, 1)
 
-    def terms(self, x, y=None, noise=None):
+    def terms(
+        self, x: torch.Tensor, y: torch.Tensor | None = None, noise: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"recon": self.reconstruction(self.net(self.corrupt(x, noise)), x)}
 
-    def training_step(self, batch, step):
+    def training_step(self, batch: Batch, step: int) -> Logs:
         loss = self.terms(*batch)["recon"].mean()
         self.trainer.backward(loss, self.optimizer)
         return {"loss/recon": loss.detach()}
 
-    def examples(self, data, n=16):
+    def examples(self, data: ImageData, n: int = 16) -> Logs:
         """Rows of inputs (noisy ones when denoising) above their reconstructions."""
         x, _ = first_images(data, n)
         noisy = self.corrupt(x, fixed_noise(x.shape, x.device))
-        images = {
-            "images/reconstructions": stacked_rows(data.to_uint8(noisy), pixels(self.net(noisy)))
-        }
+        reconstructed = pixels(self.net(noisy))
+        images = {"images/reconstructions": stacked_rows(data.to_uint8(noisy), reconstructed)}
         if self.noise_std:
             images["images/denoised"] = stacked_rows(
-                data.to_uint8(x), data.to_uint8(noisy), pixels(self.net(noisy))
+                data.to_uint8(x), data.to_uint8(noisy), reconstructed
             )
         return images
 
 
-def stacked_rows(*sets, columns=16):
-    """Image sets of equal length as bands: each row of `columns` images of the first set above the same
-    images of the others (the last band padded with empty cells), so any n reads as pairs of rows."""
+def stacked_rows(*sets: torch.Tensor, columns: int = 16) -> torch.Tensor:
+    """Image sets of equal length as bands: each row of `columns` images of the first set above
+    the same images of the others (the last band padded with empty cells), so any n reads as
+    pairs of rows."""
     pad = -len(sets[0]) % columns
     sets = [torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) for images in sets]
     bands = [images[i : i + columns] for i in range(0, len(sets[0]), columns) for images in sets]
@@ -108,19 +125,21 @@ def stacked_rows(*sets, columns=16):
 
 @TASKS.register("vae")
 class VAE(Reconstruction):
-    """Negative ELBO: Bernoulli reconstruction (BCE summed over pixels) + beta * KL to the N(0, I) prior."""
+    """Negative ELBO: Bernoulli reconstruction (BCE summed over pixels) + beta * KL to the
+    N(0, I) prior (Kingma and Welling 2014; beta-VAE: Higgins et al. 2017)."""
 
-    def __init__(self, net, optimizer, beta=1.0):
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, beta: float = 1.0) -> None:
         super().__init__(optimizer)
-        self.net, self.beta = net, beta
+        self.net = net
+        self.beta = beta
 
-    def terms(self, x, y=None):
+    def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         logits, mu, logvar = self.net(x, y)
         recon = RECONSTRUCTION["bce"](logits, x)
         kl = kl_divergence(mu.float(), logvar.float())
         return {"neg_elbo": recon + kl, "recon": recon, "kl": kl}  # the ELBO itself is beta-free
 
-    def training_step(self, batch, step):
+    def training_step(self, batch: Batch, step: int) -> Logs:
         terms = {key: value.mean() for key, value in self.terms(*batch).items()}
         self.trainer.backward(terms["recon"] + self.beta * terms["kl"], self.optimizer)
         return {
@@ -129,9 +148,11 @@ class VAE(Reconstruction):
             "train/neg_elbo": terms["neg_elbo"].detach(),
         }
 
-    def examples(self, data, n=64):
-        """Reconstructions, n samples from the prior (fixed noise), interpolations; the manifold for 2-D z."""
-        net, device = self.net, data.device
+    def examples(self, data: ImageData, n: int = 64) -> Logs:
+        """Reconstructions, n samples from the prior (fixed noise), interpolations; for a 2-D
+        latent space also the book's manifold."""
+        net = self.net
+        device = data.device
         x, y = first_images(data, 16)
         images = {
             "images/reconstructions": grid(torch.cat([data.to_uint8(x), pixels(net(x, y)[0])]), 16)

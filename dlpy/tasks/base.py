@@ -1,47 +1,83 @@
+"""The task contract: the inner step of one model family, which the Trainer runs its loop around."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
 from torch import nn
+
+from dlpy.data.base import Batch, DataSet
+from dlpy.data.text import ReviewData
+
+if TYPE_CHECKING:  # the trainer imports the tasks' base class; at run time a task needs no import
+    from dlpy.trainer import Trainer
+
+Logs = dict[str, Any]  # namespaced numbers and pictures: train/loss, val/acc, images/samples
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
 class Task(nn.Module):
     """The inner step of one model family; the Trainer runs the outer loop around it.
 
     A task holds its networks and an optimizer factory. The trainer calls, in order:
-    `configure_optimizers()`, then per epoch `batches(data)` and `training_step(batch, step)`
-    for each batch, then `evaluate(batches, split)`. A training step hands its losses to
-    `self.trainer.backward(loss, optimizer)`, which owns precision, clipping and stepping.
-    Steps and evaluations return plain dicts with namespaced keys (`train/loss`, `val/acc`).
+    `attach(data)`, `configure_optimizers()`, then per epoch `batches(data)` and
+    `training_step(batch, step)` for each batch, then `evaluate(batches, split)`. A training
+    step hands its losses to `self.trainer.backward(loss, optimizer)`, which owns precision,
+    clipping and stepping. Steps and evaluations return plain dicts with namespaced keys
+    (`train/loss`, `val/acc`); tasks never write files or log.
+
+    A subclass implements `training_step` and `evaluate`; one whose networks do not all share
+    one optimizer (a GAN) also overrides `configure_optimizers`.
     """
 
-    def __init__(self, optimizer):
+    net: nn.Module  # the task's network: a subclass sets it in __init__
+
+    def __init__(self, optimizer: OptimizerFactory) -> None:
         super().__init__()
         self.optimizer_factory = optimizer
-        self.trainer = None  # set by Trainer.fit
+        self.optimizer: torch.optim.Optimizer | None = None  # set by configure_optimizers
+        self.trainer: Trainer | None = None  # set by Trainer.setup
 
-    def attach(self, data):
-        """Take what the networks need from the data before training (pretrained word vectors); nothing by default."""
+    def attach(self, data: DataSet) -> None:
+        """Take what the networks need from the data before training; nothing by default."""
 
-    def configure_optimizers(self):
-        raise NotImplementedError
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """One optimizer over every parameter of the network (a GAN has two)."""
+        self.optimizer = self.optimizer_factory(self.net.parameters())
+        return [self.optimizer]
 
-    def batches(self, data):
+    def batches(self, data: DataSet) -> Iterator[Batch]:
+        """One epoch's batches: the data's own by default (an agent plays its environment)."""
         return data.train_batches()
 
-    def training_step(self, batch, step):
-        raise NotImplementedError
+    def training_step(self, batch: Batch, step: int) -> Logs:
+        raise NotImplementedError(f"{type(self).__name__} must define training_step")
 
-    def evaluate(self, batches, split):
-        raise NotImplementedError
+    def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
+        raise NotImplementedError(f"{type(self).__name__} must define evaluate")
 
-    def summary(self):
-        """Final numbers of the run besides its evaluation (an agent's episodes and env steps); none by default."""
+    def summary(self) -> dict[str, float]:
+        """The final numbers besides the evaluation (an agent's env steps); none by default."""
         return {}
 
-    def examples(self, data, n=64):
-        """Images worth a look ({"images/<name>": uint8 CHW tensor}), n in the main grid; none by default."""
+    def examples(self, data: DataSet, n: int = 64) -> dict[str, Any]:
+        """Pictures worth a look ({"images/<name>": uint8 CHW tensor}), n in the main grid."""
         return {}
 
 
-def attach_vectors(net, data):
+def l1_penalty(net: nn.Module, weight: float) -> torch.Tensor | float:
+    """weight * the sum of |w| over the weight matrices and kernels (not biases or norms).
+
+    Keras's `kernel_regularizer=l1(...)`, as Chollet 4.4 uses it; 0 when the weight is 0.
+    """
+    if not weight:
+        return 0.0
+    return weight * sum(p.abs().sum() for p in net.parameters() if p.ndim > 1)
+
+
+def attach_vectors(net: nn.Module, data: DataSet) -> None:
     """Pretrained word vectors of the data (dataset.glove) into the network's embedding."""
-    vectors = getattr(data, "vectors", None)
-    if vectors is not None:
-        net.load_vectors(vectors)
+    if isinstance(data, ReviewData) and data.vectors is not None:
+        net.load_vectors(data.vectors)

@@ -1,39 +1,45 @@
-import torch.nn.functional as F
+from collections.abc import Iterable
 
+import torch.nn.functional as F
+from torch import nn
+
+from dlpy.data.base import Batch, DataSet
+from dlpy.data.vision import ImageData
 from dlpy.plots import labelled_grid
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Task, attach_vectors
+from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, l1_penalty
 
 
 @TASKS.register("classification")
 class Classification(Task):
     """Cross-entropy on class logits; reports loss and accuracy."""
 
-    def __init__(self, net, optimizer, label_smoothing=0.0, l1=0.0):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        label_smoothing: float = 0.0,
+        l1: float = 0.0,
+    ) -> None:
         super().__init__(optimizer)
-        self.net, self.label_smoothing, self.l1 = net, label_smoothing, l1
+        self.net = net
+        self.label_smoothing = label_smoothing
+        self.l1 = l1
 
-    def attach(self, data):
+    def attach(self, data: DataSet) -> None:
         attach_vectors(self.net, data)
 
-    def configure_optimizers(self):
-        self.optimizer = self.optimizer_factory(self.net.parameters())
-        return [self.optimizer]
-
-    def training_step(self, batch, step):
+    def training_step(self, batch: Batch, step: int) -> Logs:
         x, y = batch
         logits = self.net(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        penalty = (
-            self.l1 * sum(p.abs().sum() for p in self.net.parameters() if p.ndim > 1)
-            if self.l1
-            else 0
-        )
-        self.trainer.backward(loss + penalty, self.optimizer)
+        self.trainer.backward(loss + l1_penalty(self.net, self.l1), self.optimizer)
         return {"train/loss": loss.detach(), "train/acc": (logits.argmax(1) == y).float().mean()}
 
-    def evaluate(self, batches, split):
-        loss, correct, n = 0.0, 0, 0
+    def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
+        loss = 0.0
+        correct = 0
+        n = 0
         for x, y in batches:
             logits = self.net(x).float()
             loss += F.cross_entropy(logits, y, reduction="sum")
@@ -43,12 +49,14 @@ class Classification(Task):
             return {}
         return {f"{split}/loss": float(loss / n), f"{split}/acc": float(correct / n)}
 
-    def examples(self, data, n=32):
-        """The first validation (else test) images with their predicted labels: green right, red wrong."""
-        if not hasattr(data, "to_uint8"):  # text and series have no picture to draw
+    def examples(self, data: DataSet, n: int = 32) -> Logs:
+        """The first validation (else test) images with their predicted labels: green right, red
+        wrong. Text and series have no picture to draw."""
+        if not isinstance(data, ImageData):
             return {}
         split = data.val if len(data.val) else data.test
         x = split.x[:n]
         pred = self.net(data.normalize(x)).argmax(1)
         captions = [data.classes[int(p)] for p in pred]
-        return {"images/predictions": labelled_grid(x, captions, (pred == split.y[:n]).tolist())}
+        right = (pred == split.y[:n]).tolist()
+        return {"images/predictions": labelled_grid(x, captions, right)}

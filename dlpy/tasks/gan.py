@@ -6,51 +6,62 @@ Images are in [-1, 1] (the presets set dataset.scaling: symmetric) to match the 
 Evaluation is FID and KID against the split's real images (dlpy/metrics.py).
 """
 
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from dlpy import metrics
+from dlpy.data.base import Batch
+from dlpy.data.vision import ImageData
 from dlpy.plots import grid
 from dlpy.registry import TASKS
 from dlpy.tasks.autoencoder import fixed_noise
-from dlpy.tasks.base import Task
+from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
 
 @TASKS.register("gan")
 class GAN(Task):
     """DCGAN: the discriminator tells real from generated (BCE); the generator learns to fool it."""
 
-    def __init__(self, net, optimizer, d_steps=1):
+    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1) -> None:
         super().__init__(optimizer)
-        self.net, self.d_steps = net, d_steps
+        self.net = net
+        self.d_steps = d_steps
         self._features = None
         self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """One optimizer per player, so that each step moves one network only."""
         self.opt_d = self.optimizer_factory(self.net.discriminator.parameters())
         self.opt_g = self.optimizer_factory(self.net.generator.parameters())
         return [self.opt_d, self.opt_g]
 
-    def noise(self, n, device):
+    def noise(self, n: int, device: torch.device) -> torch.Tensor:
         return torch.randn(n, self.net.latent, device=device)
 
-    def discriminator_loss(self, real, fake):
-        d_real, d_fake = self.net.discriminator(real), self.net.discriminator(fake)
-        loss = F.binary_cross_entropy_with_logits(
-            d_real, torch.ones_like(d_real)
-        ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        d_real = self.net.discriminator(real)
+        d_fake = self.net.discriminator(fake)
+        # -[log D(x) + log(1 - D(G(z)))]: BCE against the labels real = 1, fake = 0
+        real_loss = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+        fake_loss = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        loss = real_loss + fake_loss
         return loss, {
             "loss/d": loss,
             "d/real": torch.sigmoid(d_real).mean(),
             "d/fake": torch.sigmoid(d_fake).mean(),
         }
 
-    def generator_loss(self, fake):
+    def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
         d_fake = self.net.discriminator(fake)
         # the non-saturating loss: maximise log D(G(z)) rather than minimise log(1 - D(G(z)))
         return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
-    def training_step(self, batch, step):
+    def training_step(self, batch: Batch, step: int) -> Logs:
         real = batch[0]
         # (1) Update D: maximise log(D(x)) + log(1 - D(G(z)))
         fake = self.net.generator(self.noise(len(real), real.device))
@@ -64,12 +75,12 @@ class GAN(Task):
             "loss/g": self._loss_g.detach()
         }
 
-    def generate(self, n, device, seed=0):
+    def generate(self, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
         """n images from fixed noise (the same every call), in [-1, 1]."""
         z = fixed_noise((n, self.net.latent), device, seed)
         return torch.cat([self.net.generator(chunk) for chunk in z.split(1000)])
 
-    def evaluate(self, batches, split):
+    def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
         real = torch.cat([x for x, _ in batches])
         if not len(real):
             return {}
@@ -84,12 +95,15 @@ class GAN(Task):
         }
         return scores | ({"test/fid_floor": self._features.floor} if split == "test" else {})
 
-    def examples(self, data, n=64):
+    def examples(self, data: ImageData, n: int = 64) -> Logs:
         return {"images/samples": grid(data.to_uint8(self.generate(n, data.device)), 8)}
 
 
-def gradient_penalty(critic, real, fake):
-    """(||grad_x critic(x)||_2 - 1)^2 at random points x between real and fake images (Gulrajani et al., eq. 3)."""
+def gradient_penalty(
+    critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
+) -> torch.Tensor:
+    """(||grad_x critic(x)||_2 - 1)^2 at random points x between real and fake images
+    (Gulrajani et al. 2017, eq. 3)."""
     alpha = torch.rand(len(real), 1, 1, 1, device=real.device)
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
@@ -98,13 +112,22 @@ def gradient_penalty(critic, real, fake):
 
 @TASKS.register("wgan_gp")
 class WGANGP(GAN):
-    """WGAN-GP: the critic estimates the Wasserstein distance, kept 1-Lipschitz by a gradient penalty."""
+    """WGAN-GP: the critic estimates the Wasserstein distance, kept 1-Lipschitz by a gradient
+    penalty (Gulrajani et al. 2017: n_critic 5, lambda 10)."""
 
-    def __init__(self, net, optimizer, d_steps=5, gp_weight=10.0):
+    def __init__(
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        d_steps: int = 5,
+        gp_weight: float = 10.0,
+    ) -> None:
         super().__init__(net, optimizer, d_steps)
         self.gp_weight = gp_weight
 
-    def discriminator_loss(self, real, fake):
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         wasserstein = self.net.discriminator(real).mean() - self.net.discriminator(fake).mean()
         gp = gradient_penalty(self.net.discriminator, real, fake)
         # the critic maximises the Wasserstein estimate: minimise its negative plus the penalty
@@ -114,5 +137,5 @@ class WGANGP(GAN):
             "loss/d": -wasserstein + self.gp_weight * gp,
         }
 
-    def generator_loss(self, fake):
+    def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
         return -self.net.discriminator(fake).mean()

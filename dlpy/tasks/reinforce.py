@@ -1,4 +1,4 @@
-"""Policy gradients on an environment: REINFORCE (Williams, 1992), with a learned baseline, and A2C.
+"""Policy gradients on an environment: REINFORCE (Williams 1992), with a learned baseline, and A2C.
 
 `batches(data)` plays the environment instead of reading stored samples: each batch is a rollout
 collected by the current policy, and `training_step` turns it into one update. The trainer runs
@@ -8,37 +8,54 @@ or the env-step budget is spent.
 
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from dlpy.errors import DlpyError
+from dlpy.data.base import Batch, DataSet
+from dlpy.data.env import EnvData
+from dlpy.errors import DlpyError, check_choice, check_number
+from dlpy.plots import save_gif
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Task
+from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
 log = logging.getLogger(__name__)
 ADVANTAGES = ("reinforce", "baseline", "a2c")
 EVAL_SEED = 1_000_000  # evaluation episodes start from seeds the training copies never use
 
 
-def discounted_returns(rewards, dones, gamma):
-    """Reward-to-go G_t = r_t + gamma G_{t+1}, restarted after each episode's end, over (T, N) tensors."""
-    returns, future = torch.empty_like(rewards), torch.zeros_like(rewards[0])
+def discounted_returns(rewards: torch.Tensor, dones: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Reward-to-go G_t = r_t + gamma G_{t+1}, restarted after each episode's end, over (T, N)
+    tensors."""
+    returns = torch.empty_like(rewards)
+    future = torch.zeros_like(rewards[0])
     for t in reversed(range(len(rewards))):
         future = rewards[t] + gamma * future * ~dones[t]
         returns[t] = future
     return returns
 
 
-def gae(rewards, values, dones, next_value, gamma, lam):
-    """Generalised advantage estimates (Schulman et al., 2016, eq. 16) over (T, N) tensors.
+def gae(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    dones: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates (Schulman et al. 2016, eq. 16) over (T, N) tensors.
 
-    delta_t = r_t + gamma V(s_t+1) - V(s_t) and A_t = delta_t + gamma lam A_t+1, both cut at episode ends;
-    lam = 1 gives the discounted return bootstrapped from V at the rollout's end, minus V(s_t).
+    delta_t = r_t + gamma V(s_t+1) - V(s_t) and A_t = delta_t + gamma lam A_t+1, both cut at
+    episode ends; lam = 1 gives the discounted return bootstrapped from V at the rollout's end,
+    minus V(s_t).
     """
-    advantages, running = torch.empty_like(rewards), torch.zeros_like(next_value)
+    advantages = torch.empty_like(rewards)
+    running = torch.zeros_like(next_value)
     for t in reversed(range(len(rewards))):
         alive = (~dones[t]).float()
         delta = rewards[t] + gamma * next_value * alive - values[t]
@@ -50,81 +67,89 @@ def gae(rewards, values, dones, next_value, gamma, lam):
 
 @TASKS.register("reinforce")
 class Reinforce(Task):
-    """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, or A2C; entropy bonus."""
+    """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, or
+    A2C; with an entropy bonus."""
 
     def __init__(
         self,
-        net,
-        optimizer,
-        advantage="a2c",
-        gamma=0.99,
-        gae_lambda=0.95,
-        normalize=False,
-        steps_per_update=16,
-        episodes_per_update=8,
-        value_coef=0.5,
-        entropy_coef=0.0,
-        max_env_steps=0,
-        eval_episodes=20,
-    ):
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        advantage: str = "a2c",
+        gamma: float = 0.99,
+        gae_lambda: float = 0.95,
+        normalize: bool = False,
+        steps_per_update: int = 16,
+        episodes_per_update: int = 8,
+        value_coef: float = 0.5,
+        entropy_coef: float = 0.0,
+        max_env_steps: int = 0,
+        eval_episodes: int = 20,
+    ) -> None:
         super().__init__(optimizer)
-        if advantage not in ADVANTAGES:
-            raise DlpyError(
-                f"model.task.advantage: unknown {advantage!r}; known: {', '.join(ADVANTAGES)}"
-            )
-        for key, value, low, high in (("gamma", gamma, 0, 1), ("gae_lambda", gae_lambda, 0, 1)):
-            if not low <= value <= high:
-                raise DlpyError(f"model.task.{key} must be in [{low}, {high}], got {value!r}")
-        for key, value in (
-            ("steps_per_update", steps_per_update),
-            ("episodes_per_update", episodes_per_update),
-            ("eval_episodes", eval_episodes),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DlpyError(f"model.task.{key} must be a positive integer, got {value!r}")
-        self.net, self.advantage, self.gamma, self.gae_lambda = net, advantage, gamma, gae_lambda
-        self.normalize, self.value_coef, self.entropy_coef = normalize, value_coef, entropy_coef
-        self.steps_per_update, self.episodes_per_update = steps_per_update, episodes_per_update
-        self.max_env_steps, self.eval_episodes = max_env_steps, eval_episodes
-        self.data, self.rows = None, []
+        check_choice("model.task.advantage", advantage, ADVANTAGES)
+        for key, value in (("gamma", gamma), ("gae_lambda", gae_lambda)):
+            if not 0 <= value <= 1:
+                raise DlpyError(f"model.task.{key} must be in [0, 1], got {value!r}")
+        check_number("model.task.steps_per_update", steps_per_update, at_least=1, integer=True)
+        check_number(
+            "model.task.episodes_per_update", episodes_per_update, at_least=1, integer=True
+        )
+        check_number("model.task.eval_episodes", eval_episodes, at_least=1, integer=True)
+        self.net = net
+        self.advantage = advantage
+        self.gamma = gamma
+        self.gae_lambda = gae_lambda
+        self.normalize = normalize
+        self.value_coef = value_coef
+        self.entropy_coef = entropy_coef
+        self.steps_per_update = steps_per_update
+        self.episodes_per_update = episodes_per_update
+        self.max_env_steps = max_env_steps
+        self.eval_episodes = eval_episodes
+        self.data: EnvData | None = None
+        self.rows = []
 
-    def attach(self, data):
-        if not hasattr(data, "play"):
+    def attach(self, data: DataSet) -> None:
+        if not isinstance(data, EnvData):
             raise DlpyError(
-                "model=reinforce plays an environment: choose dataset=cartpole, acrobot, mountain_car, "
-                "or gym with dataset.id=<a gymnasium id>"
+                "model=reinforce plays an environment: choose dataset=cartpole, acrobot, "
+                "mountain_car, or gym with dataset.id=<a gymnasium id>"
             )
         self.data = data
-        # Whole-episode rollouts: the steps taken so far (one row per step of every copy), the index of each
-        # copy's first step not yet used in an update, and of its running episode's first step.
-        self.rows, self.offset = [], 0
-        self.used, self.start = (
-            np.zeros(data.num_envs, dtype=np.int64),
-            np.zeros(data.num_envs, dtype=np.int64),
-        )
-        self.episodes_seen, self.last_episodes, self.clock = 0, (0.0, 0.0), None
-
-    def configure_optimizers(self):
-        self.optimizer = self.optimizer_factory(self.net.parameters())
-        return [self.optimizer]
+        # Whole-episode rollouts: the steps taken so far (one row per step of every copy), the
+        # index of each copy's first step not yet used in an update, and of its running
+        # episode's first step.
+        self.rows = []
+        self.offset = 0
+        self.used = np.zeros(data.num_envs, dtype=np.int64)
+        self.start = np.zeros(data.num_envs, dtype=np.int64)
+        self.episodes_seen = 0
+        self.last_episodes = (0.0, 0.0)
+        self.clock = None
 
     @torch.no_grad()
-    def act(self, obs, greedy=False):
+    def act(self, obs: torch.Tensor, greedy: bool = False) -> torch.Tensor:
+        """Each copy's action: the likeliest (greedy), else one drawn from the policy."""
         logits = self.net(obs)
         return logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1).squeeze(-1)
 
     # -- rollouts -------------------------------------------------------------------------------
 
-    def batches(self, data):
+    def batches(self, data: EnvData) -> Iterator[Batch]:
         collect = self.steps if self.advantage == "a2c" else self.episodes
         if self.clock is None:  # env steps per second count from the first rollout of this process
             self.clock = (time.perf_counter(), data.env_steps)
         while True:
             yield collect(data)
 
-    def steps(self, data):
-        """A2C's rollout: steps_per_update steps of every copy, as (T x N) grids, plus the state reached."""
-        obs, actions, rewards, dones, truncated = [], [], [], [], []
+    def steps(self, data: EnvData) -> Batch:
+        """A2C's rollout: steps_per_update steps of every copy, as (T x N) grids, plus the state
+        reached."""
+        obs = []
+        actions = []
+        rewards = []
+        dones = []
+        truncated = []
         final_obs = torch.zeros(
             self.steps_per_update, data.num_envs, data.num_features, device=data.device
         )
@@ -147,10 +172,11 @@ class Reinforce(Task):
             data.obs,
         )
 
-    def episodes(self, data):
-        """REINFORCE's rollout: play until episodes_per_update episodes have ended; the steps of those episodes
-        with their reward-to-go. An episode still running when the update comes waits for the next one (its
-        first actions then come from the policy before the update, as in any asynchronous actor)."""
+    def episodes(self, data: EnvData) -> Batch:
+        """REINFORCE's rollout: play until episodes_per_update episodes have ended; the steps of
+        those episodes with their reward-to-go. An episode still running when the update comes
+        waits for the next one (its first actions then come from the policy before the update,
+        as in any asynchronous actor)."""
         ended = 0
         while ended < self.episodes_per_update:
             obs = data.obs
@@ -171,40 +197,50 @@ class Reinforce(Task):
         ready = ready.to(data.device)
         self.used[:] = self.start
         drop = int(self.start.min()) - self.offset
-        self.rows, self.offset = self.rows[drop:], self.offset + drop
+        self.rows = self.rows[drop:]
+        self.offset += drop
         return obs[ready], actions[ready], returns[ready]
 
     # -- the update -----------------------------------------------------------------------------
 
-    def training_step(self, batch, step):
-        if self.advantage == "a2c":
-            obs, actions, rewards, dones, truncated, final_obs, next_obs = batch
-            values = self.net.value(obs)
-            with torch.no_grad():
-                # A time limit is not a failure: where an episode was cut, its last reward is followed by the
-                # value of the state it was cut at (Pardo et al., 2018, "Time limits in RL").
-                if truncated.any():
-                    rewards = rewards + self.gamma * truncated * self.net.value(final_obs).view_as(
-                        rewards
-                    )
-                advantages = gae(
-                    rewards,
-                    values.detach().view_as(rewards),
-                    dones,
-                    self.net.value(next_obs),
-                    self.gamma,
-                    self.gae_lambda,
-                ).flatten()
-                returns = advantages + values.detach()
-        else:
-            obs, actions, returns = batch
-            values = self.net.value(obs) if self.advantage == "baseline" else None
-            advantages = returns - values.detach() if values is not None else returns
+    def a2c_targets(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """(obs, actions, values, advantages, returns) of an A2C rollout, by GAE."""
+        obs, actions, rewards, dones, truncated, final_obs, next_obs = batch
+        values = self.net.value(obs)
+        with torch.no_grad():
+            # A time limit is not a failure: where an episode was cut, its last reward is followed
+            # by the value of the state it was cut at (Pardo et al. 2018, "Time limits in RL").
+            if truncated.any():
+                cut_value = self.net.value(final_obs).view_as(rewards)
+                rewards = rewards + self.gamma * truncated * cut_value
+            advantages = gae(
+                rewards,
+                values.detach().view_as(rewards),
+                dones,
+                self.net.value(next_obs),
+                self.gamma,
+                self.gae_lambda,
+            ).flatten()
+            returns = advantages + values.detach()
+        return obs, actions, values, advantages, returns
+
+    def episode_targets(self, batch: Batch) -> tuple[torch.Tensor | None, ...]:
+        """(obs, actions, values, advantages, returns) of whole episodes: REINFORCE's advantage
+        is the return itself, or the return less a learned baseline."""
+        obs, actions, returns = batch
+        values = self.net.value(obs) if self.advantage == "baseline" else None
+        advantages = returns - values.detach() if values is not None else returns
+        return obs, actions, values, advantages, returns
+
+    def training_step(self, batch: Batch, step: int) -> Logs:
+        targets = self.a2c_targets if self.advantage == "a2c" else self.episode_targets
+        obs, actions, values, advantages, returns = targets(batch)
         if self.normalize and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
         log_probs = F.log_softmax(self.net(obs), dim=-1)
         entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-        # (1) policy: raise the log-probability of actions in proportion to their advantage (Williams, 1992)
+        # (1) policy: raise the log-probability of actions in proportion to their advantage
+        # (Williams 1992)
         policy_loss = -(log_probs.gather(1, actions[:, None]).squeeze(1) * advantages).mean()
         loss = policy_loss - self.entropy_coef * entropy
         logs = {"loss/policy": policy_loss.detach(), "policy/entropy": entropy.detach()}
@@ -216,9 +252,10 @@ class Reinforce(Task):
         self.trainer.backward(loss, self.optimizer)
         return logs | self.progress()
 
-    def progress(self):
+    def progress(self) -> Logs:
         """The episodes' numbers for the logs, and the decision to stop."""
-        data, now = self.data, time.perf_counter()
+        data = self.data
+        now = time.perf_counter()
         if data.episodes > self.episodes_seen:
             new = min(data.episodes - self.episodes_seen, len(data.returns))
             self.last_episodes = (
@@ -246,9 +283,9 @@ class Reinforce(Task):
 
     # -- evaluation -------------------------------------------------------------------------------
 
-    def evaluate(self, batches, split):
-        """Between epochs: the running mean of the training episodes (no extra env steps). At the end
-        ("test"): eval_episodes fresh episodes with the greedy and with the sampled policy."""
+    def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
+        """Between epochs: the running mean of the training episodes (no extra env steps). At the
+        end ("test"): eval_episodes fresh episodes with the greedy and with the sampled policy."""
         if split != "test":
             mean = self.data.return_mean()
             return {} if mean is None else {f"{split}/return_mean100": mean}
@@ -263,15 +300,13 @@ class Reinforce(Task):
             "eval/sampled_return_std": float(sampled.std()),
         }
 
-    def record(self, path):
-        """One greedy episode as an animated GIF at `path`."""
-        from dlpy.plots import save_gif
-
+    def record(self, path: Path) -> int:
+        """One greedy episode as an animated GIF at `path`; returns its number of frames."""
         frames = self.data.frames(partial(self.act, greedy=True), EVAL_SEED + self.data.base_seed)
         save_gif(frames, path, fps=self.data.render_fps)
         return len(frames)
 
-    def summary(self):
+    def summary(self) -> dict[str, float]:
         return {
             "episodes": self.data.episodes,
             "env_steps": self.data.env_steps,
