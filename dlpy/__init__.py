@@ -2,6 +2,7 @@
 
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,7 +17,7 @@ CONF_DIR = str(_here / "conf" if (_here / "conf").is_dir() else _here.parent / "
 
 
 @contextmanager
-def environ(name, value):
+def environ(name: str, value: str) -> Iterator[None]:
     """The environment variable `name` set to `value` inside the block, and as it was after it."""
     before = os.environ.get(name)
     os.environ[name] = value
@@ -29,40 +30,48 @@ def environ(name, value):
             os.environ[name] = before
 
 
-def _env_shape(env_id, key):
-    """`${dlpy.env:CartPole-v1,num_actions}` in a config: the sizes an environment has (None if it cannot say)."""
-    from dlpy.data.env import env_shape
+def presets(group: str) -> list[str]:
+    """The presets of a config group: conf/<group>/*.yaml, by name."""
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+# The resolvers' modules are imported when a config first uses them, not with the package:
+# dlpy.data.env brings torch and gymnasium, dlpy.sweep brings Hydra.
+
+
+def _env_shape(env_id: str, key: str) -> int | None:
+    """`${dlpy.env:CartPole-v1,num_actions}` in a config: the sizes an environment has (None if
+    it cannot say)."""
+    from dlpy.data.env import env_shape  # heavy: torch and gymnasium
 
     shape = env_shape(env_id)
     return shape[key] if shape else None
 
 
-def _job_dirname(num, overrides):
-    from dlpy.sweep import job_dirname
+def _job_dirname(num: int, overrides: str) -> str:
+    from dlpy.sweep import job_dirname  # Hydra's: when a sweep names its jobs' folders
 
     return job_dirname(num, overrides)
 
 
-def _threads_per_job():
-    from dlpy.sweep import threads_per_job
+def _threads_per_job() -> int:
+    from dlpy.sweep import threads_per_job  # Hydra's: when a launcher preset is resolved
 
     return threads_per_job()
 
 
-def _register_resolvers():
-    from omegaconf import OmegaConf
+def _direction(mode: str) -> str:
+    """hparams_search presets: Optuna's direction from trainer.mode."""
+    return {"max": "maximize", "min": "minimize"}[mode]
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf  # here, so that STARTED above counts its import time too
 
     OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
-    OmegaConf.register_new_resolver(
-        "dlpy.job_dirname", _job_dirname, replace=True
-    )  # hydra.sweep.subdir
-    OmegaConf.register_new_resolver(
-        "dlpy.threads_per_job", _threads_per_job, replace=True
-    )  # launcher presets
-    # hparams_search presets: Optuna's direction from trainer.mode
-    OmegaConf.register_new_resolver(
-        "dlpy.direction", lambda mode: {"max": "maximize", "min": "minimize"}[mode], replace=True
-    )
+    OmegaConf.register_new_resolver("dlpy.job_dirname", _job_dirname, replace=True)
+    OmegaConf.register_new_resolver("dlpy.threads_per_job", _threads_per_job, replace=True)
+    OmegaConf.register_new_resolver("dlpy.direction", _direction, replace=True)
 
 
 _register_resolvers()

@@ -20,23 +20,26 @@ class DlpyError(Exception):
 
 
 class Diverged(DlpyError):
-    """The loss became NaN or infinite: the run stops, and its checkpoints keep the last good weights."""
+    """A NaN or infinite loss stopped the run; its checkpoints hold the last good weights."""
 
     status = "diverged"
     exit_code = 1
 
 
 class Interrupted(KeyboardInterrupt):
-    """SIGINT (Ctrl-C) or SIGTERM stopped the run. Like KeyboardInterrupt, no `except Exception` swallows it.
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run. Like KeyboardInterrupt, no
+    `except Exception` swallows it.
 
-    The exit status follows the shell's convention, 128 + the signal: 130 for Ctrl-C, 143 for SIGTERM.
+    The exit status follows the shell's convention, 128 + the signal: 130 for Ctrl-C, 143 for
+    SIGTERM.
     """
 
     status = "interrupted"
 
-    def __init__(self, signum, message=None, step=None):
+    def __init__(self, signum: int, message: str | None = None, step: int | None = None) -> None:
         super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
-        self.signum, self.exit_code = signum, 128 + signum
+        self.signum = signum
+        self.exit_code = 128 + signum
         self.step = step  # set where the training loop stopped and saved a checkpoint at this step
 
 
@@ -73,13 +76,14 @@ def check_number(key: str, value: object, *, at_least: float = 0, integer: bool 
         raise DlpyError(f"{key} must be {kind} >= {at_least:g}, got {value!r}")
 
 
-def report(err):
-    """The one line `dlpy` prints for an error it expects, and its exit status; None for a bug in dlpy.
+def report(err: BaseException) -> tuple[str, int] | None:
+    """The one line `dlpy` prints for an error it expects, and its exit status; None for a bug.
 
     Expected are dlpy's own errors, signals, Hydra's and OmegaConf's complaints about the config
     (a malformed override, a key that does not exist) and the operating system's (a folder that
     cannot be created, a full disk), whose messages name the file.
     """
+    # Hydra's and OmegaConf's errors: here, so this module stays free of imports for any caller
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -94,8 +98,8 @@ def report(err):
     return None
 
 
-def config_error(err):
-    """Hydra's and OmegaConf's multi-line messages as one line that names the override or the key."""
+def config_error(err: Exception) -> str:
+    """Hydra's and OmegaConf's multi-line messages as one line naming the override or the key."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
     cause = err.__cause__ if err.__cause__ is not None else err

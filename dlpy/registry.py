@@ -1,29 +1,35 @@
 """Registries: short name -> builder, one per kind of piece.
 
-Built-in pieces register themselves with a decorator when their module is imported.
-Other packages add pieces through Python entry points in the group ``dlpy.<kind>``
-(for example ``[project.entry-points."dlpy.models"] mynet = "mypkg:build_mynet"``);
-the first line of the builder's docstring is its description.
+Built-in pieces register themselves with a decorator when their module is imported; dlpy/catalog.py
+imports them all. Other packages add pieces through Python entry points in the group
+``dlpy.<kind>s`` (for example ``[project.entry-points."dlpy.models"] mynet = "mypkg:build_mynet"``),
+loaded on a registry's first use. The first line of a builder's docstring is its description.
+
+This module imports nothing of dlpy but its errors, so any module may register into it.
 """
 
-import importlib
 import inspect
+from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
+from typing import Any
 
 from dlpy.errors import DlpyError, first_line, unknown
 
-# Modules whose import registers the built-in pieces.
-_BUILTINS = ("dlpy.data", "dlpy.models", "dlpy.tasks", "dlpy.optim")
+Builder = Callable[..., Any]
 
 
 class Registry:
-    def __init__(self, kind):
+    """One kind of piece (dataset, model, ...): name -> (builder, one-line description)."""
+
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self._entries = {}  # name -> (builder, description)
+        self._entries: dict[str, tuple[Builder, str]] = {}
         self._plugins_loaded = False
 
-    def register(self, name, description=None):
-        def add(builder):
+    def register(self, name: str, description: str | None = None) -> Callable[[Builder], Builder]:
+        """A decorator that registers its builder under `name`."""
+
+        def add(builder: Builder) -> Builder:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = description or (inspect.getdoc(builder) or "").split("\n")[0]
@@ -32,46 +38,42 @@ class Registry:
 
         return add
 
-    def _load(self):
-        for module in _BUILTINS:
-            importlib.import_module(module)
-        if not self._plugins_loaded:
-            self._plugins_loaded = True
-            for ep in entry_points(group=f"dlpy.{self.kind}s"):
-                if ep.name not in self._entries:
-                    self.register(ep.name)(ep.load())
+    def _load_plugins(self) -> None:
+        """Other packages' pieces, once: their entry points are loaded on the first look-up."""
+        if self._plugins_loaded:
+            return
+        self._plugins_loaded = True
+        for ep in entry_points(group=f"dlpy.{self.kind}s"):
+            if ep.name not in self._entries:
+                self.register(ep.name)(ep.load())
 
-    def names(self):
-        self._load()
+    def names(self) -> list[str]:
+        self._load_plugins()
         return sorted(self._entries)
 
-    def items(self):
+    def items(self) -> list[tuple[str, str]]:
         """(name, description) pairs, sorted by name."""
-        self._load()
+        self._load_plugins()
         return [(name, self._entries[name][1]) for name in sorted(self._entries)]
 
-    def get(self, name, key=None):
+    def get(self, name: str, key: str | None = None) -> Builder:
         """The builder `name`; `key` is the config node that names it, for the error."""
-        self._load()
+        self._load_plugins()
         if not isinstance(name, str) or name not in self._entries:
             raise DlpyError(f"{key}.name: " * bool(key) + unknown(self.kind, name, self._entries))
         return self._entries[name][0]
 
-    def build(self, name, *args, key=None, **kwargs):
-        """Call the builder `name`; `key` is the config node the kwargs came from, named by any error."""
-        builder, key = self.get(name, key), key or self.kind
+    def build(self, name: str, *args: Any, key: str | None = None, **kwargs: Any) -> Any:
+        """Call the builder `name`; `key` is the config node of the kwargs, named by any error."""
+        builder = self.get(name, key)
+        key = key or self.kind
         where = f"{key} ({self.kind} {name!r})"
         check_kwargs(builder, kwargs, where, key)
         try:
             built = builder(*args, **kwargs)
-        except (
-            DlpyError,
-            TypeError,
-            ValueError,
-            LookupError,
-            RuntimeError,
-        ) as err:  # torch refusing a size, say
-            # A negative number explains many refusals; a builder's own message wins where it names the key.
+        except (DlpyError, TypeError, ValueError, LookupError, RuntimeError) as err:
+            # torch refusing a size, say. A negative number explains many refusals; a builder's
+            # own message wins where it names the key.
             negative = negative_option(builder, kwargs, key)
             if negative and negative.split(" ")[0] not in str(err):
                 raise DlpyError(negative) from err
@@ -84,8 +86,9 @@ class Registry:
         return built
 
 
-def check_kwargs(fn, kwargs, where, key=None):
-    """Fail with the option at fault before calling `fn` with options it doesn't take, or of the wrong kind.
+def check_kwargs(fn: Builder, kwargs: dict[str, Any], where: str, key: str | None = None) -> None:
+    """Fail with the option at fault before calling `fn` with options it doesn't take, or of the
+    wrong kind.
 
     `key` is the config node of the options, so that an error names the full key.
     """
@@ -93,24 +96,22 @@ def check_kwargs(fn, kwargs, where, key=None):
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         extra = sorted(set(kwargs) - set(params))
         if extra:
-            accepted = [
-                n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-            ]
-            raise DlpyError(
-                f"{where}: unknown option(s) {', '.join(extra)}; accepted: {', '.join(accepted)}"
-            )
+            named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            accepted = ", ".join(n for n, p in params.items() if p.kind in named)
+            raise DlpyError(f"{where}: unknown option(s) {', '.join(extra)}; accepted: {accepted}")
     for name, value, example in examples(fn, kwargs):
         check_kind(f"{key}.{name}" if key else name, value, example)
 
 
-def check_signs(fn, kwargs, key):
-    """No negative number where the option's default is not negative: sizes, rates and counts never are."""
+def check_signs(fn: Builder, kwargs: dict[str, Any], key: str) -> None:
+    """No negative number where the option's default is not negative: sizes, rates and counts
+    never are."""
     negative = negative_option(fn, kwargs, key)
     if negative:
         raise DlpyError(negative)
 
 
-def negative_option(fn, kwargs, key):
+def negative_option(fn: Builder, kwargs: dict[str, Any], key: str) -> str | None:
     """`model.padding must be >= 0, got -7` for the first such option, else None."""
     for name, value, example in examples(fn, kwargs):
         if is_number(example) and example >= 0 and is_number(value) and value < 0:
@@ -118,22 +119,21 @@ def negative_option(fn, kwargs, key):
     return None
 
 
-def examples(fn, kwargs):
-    """(name, value, an example of the option's kind) for each option `fn` declares: its default, else its type."""
+def examples(fn: Builder, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
+    """(name, value, an example of the option's kind) for each option `fn` declares: its
+    default, else its type."""
     params = inspect.signature(fn).parameters
     for name, value in kwargs.items():
-        if name in params:
-            param = params[name]
-            yield (
-                name,
-                value,
-                param.default
-                if param.default is not param.empty
-                else ANNOTATED.get(param.annotation),
-            )
+        if name not in params:
+            continue
+        param = params[name]
+        if param.default is not param.empty:
+            yield name, value, param.default
+        else:
+            yield name, value, ANNOTATED.get(param.annotation)
 
 
-# Kinds of option, told by an example (the default): bool before number, since True is also an int.
+# Kinds of option, told by an example (the default): bool before number, as True is also an int.
 KINDS = (
     (bool, "true or false"),
     ((int, float), "a number"),
@@ -141,20 +141,14 @@ KINDS = (
     ((list, tuple), "a list"),
     (dict, "a mapping"),
 )
-ANNOTATED = {
-    int: 0,
-    float: 0.0,
-    bool: False,
-    str: "",
-    list: [],
-    dict: {},
-}  # an option without a default: its type
+# An option without a default: an example of its annotated type.
+ANNOTATED = {int: 0, float: 0.0, bool: False, str: "", list: [], dict: {}}
 
 
-def check_kind(key, value, example):
-    """`value` must be of the example's kind: a wrong type would otherwise surface as a traceback deep
-    inside torch, or not at all (the string "false" is true). Where the default is None, or there is
-    neither default nor type, anything goes."""
+def check_kind(key: str, value: Any, example: Any) -> None:
+    """`value` must be of the example's kind: a wrong type would otherwise surface as a traceback
+    deep inside torch, or not at all (the string "false" is true). Where the default is None, or
+    there is neither default nor type, anything goes."""
     for types, kind in KINDS:
         if example is not None and isinstance(example, types):
             if not isinstance(value, types) or (
@@ -164,7 +158,7 @@ def check_kind(key, value, example):
             return
 
 
-def is_number(value):
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -1,0 +1,204 @@
+"""The subcommands that read what a run left: `dlpy eval`, `sample`, `visualize`, `report`, `list`.
+
+Each takes a run folder (or a sweep folder), rebuilds the run's data and task from its saved
+config, loads the best checkpoint, and writes or prints what was asked. dlpy/cli.py imports this
+module only when one of them runs: it imports torch, which `dlpy --help` does without.
+"""
+
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+
+from dlpy import CONF_DIR, presets, visualize
+from dlpy.build import build_data, build_task
+from dlpy.errors import DlpyError, unknown
+from dlpy.io import load_checkpoint, resolve_checkpoint
+from dlpy.plots import save_png
+from dlpy.registry import ALL
+from dlpy.report import write_report
+from dlpy.tasks.language_model import CharLanguageModel
+from dlpy.tasks.reinforce import Reinforce
+from dlpy.trainer import Trainer, resolve_device
+
+TRUE = ("true", "1", "yes")
+
+
+def load_run(args: list[str], usage: str) -> tuple[Path, DictConfig, Trainer]:
+    """A run folder's config (with key=value overrides) and a trainer holding its best weights."""
+    if not args or args[0].startswith("-"):
+        raise DlpyError(f"usage: {usage}")
+    run_dir = Path(args[0])
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise DlpyError(f"{config_file} not found: is {run_dir} a dlpy run folder?")
+    cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
+    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer = Trainer(
+        device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"]
+    )
+    data = build_data(cfg).to(trainer.device)
+    data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
+    trainer.setup(build_task(cfg), data)
+    checkpoint = resolve_checkpoint(run_dir, "best.pt")
+    trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
+    return run_dir, cfg, trainer
+
+
+def own_options(args: list[str], names: set[str] | tuple[str, ...]) -> tuple[dict, list[str]]:
+    """The command's own key=value options, apart from the config overrides of the run."""
+    own = {}
+    rest = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and key in names:
+            own[key] = value
+        else:
+            rest.append(arg)
+    return own, rest
+
+
+def eval_command(args: list[str]) -> None:
+    """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled
+    episodes instead, and with record=true also writes one greedy episode to
+    <run dir>/episode.gif."""
+    own, rest = own_options(args, ("episodes", "record"))
+    usage = "dlpy eval <run dir> [key=value ...] (an agent also: episodes=20 record=true)"
+    run_dir, _, trainer = load_run(rest, usage)
+    task = trainer.task
+    if own and not isinstance(task, Reinforce):
+        raise DlpyError(
+            "dlpy eval: episodes= and record= apply to agents (model=reinforce); "
+            f"{run_dir} trained {type(task).__name__}"
+        )
+    if "episodes" in own:
+        if not own["episodes"].isdigit() or int(own["episodes"]) < 1:
+            raise DlpyError(
+                f"dlpy eval: episodes takes a positive whole number, got {own['episodes']!r}"
+            )
+        task.eval_episodes = int(own["episodes"])
+    for key, value in trainer.test().items():
+        print(f"{key:12s} {value:.4f}")
+    if own.get("record", "false").lower() in TRUE:
+        frames = task.record(run_dir / "episode.gif")
+        print(f"{run_dir / 'episode.gif'}  ({frames} frames)")
+
+
+def sample_options(own: dict[str, str], trained: str, text: bool) -> dict:
+    """`dlpy sample`'s n=, length= and temperature= as the task's examples() arguments."""
+    kwargs = {} if text else {"n": 64}
+    try:
+        if "n" in own or "length" in own:
+            kwargs["n"] = int(own.get("length", own.get("n")))
+        if "temperature" in own:
+            kwargs["temperatures"] = [float(t) for t in own["temperature"].split(",")]
+    except ValueError as err:
+        raise DlpyError(f"dlpy sample: n, length and temperature take numbers ({err})") from None
+    if "temperatures" in kwargs and not text:
+        raise DlpyError(f"dlpy sample: temperature= applies to text models; {trained}")
+    return kwargs
+
+
+def sample_command(args: list[str]) -> None:
+    """The task's examples from the best checkpoint: images as PNGs, texts printed and saved,
+    in <run dir>/samples/."""
+    own, rest = own_options(args, ("n", "length", "temperature"))
+    usage = "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]"
+    run_dir, _, trainer = load_run(rest, usage)
+    text = isinstance(trainer.task, CharLanguageModel)
+    trained = f"{run_dir} trained {type(trainer.task).__name__}"
+    kwargs = sample_options(own, trained, text)
+    trainer.task.eval()
+    with torch.inference_mode():
+        examples = trainer.task.examples(trainer.data, **kwargs)
+    folder = run_dir / "samples"
+    folder.mkdir(exist_ok=True)
+    for key, value in examples.items():
+        name = key.split("/")[-1]
+        if key.startswith("text/"):
+            (folder / f"{name}.txt").write_text(value, encoding="utf-8")
+            print(f"--- {name.replace('_', ' ')} ---\n{value}\n")
+        else:
+            save_png(value, folder / f"{name}.png")
+            print(folder / f"{name}.png")
+
+
+def visualize_command(args: list[str]) -> None:
+    """What a convnet sees (dlpy/visualize.py): PNGs in <run dir>/visualize/ and the same images
+    in TensorBoard."""
+    usage = f"dlpy visualize <run dir> kind={'|'.join(visualize.KINDS)} [option=value ...]"
+    names = {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)}
+    own, rest = own_options(args, names)
+    kind = own.pop("kind", None)
+    if kind not in visualize.KINDS:
+        if kind:
+            raise DlpyError(unknown("kind", kind, visualize.KINDS))
+        raise DlpyError(f"kind= is required; usage: {usage}")
+    kwargs = visualize.typed(kind, own)
+    if "weights" in kwargs:  # a torchvision network: the folder only receives the images
+        if len(rest) != 1 or rest[0].startswith("-"):
+            raise DlpyError(
+                f"usage: dlpy visualize <output dir> kind={kind} weights=... (no run overrides)"
+            )
+        run_dir = Path(rest[0])
+        data = None
+        network = visualize.pretrained(kwargs.pop("weights"), resolve_device("auto"))
+    else:
+        run_dir, _, trainer = load_run(rest, usage)
+        network = visualize.Network.of_run(trainer)
+        data = trainer.data
+    images = visualize.KINDS[kind](network, data, **kwargs)
+    write_images(images, run_dir)
+
+
+def write_images(images: dict[str, torch.Tensor], run_dir: Path) -> None:
+    """uint8 (3, H, W) images as <run dir>/visualize/<name>.png and as visualize/<name> in the
+    run's TensorBoard."""
+    folder = run_dir / "visualize"
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = SummaryWriter(str(run_dir))
+    for name, image in images.items():
+        save_png(image, folder / f"{name}.png")
+        writer.add_image(f"visualize/{name}", image, 0)
+        print(folder / f"{name}.png")
+    writer.close()
+
+
+def report_command(args: list[str]) -> None:
+    if len(args) != 1 or args[0].startswith("-"):
+        raise DlpyError("usage: dlpy report <sweep dir>")
+    sweep = Path(args[0])
+    print(write_report(sweep), end="")
+    print(f"\nsaved: {sweep / 'report.csv'} (by configuration), {sweep / 'jobs.csv'} (every job)")
+
+
+def list_command(args: list[str]) -> None:
+    """Every registered builder with its description, then every config preset with the first
+    comment line of its file."""
+    for registry in ALL:
+        print(f"{registry.kind}s:")
+        for name, description in registry.items():
+            print(f"  {name:16s} {description}")
+    print("\nconfig presets (dlpy train <group>=<preset>):")
+    for group in sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()):
+        print(f"  {group}:")
+        for name in presets(group):
+            print(f"    {name:22s} {about(Path(CONF_DIR) / group / f'{name}.yaml')}")
+
+
+def about(preset: Path) -> str:
+    """A preset's description: the first comment line of its YAML file (not `# @package`)."""
+    for line in preset.read_text().splitlines():
+        if line.startswith("#") and not line.startswith("# @"):
+            return line.lstrip("# ")
+    return ""
+
+
+COMMANDS = {
+    "eval": eval_command,
+    "sample": sample_command,
+    "visualize": visualize_command,
+    "report": report_command,
+    "list": list_command,
+}
