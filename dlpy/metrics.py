@@ -12,18 +12,24 @@ from functools import partial
 
 import torch
 
+from dlpy.data.vision import ImageData
 from dlpy.io import load_checkpoint, save_checkpoint
 from dlpy.models.cnn import CNN
+from dlpy.tasks.classification import Classification
+from dlpy.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
-def statistics(features):
+def statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and covariance of (N, D) features, in double precision."""
     features = features.double()
     return features.mean(0), torch.cov(features.T)
 
 
-def frechet_distance(mu1, cov1, mu2, cov2):
+def frechet_distance(
+    mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor
+) -> float:
     """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1 C2)^(1/2)) (Heusel et al., 2017).
 
     The trace of the square root is the sum of the square roots of the eigenvalues of C1 C2,
@@ -33,34 +39,46 @@ def frechet_distance(mu1, cov1, mu2, cov2):
     return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * root_trace)
 
 
-def fid(a, b):
+def fid(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between two sets of (N, D) features (Heusel et al., 2017)."""
     return frechet_distance(*statistics(a), *statistics(b))
 
 
-def kid(a, b, subsets=10, size=1000):
-    """Kernel Inception Distance (Binkowski et al., 2018): the unbiased MMD^2 under the kernel
-    k(x, y) = (x.y / d + 1)^3, averaged over random subsets of `size` from each set."""
-    d, m = a.shape[1], min(size, len(a), len(b))
+def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 10, size: int = 1000) -> float:
+    """Kernel Inception Distance (Binkowski et al., 2018), averaged over random subsets.
+
+    The unbiased MMD^2 between `size` samples of each set, under the polynomial kernel
+    k(x, y) = (x.y / d + 1)^3.
+    """
+    m = min(size, len(a), len(b))
     g = torch.Generator().manual_seed(0)
     estimates = []
     for _ in range(subsets):
         x = a[torch.randperm(len(a), generator=g)[:m]].double()
         y = b[torch.randperm(len(b), generator=g)[:m]].double()
-        kxx, kyy, kxy = ((p @ q.T / d + 1) ** 3 for p, q in ((x, x), (y, y), (x, y)))
+        kxx = kernel(x, x)
+        kyy = kernel(y, y)
+        # the diagonals k(x_i, x_i) are left out: that makes the estimate unbiased
         within = (kxx.sum() - kxx.diag().sum() + kyy.sum() - kyy.diag().sum()) / (m * (m - 1))
-        estimates.append(within - 2 * kxy.mean())
+        estimates.append(within - 2 * kernel(x, y).mean())
     return float(torch.stack(estimates).mean())
+
+
+def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """KID's polynomial kernel (x.y / d + 1)^3 between every row of x and every row of y."""
+    return (x @ y.T / x.shape[1] + 1) ** 3
 
 
 class FeatureNet:
     """uint8 images -> penultimate-layer features of the dataset's own classifier."""
 
-    def __init__(self, net, data):
-        self.net, self.data = net.eval(), data.rescaled("standardize")
+    def __init__(self, net: CNN, data: ImageData) -> None:
+        self.net = net.eval()
+        self.data = data.rescaled("standardize")
         self.floor = None  # FID between real train and real test images
 
     @torch.inference_mode()
-    def __call__(self, images, batch_size=1000):
+    def __call__(self, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
         body = self.net.classifier[:-1]  # everything but the last linear layer
         return torch.cat(
             [
@@ -72,11 +90,12 @@ class FeatureNet:
 
 @torch.inference_mode(False)  # first use comes from inside an evaluation: step out to train
 @torch.enable_grad()
-def feature_network(data):
-    """The cached feature network of this dataset, trained (seeded, in a forked RNG) on first use."""
-    from dlpy.tasks.classification import Classification
-    from dlpy.trainer import Trainer
+def feature_network(data: ImageData) -> FeatureNet:
+    """The cached feature network of this dataset, trained on first use.
 
+    The training is seeded, in a forked random number generator: the run's own draws stay as
+    they were.
+    """
     shape = dict(
         in_channels=data.train.x.shape[1],
         image_size=data.train.x.shape[2],

@@ -7,7 +7,8 @@ once per optimizer step; plateau advances once per evaluation, on the monitored 
 """
 
 import torch
-from torch.optim import lr_scheduler
+from torch.optim import Optimizer, lr_scheduler
+from torch.optim.lr_scheduler import LRScheduler
 
 from dlpy.registry import OPTIMIZERS, SCHEDULERS
 
@@ -22,35 +23,47 @@ OPTIMIZERS.register("rmsprop", "RMSprop (Hinton's lecture 6e), Keras's default f
 
 
 @SCHEDULERS.register("none")
-def constant(optimizer, *, total_steps, steps_per_epoch):
+def constant(optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int) -> None:
     """Constant learning rate."""
     return None
 
 
 @SCHEDULERS.register("step")
-def step(optimizer, *, total_steps, steps_per_epoch, step_epochs=30, gamma=0.1):
+def step(
+    optimizer: Optimizer,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    step_epochs: int = 30,
+    gamma: float = 0.1,
+) -> LRScheduler:
     """Multiply the learning rate by gamma every step_epochs epochs."""
     return lr_scheduler.StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
 
 
 @SCHEDULERS.register("cosine")
-def cosine(optimizer, *, total_steps, steps_per_epoch, min_lr=0.0):
+def cosine(
+    optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, min_lr: float = 0.0
+) -> LRScheduler:
     """Cosine decay to min_lr over the whole run (Loshchilov & Hutter, SGDR)."""
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=min_lr)
 
 
 @SCHEDULERS.register("onecycle")
 def onecycle(
-    optimizer,
+    optimizer: Optimizer,
     *,
-    total_steps,
-    steps_per_epoch,
-    max_lr=None,
-    pct_start=0.25,
-    div_factor=25.0,
-    final_div_factor=1e4,
-):
-    """One-cycle policy (Smith, 2018): warm up to max_lr, then anneal; max_lr defaults to optimizer.lr."""
+    total_steps: int,
+    steps_per_epoch: int,
+    max_lr: float | list[float] | None = None,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> LRScheduler:
+    """One-cycle policy (Smith, 2018): warm up to max_lr, then anneal.
+
+    max_lr defaults to the optimizer's learning rate.
+    """
     max_lr = max_lr or [g["lr"] for g in optimizer.param_groups]
     # torch divides by the warm-up's length in steps, so a very short run needs more than one.
     pct_start = min(max(pct_start, 1.5 / total_steps), 1 - 0.5 / total_steps)
@@ -66,8 +79,15 @@ def onecycle(
 
 @SCHEDULERS.register("plateau")
 def plateau(
-    optimizer, *, total_steps, steps_per_epoch, mode="max", factor=0.1, patience=5, min_lr=0.0
-):
+    optimizer: Optimizer,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    mode: str = "max",
+    factor: float = 0.1,
+    patience: int = 5,
+    min_lr: float = 0.0,
+) -> LRScheduler:
     """Reduce the learning rate by factor when the monitored metric stops improving."""
     return lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr

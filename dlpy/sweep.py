@@ -2,8 +2,8 @@
 
 Hydra runs the sweep (its basic sweeper or the Optuna sweeper) and its jobs (in this process, or
 through the joblib, submitit or Ray launcher plugins); dlpy only names the folders, keeps the
-sweep's config and report beside them, and finds an interrupted sweep when the same command is run
-again with trainer.resume=auto.
+sweep's config and report beside them, and finds an interrupted sweep when the same command is
+run again with trainer.resume=auto.
 """
 
 import hashlib
@@ -13,40 +13,52 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any, NamedTuple
 
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
 
 from dlpy.errors import DlpyError
+from dlpy.report import write_report
 
 log = logging.getLogger("dlpy")
 
 UNSAFE = re.compile(r"[\\/:*?\"<>|'\s]")  # characters some file system or shell would stumble on
 NAME_MAX = 200  # bytes; file systems allow 255, and long names end in a hash of the whole
 
-# Hydra plugins dlpy's presets use: the option's name -> (the plugin's module, the dlpy extra that installs it)
+
+class Plugin(NamedTuple):
+    """A Hydra plugin that dlpy's presets use."""
+
+    module: str  # what Hydra imports
+    package: str  # what pip installs
+    extra: str  # the dlpy extra that installs it
+
+
+# The launcher's or sweeper's name in a config -> its plugin
 PLUGINS = {
-    "optuna": ("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper", "sweep"),
-    "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "sweep"),
-    "submitit_local": (
-        "hydra_plugins.hydra_submitit_launcher",
-        "hydra-submitit-launcher",
-        "cluster",
+    "optuna": Plugin("hydra_plugins.hydra_optuna_sweeper", "hydra-optuna-sweeper", "sweep"),
+    "joblib": Plugin("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher", "sweep"),
+    "submitit_local": Plugin(
+        "hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"
     ),
-    "submitit_slurm": (
-        "hydra_plugins.hydra_submitit_launcher",
-        "hydra-submitit-launcher",
-        "cluster",
+    "submitit_slurm": Plugin(
+        "hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher", "cluster"
     ),
-    "ray": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
-    "ray_aws": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+    "ray": Plugin("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
+    "ray_aws": Plugin("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher", "ray"),
 }
 
 
-def job_dirname(num, overrides):
-    """`model=mlp,seed=1`: a job's folder, named by the sweep's varying overrides (Hydra's override_dirname).
+def job_dirname(num: int, overrides: str | None) -> str:
+    """`model=mlp,seed=1`: a job's folder, named by the sweep's varying overrides.
 
-    Characters a file system or shell would trip over become `_`; a sweep where nothing varies names
-    its jobs by number, as Hydra does.
+    These are Hydra's override_dirname. Characters a file system or shell would trip over become
+    `_`; a sweep where nothing varies names its jobs by number, as Hydra does.
     """
     name = UNSAFE.sub("_", str(overrides or "")) or str(num)
     if len(name.encode()) > NAME_MAX:
@@ -55,14 +67,12 @@ def job_dirname(num, overrides):
     return name
 
 
-def threads_per_job():
-    """CPU threads for each of a launcher's parallel jobs: the cores shared out among them, at least one.
+def threads_per_job() -> int:
+    """CPU threads for each of a launcher's parallel jobs: the cores shared out, at least one.
 
-    A submitit job has its own `cpus_per_task`; joblib runs `n_jobs` jobs at once on this machine's cores
-    (-1: one per core, -2: all but one). Outside a sweep: 0, torch's default.
+    A submitit job has its own `cpus_per_task`; joblib runs `n_jobs` jobs at once on this
+    machine's cores (-1: one per core, -2: all but one). Outside a sweep: 0, torch's default.
     """
-    from hydra.core.hydra_config import HydraConfig
-
     if not HydraConfig.initialized():
         return 0
     launcher = HydraConfig.get().launcher
@@ -74,44 +84,36 @@ def threads_per_job():
     return max(1, cores // jobs)
 
 
-def usable_cores():
-    """The cores this process may use: joblib counts them as its launcher does (affinity and cgroup quotas)."""
+def usable_cores() -> int:
+    """The cores this process may use, counted as joblib's launcher counts them.
+
+    joblib heeds the affinity mask and cgroup quotas; without joblib, the affinity mask alone.
+    """
     try:
-        from joblib import cpu_count
+        from joblib import cpu_count  # optional: the sweep extra installs it
     except ImportError:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return cpu_count()
 
 
-def task_overrides(args):
-    """The config overrides among command-line arguments: no flags, no hydra.* settings, no trainer.resume."""
-    return [
-        a
-        for a in args
-        if not a.startswith(("-", "hydra.", "hydra/", "+hydra", "~hydra", "trainer.resume="))
-    ]
+def task_overrides(args: list[str]) -> list[str]:
+    """The config overrides among command-line arguments.
+
+    No flags, no hydra.* settings, no trainer.resume.
+    """
+    skipped = ("-", "hydra.", "hydra/", "+hydra", "~hydra", "trainer.resume=")
+    return [a for a in args if not a.startswith(skipped)]
 
 
-def multirun_args(args):
-    """Hydra settings a sweep gets from `dlpy train -m`: folder names of the swept keys alone; on
-    trainer.resume=auto, the earlier sweep of the same overrides as the sweep folder."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
+def multirun_args(args: list[str]) -> list[str]:
+    """Hydra settings a sweep gets from `dlpy train -m`.
 
+    Its folders are named by the swept keys alone; on trainer.resume=auto, the earlier sweep of
+    the same overrides is the sweep folder.
+    """
     extra = []
     if not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):
-        try:
-            parsed = OverridesParser.create().parse_overrides(task_overrides(args))
-        except HydraException:
-            parsed = []  # Hydra reports the bad override itself
-        fixed = sorted(
-            {o.key_or_group for o in parsed if not o.is_sweep_override()} | {"trainer.resume"}
-        )
-        extra.append(
-            "hydra.job.config.override_dirname.exclude_keys=["
-            + ",".join(f"'{k}'" for k in fixed)
-            + "]"
-        )
+        extra.append(exclude_fixed_keys(args))
     if "trainer.resume=auto" in args and not any(a.startswith("hydra.sweep.dir=") for a in args):
         earlier = earlier_output(args, multirun=True)
         if earlier:
@@ -122,14 +124,26 @@ def multirun_args(args):
     return extra
 
 
-def earlier_output(args, multirun):
-    """The newest folder under ./outputs that the same overrides made (trainer.resume aside), or None.
+def exclude_fixed_keys(args: list[str]) -> str:
+    """The override leaving out of the job folders' names the keys that do not vary."""
+    try:
+        parsed = OverridesParser.create().parse_overrides(task_overrides(args))
+    except HydraException:
+        parsed = []  # Hydra reports the bad override itself
+    fixed = sorted(
+        {o.key_or_group for o in parsed if not o.is_sweep_override()} | {"trainer.resume"}
+    )
+    keys = ",".join(f"'{k}'" for k in fixed)
+    return f"hydra.job.config.override_dirname.exclude_keys=[{keys}]"
 
-    A sweep keeps its overrides in <sweep>/multirun.yaml, a run in <run>/.hydra/overrides.yaml; the
-    folders are named by date and time, so the last in sorted order is the newest.
+
+def earlier_output(args: list[str], multirun: bool) -> Path | None:
+    """The newest folder under ./outputs that the same overrides made (trainer.resume aside).
+
+    A sweep keeps its overrides in <sweep>/multirun.yaml, a run in <run>/.hydra/overrides.yaml;
+    the folders are named by date and time, so the last in sorted order is the newest. None when
+    there is none.
     """
-    import yaml
-
     mine = sorted(task_overrides(args))
     pattern = (
         "outputs/multirun/*/*/multirun.yaml" if multirun else "outputs/*/*/.hydra/overrides.yaml"
@@ -145,30 +159,32 @@ def earlier_output(args, multirun):
     return None
 
 
-def check_plugins(args, conf_dir):
-    """`hydra/launcher=ray` or a preset that selects a missing plugin fails here, naming the extra to install."""
+def check_plugins(args: list[str], conf_dir: str | Path) -> None:
+    """A launcher or sweeper whose plugin is missing fails here, naming the extra to install.
+
+    It may be chosen outright (`hydra/launcher=ray`) or by a preset of dlpy's configs.
+    """
     wanted = []
     for arg in args:
         key, _, value = arg.lstrip("+").partition("=")
+        preset = Path(conf_dir) / key / f"{value}.yaml"
         if key in ("hydra/launcher", "hydra/sweeper"):
             wanted.append((arg, value))
-        elif (
-            "/" not in key + value and (Path(conf_dir) / key / f"{value}.yaml").is_file()
-        ):  # a preset
-            text = (Path(conf_dir) / key / f"{value}.yaml").read_text()
-            wanted += [
-                (arg, m) for m in re.findall(r"override /hydra/(?:launcher|sweeper): *(\w+)", text)
-            ]
+        elif "/" not in key + value and preset.is_file():
+            text = preset.read_text()
+            chosen = re.findall(r"override /hydra/(?:launcher|sweeper): *(\w+)", text)
+            wanted += [(arg, name) for name in chosen]
     for arg, name in wanted:
-        module, package, extra = PLUGINS.get(name, (None, None, None))
-        if module and not installed(module):
+        plugin = PLUGINS.get(name)
+        if plugin and not installed(plugin.module):
             raise DlpyError(
-                f"{arg} needs the Hydra plugin {package}, which is not installed: "
-                f"pip install 'dlpy[{extra}]' (or pip install {package})"
+                f"{arg} needs the Hydra plugin {plugin.package}, which is not installed: "
+                f"pip install 'dlpy[{plugin.extra}]' (or pip install {plugin.package})"
             )
 
 
-def installed(module):
+def installed(module: str) -> bool:
+    """Whether `module` can be imported, without importing it."""
     try:
         return importlib.util.find_spec(module) is not None
     except ModuleNotFoundError:  # not even the hydra_plugins namespace is there
@@ -176,19 +192,17 @@ def installed(module):
 
 
 class SweepRecord(Callback):
-    """The sweep's config at its root whichever sweeper runs it (Hydra's basic sweeper alone writes
-    multirun.yaml), and when the sweep ends, its report (dlpy report) beside it."""
+    """The sweep's config at its root whichever sweeper runs it, and its report when it ends.
 
-    def on_multirun_start(self, config, **kwargs):
-        from omegaconf import OmegaConf
+    Hydra's basic sweeper alone writes multirun.yaml; the report is that of `dlpy report`.
+    """
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         root = Path(config.hydra.sweep.dir)
         root.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, root / "multirun.yaml")
 
-    def on_multirun_end(self, config, **kwargs):
-        from dlpy.report import write_report
-
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             log.info("sweep report:\n%s", write_report(config.hydra.sweep.dir))
         except DlpyError as err:
@@ -196,15 +210,18 @@ class SweepRecord(Callback):
 
 
 class StopJoblibWorkers(Callback):
-    """launcher=joblib: stop the worker processes when the sweep ends. joblib keeps them for reuse, and
-    left to it they idle until this process exits, whose exit handler then waits for each to unload
-    torch: about a second of a sweep's wall time, and a worker could outlive the sweep."""
+    """launcher=joblib: stop the worker processes when the sweep ends.
 
-    def on_multirun_end(self, config, **kwargs):
+    joblib keeps them for reuse, and left to it they idle until this process exits, whose exit
+    handler then waits for each to unload torch: about a second of a sweep's wall time, and a
+    worker could outlive the sweep.
+    """
+
+    def on_multirun_end(self, config: DictConfig | None, **kwargs: Any) -> None:
+        # optional: only the joblib preset, which needs joblib, names this callback
         from joblib.externals.loky import reusable_executor
 
-        executor = getattr(reusable_executor, "_executor", None)  # None: no worker was ever started
+        executor = getattr(reusable_executor, "_executor", None)  # None: no worker ever started
         if executor is not None:
-            executor.shutdown(
-                wait=True, kill_workers=True
-            )  # every job has returned: nothing is lost
+            # every job has returned: nothing is lost
+            executor.shutdown(wait=True, kill_workers=True)

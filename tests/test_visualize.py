@@ -15,16 +15,10 @@ from dlpy.cli import main
 from dlpy.errors import DlpyError
 from dlpy.models.cnn import CNN
 from dlpy.train import train
-from dlpy.visualize import (
-    Network,
-    content_loss,
-    filter_patterns,
-    gradcam_maps,
-    gram,
-    pretrained,
-    style_loss,
-    total_variation_loss,
-)
+from dlpy.visualize import Network, pretrained
+from dlpy.visualize.dream import content_loss, gram, style_loss, total_variation_loss
+from dlpy.visualize.features import filter_patterns
+from dlpy.visualize.heatmaps import gradcam_maps
 
 PATCH = 6
 
@@ -238,7 +232,7 @@ def test_pretrained_weights_offline_say_where_to_put_the_file(hub_dir, monkeypat
         DlpyError, match=f"put it at {hub_dir / 'checkpoints' / 'inception_v3_google-0cc3c7bd.pth'}"
     ):
         pretrained("inception_v3", torch.device("cpu"))
-    with pytest.raises(DlpyError, match="known: vgg16, vgg19, inception_v3"):
+    with pytest.raises(DlpyError, match="Known networks: inception_v3, vgg16, vgg19"):
         pretrained("alexnet", torch.device("cpu"))
 
 

@@ -1,0 +1,66 @@
+"""Seeing inside a convnet: activations, filter patterns, Grad-CAM, DeepDream and style transfer.
+
+The visualisations of "Deep Learning with Python" (Chollet, 2nd ed.: 9.4 for the first three,
+12.2 DeepDream, 12.3 style transfer), on a dlpy checkpoint or on torchvision's ImageNet VGG and
+Inception. Each kind returns {file stem: uint8 (3, H, W) image}, which `dlpy visualize` writes as
+PNGs and into TensorBoard. The modules, in reading order:
+
+    network.py   the frozen network, its layers and their outputs (forward hooks)
+    imagenet.py  torchvision's ImageNet networks with the book's layers
+    pictures.py  images in and out, and the gradient ascent that paints them
+    features.py  kind=activations and kind=filters (9.4.1, 9.4.2)
+    heatmaps.py  kind=gradcam (9.4.3; Selvaraju et al., 2017)
+    dream.py     kind=deepdream and kind=style_transfer (12.2, 12.3; Gatys et al., 2015)
+"""
+
+import inspect
+import typing
+
+from dlpy.errors import DlpyError
+from dlpy.visualize import dream, features, heatmaps
+from dlpy.visualize.imagenet import pretrained
+from dlpy.visualize.network import Network
+
+__all__ = ["KINDS", "PRETRAINED_KINDS", "Network", "options", "pretrained", "typed"]
+
+KINDS = {
+    "activations": features.activations,
+    "filters": features.filters,
+    "gradcam": heatmaps.gradcam,
+    "deepdream": dream.deepdream,
+    "style_transfer": dream.style_transfer,
+}
+PRETRAINED_KINDS = ("deepdream", "style_transfer")  # they also run on weights=<torchvision net>
+
+
+def options(kind: str) -> dict[str, type]:
+    """A kind's own options: the keyword parameters of its function, with their types."""
+    params = list(inspect.signature(KINDS[kind]).parameters.values())[2:]
+    own = {p.name: plain_type(p.annotation) for p in params}
+    return own | ({"weights": str} if kind in PRETRAINED_KINDS else {})
+
+
+def plain_type(annotation: object) -> type:
+    """`int | None` -> int: the type an option's `key=value` string is converted to."""
+    given = [t for t in typing.get_args(annotation) if t is not type(None)]
+    return given[0] if given else annotation
+
+
+def typed(kind: str, given: dict[str, str]) -> dict[str, object]:
+    """`key=value` strings as the kind's keyword arguments.
+
+    An option the kind does not take fails naming the options it does take.
+    """
+    known = options(kind)
+    kwargs = {}
+    for key, value in given.items():
+        if key not in known:
+            raise DlpyError(
+                f"{key}= does not apply to kind={kind}; its options: {', '.join(known)}"
+            )
+        try:
+            kwargs[key] = known[key](value)
+        except ValueError:
+            kind_of_value = {int: "a whole number", float: "a number"}[known[key]]
+            raise DlpyError(f"{key}= takes {kind_of_value}, got {value!r}") from None
+    return kwargs
