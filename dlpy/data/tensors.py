@@ -1,14 +1,10 @@
-"""Non-image data held in memory as tensors, and finding its upstream files.
+"""Non-image data held in memory as tensors: tables, texts and series.
 
 `TensorData` is the counterpart of ImageData for sequences and tables: every split is a set
 of sample indices, and a subclass turns a batch of indices into tensors (`batch`), so windows
 over a long series or a text are cut per batch instead of stored one by one.
 """
 
-import shutil
-import tarfile
-import urllib.request
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,54 +69,3 @@ def check_task(task: str, want: str) -> None:
     """dataset.task must be what the targets are: a price is not a class."""
     if task != want:
         raise DlpyError(f"dataset.task is {task!r}, but this dataset's targets call for {want!r}")
-
-
-def find_or_download(
-    what: str, root: str | Path, name: str, url: str, download: bool, unpack: str | None = None
-) -> Path:
-    """root/name if it is there, else download url into root (and unpack it).
-
-    A miss raises one error that names every place tried and both ways to provide the files.
-    """
-    root = Path(root).expanduser()
-    target = root / name
-    if target.exists():
-        return target
-    tried = [f"{target}: not found"]
-    if download:
-        try:
-            download_into(root, url, unpack)
-        except Exception as err:  # noqa: BLE001 - any network or file error ends the search
-            tried.append(f"download {url} into {root}: {type(err).__name__}: {err}")
-        else:
-            if target.exists():
-                return target
-            tried.append(f"download {url}: the download holds no {name}")
-    else:
-        tried.append("download: disabled (dataset.download=false)")
-    raise DlpyError(
-        f"{what}: no data found. Tried, in order:\n  - "
-        + "\n  - ".join(tried)
-        + "\nSet dataset.root to a folder holding the files, or go online."
-    )
-
-
-def download_into(root: Path, url: str, unpack: str | None) -> None:
-    """Download url into root and unpack a "tar" or "zip" archive there.
-
-    The bytes go to a .partial file first, so a cut download is never taken for the file.
-    """
-    root.mkdir(parents=True, exist_ok=True)
-    archive = root / url.rsplit("/", 1)[-1]
-    partial = archive.with_name(archive.name + ".partial")
-    with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-        shutil.copyfileobj(response, out)
-    partial.replace(archive)
-    if unpack == "tar":
-        # the "data" filter refuses links and paths that leave root (Python 3.10.12+, 3.11.4+)
-        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        with tarfile.open(archive) as tar:
-            tar.extractall(root, **safe)
-    elif unpack == "zip":
-        with zipfile.ZipFile(archive) as zf:
-            zf.extractall(root)

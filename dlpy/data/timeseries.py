@@ -16,7 +16,8 @@ import torch
 
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
-from dlpy.data.tensors import TensorData, check_task, find_or_download
+from dlpy.data.sources import find_or_download
+from dlpy.data.tensors import TensorData, check_task
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
 
