@@ -60,6 +60,23 @@ def read_images(files: list[Path], image_size: int, channels: int) -> torch.Tens
     return torch.stack(images)
 
 
+def draw_splits(
+    n: int, val_size: int, test_size: int, split_seed: int, root: Path
+) -> dict[str, torch.Tensor]:
+    """The indices of each split, drawn with a fixed seed: a folder has no splits of its own."""
+    if val_size + test_size >= n:
+        raise DlpyError(
+            f"dataset.val_size + dataset.test_size ({val_size + test_size}) leave no training "
+            f"images of the {n} in {root}"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    return {
+        "train": perm[val_size + test_size :],
+        "val": perm[:val_size],
+        "test": perm[val_size : val_size + test_size],
+    }
+
+
 @DATASETS.register("image_folder")
 def image_folder(
     *,
@@ -86,21 +103,14 @@ def image_folder(
         raise DlpyError(
             f"dataset.num_classes is {num_classes}, but {root} has {len(classes)} class folders"
         )
-    if val_size + test_size >= len(files):
-        raise DlpyError(
-            f"dataset.val_size + dataset.test_size ({val_size + test_size}) leave no training "
-            f"images of the {len(files)} in {root}"
-        )
+    splits = draw_splits(len(files), val_size, test_size, split_seed, root)
     x = read_images(files, image_size, channels)
     y = torch.tensor([classes.index(label) for label in labels])
-    perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(split_seed))
-    val = perm[:val_size]
-    test = perm[val_size : val_size + test_size]
-    train = perm[val_size + test_size :]
+    parts = {split: Split(x[idx], y[idx]) for split, idx in splits.items()}
     data = ImageData(
-        Split(x[train], y[train]),
-        Split(x[val], y[val]),
-        Split(x[test], y[test]),
+        parts["train"],
+        parts["val"],
+        parts["test"],
         classes,
         list(mean)[:channels],
         list(std)[:channels],

@@ -15,7 +15,7 @@ import torch
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
-from dlpy.data.tensors import TensorData, check_task
+from dlpy.data.tensors import TensorData, check_task, standardize
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
 
@@ -113,10 +113,8 @@ def boston_housing(
     if n_train < folds:
         raise DlpyError(f"dataset.folds is {folds}, but only {n_train} houses train")
     train, val = kfold(n_train, folds, fold)
-    mean = x[train].mean(0)  # training folds only: val stays unseen
-    std = x[train].std(0).clamp_min(1e-8)
     splits = {"train": train, "val": val, "test": torch.arange(n_train, len(x))}
-    data = TableData((x - mean) / std, y, splits, batch_size, eval_batch_size)
+    data = TableData(standardize(x, train), y, splits, batch_size, eval_batch_size)
     data.name = "boston_housing"
     data.root = path.parent
     return data

@@ -65,6 +65,13 @@ class TensorData(Shuffled):
             yield self.batch(split, self.part(idx))
 
 
+def standardize(x: torch.Tensor, train: torch.Tensor | slice) -> torch.Tensor:
+    """x standardised with the mean and std of its training rows only: val and test stay unseen."""
+    mean = x[train].mean(0)
+    std = x[train].std(0).clamp_min(1e-8)
+    return (x - mean) / std
+
+
 def check_task(task: str, want: str) -> None:
     """dataset.task must be what the targets are: a price is not a class."""
     if task != want:

@@ -17,7 +17,7 @@ import torch
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
-from dlpy.data.tensors import TensorData, check_task
+from dlpy.data.tensors import TensorData, check_task, standardize
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
 
@@ -103,10 +103,19 @@ class SeriesData(TensorData):
         return self.series[rows], self.target[target_rows], self.target[rows[:, -1]]
 
 
-def check_windows(
-    sampling_rate: int, sequence_length: int, delay: int, train_fraction: float, val_fraction: float
+def check_options(
+    num_classes: int,
+    sampling_rate: int,
+    sequence_length: int,
+    delay: int,
+    train_fraction: float,
+    val_fraction: float,
 ) -> None:
-    """Windows need whole, positive row counts, and the fractions must leave a test split."""
+    """A forecast is one number; windows count whole rows; the fractions leave a test split."""
+    if num_classes != 1:
+        raise DlpyError(
+            f"dataset.num_classes is {num_classes}; a temperature forecast is one number (1)"
+        )
     check_number("dataset.sampling_rate", sampling_rate, at_least=1, integer=True)
     check_number("dataset.sequence_length", sequence_length, at_least=1, integer=True)
     check_number("dataset.delay", delay, at_least=1, integer=True)
@@ -179,11 +188,7 @@ def jena_climate(
 ) -> SeriesData:
     """Jena climate 2009-2016: 5 days of hourly weather -> the temperature 24 h later (Chollet)."""
     check_task(task, "regression")
-    if num_classes != 1:
-        raise DlpyError(
-            f"dataset.num_classes is {num_classes}; a temperature forecast is one number (1)"
-        )
-    check_windows(sampling_rate, sequence_length, delay, train_fraction, val_fraction)
+    check_options(num_classes, sampling_rate, sequence_length, delay, train_fraction, val_fraction)
     path = find_or_download("Jena climate", root, JENA_FILE, JENA_URL, download, unpack="zip")
     columns, values, stamps = read_jena(path)
     check_record(path, columns, values, stamps, target, num_features)
@@ -199,10 +204,8 @@ def jena_climate(
             f"plus dataset.delay={delay}"
         )
     series = torch.from_numpy(values)
-    mean = series[:n_train].mean(0)  # the training rows only: val and test stay unseen
-    std = series[:n_train].std(0).clamp_min(1e-8)
     data = SeriesData(
-        (series - mean) / std,
+        standardize(series, slice(0, n_train)),
         series[:, columns.index(target)].clone(),
         splits,
         sequence_length,

@@ -165,6 +165,14 @@ def check_images(name: str, train: Images, want: dict[str, int], mean: list, std
         )
 
 
+def check_options(batch_size: int, eval_batch_size: int, augment: dict) -> None:
+    """The options that need no files, checked before the files are read."""
+    check_number("dataset.batch_size", batch_size, at_least=1, integer=True)
+    check_number("dataset.eval_batch_size", eval_batch_size, at_least=1, integer=True)
+    check_kwargs(ImageData, augment, "dataset.augment", key="dataset.augment")
+    check_signs(ImageData, augment, "dataset.augment")
+
+
 def hold_out(train: Images, val_size: int, split_seed: int) -> tuple[Split, Split]:
     """(train, val): val is held out of train with its own fixed seed, the same for every run."""
     n = len(train.y)
@@ -195,10 +203,7 @@ def labelled_images(
     scaling: str = "standardize",
 ) -> ImageData:
     """A labelled torchvision data set (`class_name`, registered below); val is cut from train."""
-    check_number("dataset.batch_size", batch_size, at_least=1, integer=True)
-    check_number("dataset.eval_batch_size", eval_batch_size, at_least=1, integer=True)
-    check_kwargs(ImageData, augment or {}, "dataset.augment", key="dataset.augment")
-    check_signs(ImageData, augment or {}, "dataset.augment")
+    check_options(batch_size, eval_batch_size, augment or {})
     from torchvision import datasets  # a second to import: only for the runs that read images
 
     cls = getattr(datasets, class_name)
