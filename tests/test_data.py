@@ -175,7 +175,7 @@ def test_a_channels_mismatch_names_dataset_channels(make_cfg):
 )
 def test_batch_sizes_must_be_positive_integers(override, make_cfg):
     key = override.split("=")[0]
-    with pytest.raises(DlpyError, match=f"{key} must be a positive integer"):
+    with pytest.raises(DlpyError, match=f"{key} must be an integer >= 1"):
         build_data(make_cfg(override, "dataset.download=false"))
 
 

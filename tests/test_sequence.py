@@ -264,14 +264,14 @@ def test_boston_splits_like_keras_and_standardises_with_the_training_folds(make_
         )
     )
     assert (data.sizes["train"], data.sizes["val"], data.sizes["test"]) == (303, 101, 102)
-    assert torch.allclose(data.x[data.train_idx].mean(0), torch.zeros(13), atol=1e-5)
+    assert torch.allclose(data.x[data.splits["train"]].mean(0), torch.zeros(13), atol=1e-5)
     assert (
-        data.x[data.val_idx].mean(0).abs().max() > 1e-3
+        data.x[data.splits["val"]].mean(0).abs().max() > 1e-3
     )  # the validation fold is not part of the statistics
     with np.load(boston_root / "boston_housing.npz") as f:
         order = np.arange(506)
         np.random.RandomState(113).shuffle(order)
-        assert np.allclose(data.y[data.test_idx].numpy(), f["y"][order][404:])
+        assert np.allclose(data.y[data.splits["test"]].numpy(), f["y"][order][404:])
 
 
 def test_boston_runs_every_fold_and_reports_the_mean(make_cfg, boston_root, tmp_path):

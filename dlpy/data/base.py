@@ -24,7 +24,9 @@ class DataSet(Protocol):
         """Seed the generator that orders and augments the batches (or starts the episodes)."""
         ...
 
-    def steps_per_epoch(self) -> int: ...
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: the trainer's progress, schedules and limits count them."""
+        ...
 
     def train_batches(self) -> Iterator[Batch]:
         """One epoch's training batches, shuffled and augmented."""
@@ -38,20 +40,26 @@ class DataSet(Protocol):
         """Data-parallel training: this process takes its slice of every batch."""
         ...
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps so that a resumed run draws the batches it would have drawn."""
+        ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Put back what `state_dict` returned."""
+        ...
 
 
 class Shuffled:
-    """Holds `self.generator`: seeded per run, moved with the data, saved in checkpoints for exact resume.
+    """Holds `self.generator`: seeded per run, moved with the data, saved for exact resume.
 
     In data-parallel training every process holds all the data, draws the same order from the same
     generator, and takes its part of each batch (`shard`), so the processes together see what one
-    process would.
+    process would. A subclass says where its tensors are (`device`).
     """
 
-    def __init__(self):
+    device: torch.device
+
+    def __init__(self) -> None:
         self.generator = torch.Generator()
         self.rank = 0
         self.world = 1
@@ -60,28 +68,31 @@ class Shuffled:
         self.rank = rank
         self.world = world
 
-    def part(self, batch):
+    def part(self, batch: torch.Tensor) -> torch.Tensor:
         """This process's slice of a batch: the whole batch outside data-parallel training."""
         return batch if self.world == 1 else batch.tensor_split(self.world)[self.rank]
 
-    def shuffled_batches(self, n, batch_size):
-        """The sample indices of each training batch in a fresh random order. A last batch too small to give
-        every process a sample is left out (an empty slice would make a NaN loss)."""
+    def shuffled_batches(self, n: int, batch_size: int) -> list[torch.Tensor]:
+        """The sample indices of each training batch in a fresh random order.
+
+        A last batch too small to give every process a sample is left out (an empty slice would
+        make a NaN loss).
+        """
         order = torch.randperm(n, device=self.device, generator=self.generator)
         return [idx for idx in order.split(batch_size) if len(idx) >= self.world]
 
-    def move_generator(self, device):
-        """A generator on `device`; a CPU generator keeps its state (another device's is seeded by `seed`)."""
+    def move_generator(self, device: torch.device | str) -> None:
+        """A generator on `device`: a CPU one keeps its state, another device's is seeded anew."""
         state = self.generator.get_state()
         self.generator = torch.Generator(device)
         if self.generator.device.type == "cpu":
             self.generator.set_state(state)
 
-    def seed(self, seed):
+    def seed(self, seed: int) -> None:
         self.generator.manual_seed(seed)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"generator": self.generator.get_state()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])

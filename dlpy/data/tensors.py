@@ -1,95 +1,78 @@
-"""Non-image data held in memory as tensors, and finding its upstream files.
+"""Non-image data held in memory as tensors: tables, texts and series.
 
 `TensorData` is the counterpart of ImageData for sequences and tables: every split is a set
 of sample indices, and a subclass turns a batch of indices into tensors (`batch`), so windows
 over a long series or a text are cut per batch instead of stored one by one.
 """
 
-import shutil
-import tarfile
-import urllib.request
-import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from dlpy.data.base import Shuffled
-from dlpy.errors import DlpyError
+from dlpy.data.base import Batch, Shuffled
+from dlpy.errors import DlpyError, check_number
 
 
 class TensorData(Shuffled):
-    """Splits of sample indices plus the batch recipe; the trainer's interface, as ImageData's."""
+    """Splits of sample indices plus the batch recipe; the trainer's interface, as ImageData's.
 
-    def __init__(self, sizes, batch_size, eval_batch_size):
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
-        self.sizes, self.batch_size, self.eval_batch_size = sizes, batch_size, eval_batch_size
+    `splits` maps train, val and test to their sample indices: rows of a table, reviews, or the
+    start positions of windows. Every tensor attribute moves with the data (`to`).
+    """
+
+    def __init__(
+        self, splits: dict[str, torch.Tensor], batch_size: int, eval_batch_size: int
+    ) -> None:
+        check_number("dataset.batch_size", batch_size, at_least=1, integer=True)
+        check_number("dataset.eval_batch_size", eval_batch_size, at_least=1, integer=True)
         super().__init__()
-        self.name, self.root = None, None
+        self.splits = splits
+        self.sizes = {split: len(idx) for split, idx in splits.items()}
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.name: str | None = None  # set by the builder, as ImageData's
+        self.root: Path | None = None
 
-    def batch(self, split, idx):
+    def batch(self, split: str, idx: torch.Tensor) -> Batch:
         """The tensors of samples `idx` of `split`: (inputs, targets[, extra])."""
         raise NotImplementedError
 
-    def tensors(self):
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The data's tensor attributes (inputs, targets, word vectors), to move them together."""
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
 
     @property
-    def device(self):
-        return next(iter(self.tensors().values())).device
+    def device(self) -> torch.device:
+        return self.splits["train"].device
 
-    def to(self, device):
+    def to(self, device: torch.device | str) -> "TensorData":
         for key, value in self.tensors().items():
             setattr(self, key, value.to(device))
+        self.splits = {split: idx.to(device) for split, idx in self.splits.items()}
         self.move_generator(device)
         return self
 
-    def steps_per_epoch(self):
-        return -(-self.sizes["train"] // self.batch_size)
+    def steps_per_epoch(self) -> int:
+        return -(-self.sizes["train"] // self.batch_size)  # a last, smaller batch counts too
 
-    def train_batches(self):
+    def train_batches(self) -> Iterator[Batch]:
         for idx in self.shuffled_batches(self.sizes["train"], self.batch_size):
             yield self.batch("train", self.part(idx))
 
-    def eval_batches(self, split):
+    def eval_batches(self, split: str) -> Iterator[Batch]:
         for idx in torch.arange(self.sizes[split], device=self.device).split(self.eval_batch_size):
             yield self.batch(split, self.part(idx))
 
 
-def find_or_download(what, root, name, url, download, unpack=None):
-    """root/name if it is there, else download url into root (and unpack it); one error naming both ways."""
-    root = Path(root).expanduser()
-    target, tried = root / name, []
-    if target.exists():
-        return target
-    tried.append(f"{target}: not found")
-    if download:
-        try:
-            root.mkdir(parents=True, exist_ok=True)
-            archive = root / url.rsplit("/", 1)[-1]
-            partial = archive.with_name(archive.name + ".partial")
-            with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
-                shutil.copyfileobj(response, out)
-            partial.replace(archive)
-            if unpack == "tar":
-                with tarfile.open(archive) as tar:
-                    # the "data" filter refuses links and paths that leave root (Python 3.10.12+, 3.11.4+)
-                    tar.extractall(
-                        root, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {})
-                    )
-            elif unpack == "zip":
-                with zipfile.ZipFile(archive) as zf:
-                    zf.extractall(root)
-            if target.exists():
-                return target
-            tried.append(f"download {url}: the download holds no {name}")
-        except Exception as err:  # noqa: BLE001 - any network or file error ends the search
-            tried.append(f"download {url} into {root}: {type(err).__name__}: {err}")
-    else:
-        tried.append("download: disabled (dataset.download=false)")
-    raise DlpyError(
-        f"{what}: no data found. Tried, in order:\n  - "
-        + "\n  - ".join(tried)
-        + "\nSet dataset.root to a folder holding the files, or go online."
-    )
+def standardize(x: torch.Tensor, train: torch.Tensor | slice) -> torch.Tensor:
+    """x standardised with the mean and std of its training rows only: val and test stay unseen."""
+    mean = x[train].mean(0)
+    std = x[train].std(0).clamp_min(1e-8)
+    return (x - mean) / std
+
+
+def check_task(task: str, want: str) -> None:
+    """dataset.task must be what the targets are: a price is not a class."""
+    if task != want:
+        raise DlpyError(f"dataset.task is {task!r}, but this dataset's targets call for {want!r}")

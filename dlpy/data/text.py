@@ -1,9 +1,9 @@
-"""Text: IMDB movie reviews (Maas et al., 2011) for sentiment, and any text file for character models.
+"""Text: IMDB movie reviews (Maas et al., 2011) for sentiment, any text file for character models.
 
 Reviews come from the aclImdb folder tree (train|test / pos|neg / <id>_<stars>.txt), tokenised
-and indexed against the N most frequent training words. Two forms, as in Chollet's chapters:
-`multi_hot` rows (which words occur) for a dense network, and `index` sequences (the first
-max_length words, padded with 0) for an embedding.
+and indexed against the N most frequent training words. Two forms, as in Chollet's chapters
+(1st ed. 3.4 and 6.1): `multi_hot` rows (which words occur) for a dense network, and `index`
+sequences (the first max_length words, padded with 0) for an embedding.
 """
 
 import re
@@ -12,25 +12,29 @@ from pathlib import Path
 
 import torch
 
+from dlpy.data.base import Batch
 from dlpy.data.files import reading
-from dlpy.data.tensors import TensorData, find_or_download
-from dlpy.errors import DlpyError
+from dlpy.data.sources import find_or_download
+from dlpy.data.tensors import TensorData, check_task
+from dlpy.errors import DlpyError, check_choice
 from dlpy.registry import DATASETS
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 NIETZSCHE_URL = "https://s3.amazonaws.com/text-datasets/nietzsche.txt"
-PAD, UNKNOWN = 0, 1  # token indices: padding, a word outside the vocabulary
+PAD = 0  # the token index of padding
+UNKNOWN = 1  # the token index of a word outside the vocabulary
 TOKEN = re.compile(r"[a-z0-9']+")
 
 
-def tokenize(text):
+def tokenize(text: str) -> list[str]:
     """Lower case, HTML line breaks dropped, runs of letters, digits and apostrophes."""
     return TOKEN.findall(text.lower().replace("<br />", " "))
 
 
-def read_reviews(folder):
+def read_reviews(folder: Path) -> tuple[list[str], torch.Tensor]:
     """(texts, labels) of one aclImdb split: neg is 0, pos is 1."""
-    texts, labels = [], []
+    texts = []
+    labels = []
     for label, sentiment in enumerate(("neg", "pos")):
         files = sorted((folder / sentiment).glob("*.txt"))
         if not files:
@@ -42,15 +46,18 @@ def read_reviews(folder):
     return texts, torch.tensor(labels)
 
 
-def build_vocabulary(token_lists, size):
-    """word -> index for the size - 2 most frequent words (ties by spelling); 0 and 1 are padding and unknown."""
+def build_vocabulary(token_lists: list[list[str]], size: int) -> dict[str, int]:
+    """word -> index for the size - 2 most frequent words (ties by spelling).
+
+    Indices 0 and 1 are padding and unknown.
+    """
     counts = Counter(word for tokens in token_lists for word in tokens)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: size - 2]
     return {word: i + 2 for i, (word, _) in enumerate(ranked)}
 
 
-def pad(sequences, length=None):
-    """Lists of indices -> int32 (N, length), truncated to their first `length` and padded with 0 after."""
+def pad(sequences: list[list[int]], length: int | None = None) -> torch.Tensor:
+    """Lists of indices -> int32 (N, length): each cut to its first `length`, then padded with 0."""
     length = length or max(map(len, sequences), default=1)
     out = torch.full((len(sequences), max(length, 1)), PAD, dtype=torch.int32)
     for i, seq in enumerate(sequences):
@@ -59,9 +66,26 @@ def pad(sequences, length=None):
     return out
 
 
-def load_glove(path, vocabulary, size):
-    """(size, dim) vectors of a GloVe text file ("word v1 v2 ..." per line); words it lacks stay 0 (Chollet 6.1)."""
-    path, vectors = Path(path).expanduser(), None
+def encode(
+    token_lists: list[list[str]], vocabulary: dict[str, int], mode: str, max_length: int
+) -> torch.Tensor:
+    """Reviews as padded rows of word indices.
+
+    multi_hot: the words of the whole review, each once; index: the first max_length words.
+    """
+    sequences = [[vocabulary.get(w, UNKNOWN) for w in tokens] for tokens in token_lists]
+    if mode == "multi_hot":
+        return pad([sorted(set(seq)) for seq in sequences])
+    return pad(sequences, max_length)
+
+
+def load_glove(path: str | Path, vocabulary: dict[str, int], size: int) -> torch.Tensor:
+    """(size, dim) vectors of a GloVe text file ("word v1 v2 ..." per line), as in Chollet 6.1.
+
+    The rows of words the file lacks stay 0.
+    """
+    path = Path(path).expanduser()
+    vectors = None
     if not path.is_file():
         raise DlpyError(f"dataset.glove: {path} is not a file")
     with reading(path), open(path, encoding="utf-8") as lines:
@@ -77,16 +101,29 @@ def load_glove(path, vocabulary, size):
 
 
 class ReviewData(TensorData):
-    def __init__(self, ids, labels, splits, mode, vocab_size, batch_size, eval_batch_size):
-        super().__init__({k: len(v) for k, v in splits.items()}, batch_size, eval_batch_size)
-        self.ids, self.labels, self.mode, self.vocab_size = ids, labels, mode, vocab_size
-        self.train_idx, self.val_idx, self.test_idx = splits["train"], splits["val"], splits["test"]
-        self.vectors = (
-            None  # pretrained (vocab_size, dim) word vectors, when dataset.glove names a file
-        )
+    """Reviews as padded word indices; a batch is multi-hot rows or the indices themselves."""
 
-    def batch(self, split, idx):
-        rows = getattr(self, f"{split}_idx")[idx]
+    def __init__(
+        self,
+        ids: torch.Tensor,
+        labels: torch.Tensor,
+        splits: dict[str, torch.Tensor],
+        mode: str,
+        vocab_size: int,
+        batch_size: int,
+        eval_batch_size: int,
+    ) -> None:
+        super().__init__(splits, batch_size, eval_batch_size)
+        self.ids = ids
+        self.labels = labels
+        self.mode = mode
+        self.vocab_size = vocab_size
+        self.vocabulary: dict[str, int] = {}  # word -> index, set by the builder
+        # pretrained (vocab_size, dim) word vectors, when dataset.glove names a file
+        self.vectors: torch.Tensor | None = None
+
+    def batch(self, split: str, idx: torch.Tensor) -> Batch:
+        rows = self.splits[split][idx]
         ids = self.ids[rows].long()
         if (
             self.mode == "multi_hot"
@@ -97,132 +134,135 @@ class ReviewData(TensorData):
         return ids, self.labels[rows]
 
 
-@DATASETS.register("imdb")
-def imdb(
-    *,
-    root,
-    download=True,
-    task="classification",
-    num_classes=2,
-    vocab_size=10000,
-    num_features=None,
-    mode="multi_hot",
-    max_length=500,
-    val_size=5000,
-    split_seed=0,
-    batch_size=512,
-    eval_batch_size=1000,
-    glove=None,
-):
-    """IMDB reviews (Maas et al., 2011): 25k+25k, positive or negative; multi-hot rows or padded word indices."""
-    check_task(task, "classification")
-    if mode not in ("multi_hot", "index"):
-        raise DlpyError(f"dataset.mode: unknown {mode!r}; known: multi_hot, index")
+def check_imdb(mode: str, num_features: int | None, vocab_size: int, num_classes: int) -> None:
+    """The options must agree with the reviews: a vocabulary-wide input, two classes."""
+    check_choice("dataset.mode", mode, ("multi_hot", "index"))
     if num_features not in (None, vocab_size):
         raise DlpyError(
-            f"dataset.num_features is {num_features}, but the vocabulary (dataset.vocab_size) is {vocab_size}"
+            f"dataset.num_features is {num_features}, "
+            f"but the vocabulary (dataset.vocab_size) is {vocab_size}"
         )
     if num_classes != 2:
         raise DlpyError(
             f"dataset.num_classes is {num_classes}, but IMDB reviews are positive or negative (2)"
         )
+
+
+@DATASETS.register("imdb")
+def imdb(
+    *,
+    root: str | Path,
+    download: bool = True,
+    task: str = "classification",
+    num_classes: int = 2,
+    vocab_size: int = 10000,
+    num_features: int | None = None,
+    mode: str = "multi_hot",
+    max_length: int = 500,
+    val_size: int = 5000,
+    split_seed: int = 0,
+    batch_size: int = 512,
+    eval_batch_size: int = 1000,
+    glove: str | None = None,
+) -> ReviewData:
+    """IMDB reviews (Maas et al., 2011): 25k+25k, positive or negative; multi-hot or word ids."""
+    check_task(task, "classification")
+    check_imdb(mode, num_features, vocab_size, num_classes)
     folder = find_or_download("IMDB", root, "aclImdb", IMDB_URL, download, unpack="tar")
-    (train_texts, train_y), (test_texts, test_y) = (
-        read_reviews(folder / split) for split in ("train", "test")
-    )
+    train_texts, train_y = read_reviews(folder / "train")
+    test_texts, test_y = read_reviews(folder / "test")
     train_tokens = [tokenize(t) for t in train_texts]
     vocabulary = build_vocabulary(train_tokens, vocab_size)
-    sequences = [
-        [vocabulary.get(w, UNKNOWN) for w in tokens]
-        for tokens in train_tokens + [tokenize(t) for t in test_texts]
-    ]
-    if mode == "multi_hot":  # the words of the whole review, each once
-        ids = pad([sorted(set(seq)) for seq in sequences])
-    else:
-        ids = pad(sequences, max_length)
+    ids = encode(train_tokens + [tokenize(t) for t in test_texts], vocabulary, mode, max_length)
     n = len(train_texts)
     if not 0 <= val_size < n:
         raise DlpyError(f"dataset.val_size must be in [0, {n}), got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
-    splits = {
-        "train": perm[val_size:],
-        "val": perm[:val_size],
-        "test": torch.arange(n, len(sequences)),
-    }
-    data = ReviewData(
-        ids, torch.cat([train_y, test_y]), splits, mode, vocab_size, batch_size, eval_batch_size
-    )
-    data.vocabulary, data.name, data.root = vocabulary, "imdb", folder
+    splits = {"train": perm[val_size:], "val": perm[:val_size], "test": torch.arange(n, len(ids))}
+    labels = torch.cat([train_y, test_y])
+    data = ReviewData(ids, labels, splits, mode, vocab_size, batch_size, eval_batch_size)
+    data.vocabulary = vocabulary
+    data.name = "imdb"
+    data.root = folder
     if glove:
         data.vectors = load_glove(glove, vocabulary, vocab_size)
     return data
 
 
-def check_task(task, want):
-    if task != want:
-        raise DlpyError(f"dataset.task is {task!r}, but this dataset's targets call for {want!r}")
-
-
 class CharData(TensorData):
-    """Bytes of a text; a sample is `maxlen` bytes and the next one is its target (Chollet 8.1)."""
+    """Bytes of a text; a sample is `maxlen` bytes and the next one is its target (Chollet 8.1).
 
-    def __init__(self, codes, splits, maxlen, batch_size, eval_batch_size):
-        super().__init__({k: len(v) for k, v in splits.items()}, batch_size, eval_batch_size)
-        self.codes, self.maxlen = codes, maxlen
-        self.train_starts, self.val_starts, self.test_starts = (
-            splits["train"],
-            splits["val"],
-            splits["test"],
-        )
+    A split is the start positions of its samples.
+    """
 
-    def batch(self, split, idx):
-        starts = getattr(self, f"{split}_starts")[idx]
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        splits: dict[str, torch.Tensor],
+        maxlen: int,
+        batch_size: int,
+        eval_batch_size: int,
+    ) -> None:
+        super().__init__(splits, batch_size, eval_batch_size)
+        self.codes = codes
+        self.maxlen = maxlen
+
+    def batch(self, split: str, idx: torch.Tensor) -> Batch:
+        starts = self.splits[split][idx]
         x = self.codes[starts[:, None] + torch.arange(self.maxlen, device=starts.device)].long()
         return x, self.codes[starts + self.maxlen].long()
 
-    def prompt(self):
-        """The first maxlen bytes of the validation text (else the training text): where samples start."""
-        start = self.val_starts[0] if len(self.val_starts) else self.train_starts[0]
-        return self.codes[start : start + self.maxlen].long()
+    def prompt(self) -> torch.Tensor:
+        """The first maxlen bytes of the validation text (else the training text): samples start.
+
+        Generated text then continues text the model did not train on.
+        """
+        starts = self.splits["val"] if len(self.splits["val"]) else self.splits["train"]
+        return self.codes[starts[0] : starts[0] + self.maxlen].long()
 
     @staticmethod
-    def decode(codes):
+    def decode(codes: torch.Tensor) -> str:
+        """Bytes back to text; a character cut at the window's edge reads as U+FFFD."""
         return bytes(codes.tolist()).decode("utf-8", errors="replace")
+
+
+def text_file(root: str | Path, path: str | None, download: bool) -> Path:
+    """dataset.path if set, else Nietzsche's text in dataset.root (downloaded if missing)."""
+    if not path:
+        return find_or_download("Nietzsche text", root, "nietzsche.txt", NIETZSCHE_URL, download)
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DlpyError(f"dataset.path: {path} is not a file")
+    return path
 
 
 @DATASETS.register("text")
 def text(
     *,
-    root,
-    path=None,
-    download=True,
-    task="classification",
-    vocab_size=256,
-    num_classes=256,
-    lowercase=True,
-    maxlen=60,
-    step=3,
-    val_size=10000,
-    test_size=10000,
-    batch_size=128,
-    eval_batch_size=1000,
-):
-    """Any text file as bytes for a character language model (default: Nietzsche, as in Chollet 8.1)."""
+    root: str | Path,
+    path: str | None = None,
+    download: bool = True,
+    task: str = "classification",
+    vocab_size: int = 256,
+    num_classes: int = 256,
+    lowercase: bool = True,
+    maxlen: int = 60,
+    step: int = 3,
+    val_size: int = 10000,
+    test_size: int = 10000,
+    batch_size: int = 128,
+    eval_batch_size: int = 1000,
+) -> CharData:
+    """Any text file as bytes for a character language model (default: Nietzsche, Chollet 8.1)."""
     check_task(task, "classification")
     if vocab_size != 256 or num_classes != 256:
         raise DlpyError(
             "dataset.vocab_size and dataset.num_classes must be 256: text is read as bytes"
         )
-    if path:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise DlpyError(f"dataset.path: {path} is not a file")
-    else:
-        path = find_or_download("Nietzsche text", root, "nietzsche.txt", NIETZSCHE_URL, download)
+    path = text_file(root, path, download)
     content = path.read_text(encoding="utf-8", errors="replace")
-    codes = torch.frombuffer(
-        bytearray((content.lower() if lowercase else content).encode("utf-8")), dtype=torch.uint8
-    )
+    content = content.lower() if lowercase else content
+    codes = torch.frombuffer(bytearray(content.encode("utf-8")), dtype=torch.uint8)
     n_train = len(codes) - val_size - test_size
     if n_train <= maxlen or min(val_size, test_size) < 0:
         raise DlpyError(
@@ -234,7 +274,9 @@ def text(
         "val": (n_train, n_train + val_size),
         "test": (n_train + val_size, len(codes)),
     }
+    # a sample every `step` bytes, its maxlen bytes and its target inside the split
     splits = {k: torch.arange(a, max(a, b - maxlen), step) for k, (a, b) in bounds.items()}
     data = CharData(codes.clone(), splits, maxlen, batch_size, eval_batch_size)
-    data.name, data.root = path.stem, path.parent
+    data.name = path.stem
+    data.root = path.parent
     return data

@@ -1,29 +1,35 @@
-"""The Jena climate record (Max Planck Institute for Biogeochemistry): 14 weather measurements every 10 minutes, 2009-2016.
+"""The Jena climate record (Max Planck Institute for Biogeochemistry), 2009-2016.
 
-As in Chollet's temperature-forecasting chapter: a sample is 5 days of hourly measurements
-(120 steps, every 6th row), the target the temperature 24 hours after the window's last row;
-train, validation and test are the first 50%, the next 25% and the rest of the record, in time
-order, and the inputs are standardised with the training rows' mean and std. The target stays
-in degrees Celsius, so the MAE reads in degrees.
+14 weather measurements every 10 minutes. As in Chollet's temperature-forecasting chapter
+(1st ed. 6.3): a sample is 5 days of hourly measurements (120 steps, every 6th row), the target
+the temperature 24 hours after the window's last row; train, validation and test are the first
+50%, the next 25% and the rest of the record, in time order, and the inputs are standardised
+with the training rows' mean and std. The target stays in degrees Celsius, so the MAE reads in
+degrees.
 """
 
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from dlpy.data.base import Batch
 from dlpy.data.files import reading
-from dlpy.data.tensors import TensorData, find_or_download
-from dlpy.data.text import check_task
-from dlpy.errors import DlpyError
+from dlpy.data.sources import find_or_download
+from dlpy.data.tensors import TensorData, check_task, standardize
+from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
 
 JENA_URL = "https://s3.amazonaws.com/keras-datasets/jena_climate_2009_2016.csv.zip"
 JENA_FILE = "jena_climate_2009_2016.csv"
 
 
-def read_jena(path):
-    """(column names, float32 (rows, columns) values, first two timestamps) of the CSV; "Date Time" is dropped."""
+def read_jena(path: Path) -> tuple[list[str], np.ndarray, list[datetime]]:
+    """(column names, float32 (rows, columns) values, first two timestamps) of the CSV.
+
+    The "Date Time" column is dropped; its first two stamps tell the rows' spacing.
+    """
     with reading(path):
         with open(path, encoding="utf-8") as f:
             header = [name.strip().strip('"') for name in f.readline().rstrip("\n").split(",")]
@@ -48,83 +54,87 @@ def read_jena(path):
     return header[1:], values, stamps
 
 
-def window_rows(starts, sequence_length, sampling_rate, delay):
-    """Rows of each window (starts x sequence_length) and of its target: `delay` rows after its last row."""
+def window_rows(
+    starts: torch.Tensor, sequence_length: int, sampling_rate: int, delay: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of each window (starts x sequence_length), and of its target.
+
+    The target row is `delay` rows after the window's last row.
+    """
     rows = starts[:, None] + torch.arange(sequence_length, device=starts.device) * sampling_rate
     return rows, rows[:, -1] + delay
 
 
 class SeriesData(TensorData):
-    """One standardised series; windows are cut per batch from their start rows (no copy per sample)."""
+    """One standardised series; a split is the start rows of its windows.
+
+    Windows are cut per batch from their start rows, so no sample is stored on its own.
+    """
 
     def __init__(
         self,
-        series,
-        target,
-        splits,
-        sequence_length,
-        sampling_rate,
-        delay,
-        batch_size,
-        eval_batch_size,
-    ):
-        super().__init__({k: len(v) for k, v in splits.items()}, batch_size, eval_batch_size)
-        self.series, self.target = series, target
-        self.train_starts, self.val_starts, self.test_starts = (
-            splits["train"],
-            splits["val"],
-            splits["test"],
-        )
-        self.sequence_length, self.sampling_rate, self.delay = sequence_length, sampling_rate, delay
+        series: torch.Tensor,
+        target: torch.Tensor,
+        splits: dict[str, torch.Tensor],
+        sequence_length: int,
+        sampling_rate: int,
+        delay: int,
+        batch_size: int,
+        eval_batch_size: int,
+    ) -> None:
+        super().__init__(splits, batch_size, eval_batch_size)
+        self.series = series
+        self.target = target
+        self.sequence_length = sequence_length
+        self.sampling_rate = sampling_rate
+        self.delay = delay
+        self.columns: list[str] = []  # the measurements' names, set by the builder
 
-    def batch(self, split, idx):
-        """(inputs, target, naive forecast): the naive forecast is the target variable at the window's last row."""
+    def batch(self, split: str, idx: torch.Tensor) -> Batch:
+        """(inputs, target, naive forecast).
+
+        The naive forecast, the target variable at the window's last row, is the baseline a model
+        must beat (the book's common-sense baseline).
+        """
+        starts = self.splits[split][idx]
         rows, target_rows = window_rows(
-            getattr(self, f"{split}_starts")[idx],
-            self.sequence_length,
-            self.sampling_rate,
-            self.delay,
+            starts, self.sequence_length, self.sampling_rate, self.delay
         )
         return self.series[rows], self.target[target_rows], self.target[rows[:, -1]]
 
 
-@DATASETS.register("jena_climate")
-def jena_climate(
-    *,
-    root,
-    download=True,
-    task="regression",
-    num_features=14,
-    num_classes=1,
-    target="T (degC)",
-    sampling_rate=6,
-    sequence_length=120,
-    delay=144,
-    train_fraction=0.5,
-    val_fraction=0.25,
-    batch_size=256,
-    eval_batch_size=1024,
-):
-    """Jena climate 2009-2016: 5 days of hourly weather -> the temperature 24 h later (Chollet's forecasting chapter)."""
-    check_task(task, "regression")
+def check_options(
+    num_classes: int,
+    sampling_rate: int,
+    sequence_length: int,
+    delay: int,
+    train_fraction: float,
+    val_fraction: float,
+) -> None:
+    """A forecast is one number; windows count whole rows; the fractions leave a test split."""
     if num_classes != 1:
         raise DlpyError(
             f"dataset.num_classes is {num_classes}; a temperature forecast is one number (1)"
         )
-    for key, value in (
-        ("sampling_rate", sampling_rate),
-        ("sequence_length", sequence_length),
-        ("delay", delay),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
+    check_number("dataset.sampling_rate", sampling_rate, at_least=1, integer=True)
+    check_number("dataset.sequence_length", sequence_length, at_least=1, integer=True)
+    check_number("dataset.delay", delay, at_least=1, integer=True)
     if not (0 < train_fraction and 0 < val_fraction and train_fraction + val_fraction < 1):
         raise DlpyError(
             f"dataset.train_fraction ({train_fraction}) and dataset.val_fraction ({val_fraction}) "
             "must be positive and leave rows for the test split"
         )
-    path = find_or_download("Jena climate", root, JENA_FILE, JENA_URL, download, unpack="zip")
-    columns, values, stamps = read_jena(path)
+
+
+def check_record(
+    path: Path,
+    columns: list[str],
+    values: np.ndarray,
+    stamps: list[datetime],
+    target: str,
+    num_features: int,
+) -> None:
+    """The CSV must hold the target column, num_features measurements and 10-minute rows."""
     if target not in columns:
         raise DlpyError(
             f"dataset.target: {target!r} is not a column of {path}; columns: {', '.join(columns)}"
@@ -138,26 +148,64 @@ def jena_climate(
             f"{path}: rows are {stamps[1] - stamps[0]} apart, not 10 minutes: "
             "dataset.sampling_rate and dataset.delay count 10-minute rows"
         )
-    n = len(values)
-    n_train, n_val = int(train_fraction * n), int(val_fraction * n)
-    series = torch.from_numpy(values)
-    mean, std = series[:n_train].mean(0), series[:n_train].std(0).clamp_min(1e-8)
-    span = (sequence_length - 1) * sampling_rate  # rows from a window's first row to its last
-    splits = {}
-    for name, (a, b) in {
+
+
+def window_starts(
+    n: int, n_train: int, n_val: int, span: int, delay: int
+) -> dict[str, torch.Tensor]:
+    """The start rows of every split's windows, `span` rows from a window's first row to its last.
+
+    A window lies inside its split; its target (delay rows on) may reach into the next one, as in
+    the book.
+    """
+    bounds = {
         "train": (0, n_train),
         "val": (n_train, n_train + n_val),
         "test": (n_train + n_val, n),
-    }.items():
-        # a window lies inside its split; its target (delay rows on) may reach into the next one, as in the book
-        splits[name] = torch.arange(a, max(a, min(b - span, n - span - delay)))
+    }
+    return {
+        name: torch.arange(a, max(a, min(b - span, n - span - delay)))
+        for name, (a, b) in bounds.items()
+    }
+
+
+@DATASETS.register("jena_climate")
+def jena_climate(
+    *,
+    root: str | Path,
+    download: bool = True,
+    task: str = "regression",
+    num_features: int = 14,
+    num_classes: int = 1,
+    target: str = "T (degC)",
+    sampling_rate: int = 6,
+    sequence_length: int = 120,
+    delay: int = 144,
+    train_fraction: float = 0.5,
+    val_fraction: float = 0.25,
+    batch_size: int = 256,
+    eval_batch_size: int = 1024,
+) -> SeriesData:
+    """Jena climate 2009-2016: 5 days of hourly weather -> the temperature 24 h later (Chollet)."""
+    check_task(task, "regression")
+    check_options(num_classes, sampling_rate, sequence_length, delay, train_fraction, val_fraction)
+    path = find_or_download("Jena climate", root, JENA_FILE, JENA_URL, download, unpack="zip")
+    columns, values, stamps = read_jena(path)
+    check_record(path, columns, values, stamps, target, num_features)
+    n = len(values)
+    n_train = int(train_fraction * n)
+    n_val = int(val_fraction * n)
+    span = (sequence_length - 1) * sampling_rate  # rows from a window's first row to its last
+    splits = window_starts(n, n_train, n_val, span, delay)
     if not len(splits["train"]):
         raise DlpyError(
-            f"{path}: {n} rows are too few for windows of dataset.sequence_length={sequence_length} "
-            f"x dataset.sampling_rate={sampling_rate} plus dataset.delay={delay}"
+            f"{path}: {n} rows are too few for windows of "
+            f"dataset.sequence_length={sequence_length} x dataset.sampling_rate={sampling_rate} "
+            f"plus dataset.delay={delay}"
         )
+    series = torch.from_numpy(values)
     data = SeriesData(
-        (series - mean) / std,
+        standardize(series, slice(0, n_train)),
         series[:, columns.index(target)].clone(),
         splits,
         sequence_length,
@@ -166,5 +214,7 @@ def jena_climate(
         batch_size,
         eval_batch_size,
     )
-    data.name, data.root, data.columns = "jena_climate", path.parent, columns
+    data.name = "jena_climate"
+    data.root = path.parent
+    data.columns = columns
     return data

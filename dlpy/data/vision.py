@@ -7,19 +7,16 @@ augmented and normalised there. On 2 CPU cores this makes an epoch of a small CN
 """
 
 import copy
-import gzip
-import os
-import shutil
-import zlib
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from dlpy.data.base import Shuffled
-from dlpy.data.files import check_idx_files, name_corrupted_file
-from dlpy.errors import DlpyError
+from dlpy.data.base import Batch, Shuffled
+from dlpy.data.sources import Images, load_torchvision
+from dlpy.errors import DlpyError, check_choice, check_number
 from dlpy.registry import DATASETS, check_kwargs, check_signs
 
 # Pixel scalings, as (scale, shift) of the uint8 values: classifiers take standardised inputs;
@@ -32,13 +29,16 @@ SCALINGS = {
 
 
 class Split:
-    def __init__(self, x, y):
-        self.x, self.y = x, y  # x: uint8 (N, C, H, W); y: int64 (N,)
+    """The images and labels of one split, kept together so they move and index together."""
 
-    def __len__(self):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x = x  # uint8 (N, C, H, W)
+        self.y = y  # int64 (N,)
+
+    def __len__(self) -> int:
         return len(self.y)
 
-    def to(self, device):
+    def to(self, device: torch.device | str) -> "Split":
         return Split(self.x.to(device), self.y.to(device))
 
 
@@ -47,79 +47,92 @@ class ImageData(Shuffled):
 
     def __init__(
         self,
-        train,
-        val,
-        test,
-        classes,
-        mean,
-        std,
-        batch_size,
-        eval_batch_size,
-        crop_padding=0,
-        hflip=False,
-        scaling="standardize",
-    ):
-        self.train, self.val, self.test, self.classes = train, val, test, classes
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.crop_padding, self.hflip = crop_padding, hflip
-        if scaling not in SCALINGS:
-            raise DlpyError(f"dataset.scaling: unknown {scaling!r}; known: {', '.join(SCALINGS)}")
+        train: Split,
+        val: Split,
+        test: Split,
+        classes: list[str],
+        mean: list[float],
+        std: list[float],
+        batch_size: int,
+        eval_batch_size: int,
+        crop_padding: int = 0,
+        hflip: bool = False,
+        scaling: str = "standardize",
+    ) -> None:
+        check_choice("dataset.scaling", scaling, SCALINGS)
+        super().__init__()
+        self.train = train
+        self.val = val
+        self.test = test
+        self.classes = classes
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.crop_padding = crop_padding
+        self.hflip = hflip
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         # x * scale + shift, one multiply-add on the uint8 pixels
         self.scale, self.shift = SCALINGS[scaling](self.mean, self.std)
-        self.name, self.root = None, None  # set by the builder; the FID feature cache uses them
-        super().__init__()
+        self.name: str | None = None  # set by the builder; the FID feature cache uses them
+        self.root: Path | None = None
 
     @property
-    def device(self):
+    def device(self) -> torch.device:
         return self.train.x.device
 
-    def to(self, device):
-        for name in ("train", "val", "test"):
-            setattr(self, name, getattr(self, name).to(device))
-        self.scale, self.shift = self.scale.to(device), self.shift.to(device)
+    def to(self, device: torch.device | str) -> "ImageData":
+        self.train = self.train.to(device)
+        self.val = self.val.to(device)
+        self.test = self.test.to(device)
+        self.scale = self.scale.to(device)
+        self.shift = self.shift.to(device)
         self.move_generator(device)
         return self
 
-    def rescaled(self, scaling):
+    def rescaled(self, scaling: str) -> "ImageData":
         """The same splits (no copy) with another pixel scaling and a fresh shuffling generator."""
         other = copy.copy(self)
-        other.scale, other.shift = (
-            t.to(self.device) for t in SCALINGS[scaling](self.mean, self.std)
-        )
+        scale, shift = SCALINGS[scaling](self.mean, self.std)
+        other.scale = scale.to(self.device)
+        other.shift = shift.to(self.device)
         other.generator = torch.Generator(self.device)
         return other
 
-    def steps_per_epoch(self):
-        return -(-len(self.train) // self.batch_size)
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.train) // self.batch_size)  # a last, smaller batch counts too
 
-    def normalize(self, x):
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
         return x.float() * self.scale + self.shift
 
-    def to_uint8(self, x):
+    def to_uint8(self, x: torch.Tensor) -> torch.Tensor:
         """The inverse of normalize: network inputs or outputs back to displayable pixels."""
         return ((x.float() - self.shift) / self.scale).round().clamp(0, 255).to(torch.uint8)
 
-    def train_batches(self):
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """Random crops and horizontal flips of a whole batch of uint8 images.
+
+        Drawn for the whole batch, so that data-parallel processes draw the same random numbers.
+        """
+        if self.crop_padding:
+            x = random_crop(x, self.crop_padding, self.generator)
+        if self.hflip:
+            flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+        return x
+
+    def train_batches(self) -> Iterator[Batch]:
         for idx in self.shuffled_batches(len(self.train), self.batch_size):
-            # the whole batch is augmented, so data-parallel processes draw the same random numbers
-            x = self.train.x[idx]
-            if self.crop_padding:
-                x = random_crop(x, self.crop_padding, self.generator)
-            if self.hflip:
-                flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+            x = self.augment(self.train.x[idx])
             yield self.normalize(self.part(x)), self.part(self.train.y[idx])
 
-    def eval_batches(self, split):
+    def eval_batches(self, split: str) -> Iterator[Batch]:
         data = getattr(self, split)
         for start in range(0, len(data), self.eval_batch_size):
             end = start + self.eval_batch_size
             yield self.normalize(self.part(data.x[start:end])), self.part(data.y[start:end])
 
 
-def random_crop(x, padding, generator):
+def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
     """Pad by `padding` and take one random crop of the original size per image, all at once."""
     n, c, h, w = x.shape
     padded = F.pad(x, (padding,) * 4)
@@ -134,140 +147,81 @@ def random_crop(x, padding, generator):
     ]
 
 
-def load_torchvision(cls, root, system_dir, download):
-    """(train, test) as uint8 tensors, from the data folder, else the system folder, else a download.
-
-    The system folder is where Debian/Ubuntu dataset packages put the upstream files
-    (`apt-get install dataset-fashion-mnist` -> /usr/share/datasets/fashion-mnist).
-    """
-    from torchvision.datasets import MNIST
-
-    root, tried = Path(root).expanduser(), []
-    for where in (root, system_dir and Path(system_dir)):
-        if not where:
-            continue
-        try:
-            if where != root and where.is_dir() and issubclass(cls, MNIST):
-                import_idx_files(cls, where, root)  # flat *.gz files -> root/<Class>/raw/
-                where = root
-            if issubclass(cls, MNIST):
-                check_idx_files(cls, where)
-            return tuple(
-                as_tensors(cls(str(where), train=train, download=False)) for train in (True, False)
-            )
-        except (RuntimeError, OSError) as err:  # torchvision: "Dataset not found or corrupted"
-            name_corrupted_file(
-                cls, where
-            )  # a file that is there but wrong is an error, not a miss
-            tried.append(f"{where}: {err}")
-    if download:
-        try:
-            return tuple(
-                as_tensors(cls(str(root), train=train, download=True)) for train in (True, False)
-            )
-        except Exception as err:  # noqa: BLE001 - any network or file error ends the search
-            tried.append(f"download into {root}: {type(err).__name__}: {err}")
-    else:
-        tried.append("download: disabled (dataset.download=false)")
-    raise DlpyError(
-        f"{cls.__name__}: no data found. Tried, in order:\n  - "
-        + "\n  - ".join(tried)
-        + "\nSet dataset.root to a folder holding the files, install the system package, or go online."
-    )
-
-
-def import_idx_files(cls, source, root):
-    """Unpack the MNIST-family IDX files of a system folder into torchvision's raw/ layout."""
-    raw = Path(root) / cls.__name__ / "raw"
-    for url, _ in cls.resources:
-        name = os.path.basename(url)
-        target = raw / name.removesuffix(".gz")
-        if target.exists():
-            continue
-        found = next(
-            (source / n for n in (name, name.removesuffix(".gz")) if (source / n).exists()), None
+def check_images(name: str, train: Images, want: dict[str, int], mean: list, std: list) -> None:
+    """The files must hold what the config says, and mean and std give one number per channel."""
+    got = {
+        "channels": train.x.shape[1],
+        "image_size": train.x.shape[2],
+        "num_classes": len(train.classes),
+    }
+    for key, value in want.items():
+        if got[key] != value:
+            raise DlpyError(f"dataset.{key} is {value}, but the {name} files have {got[key]}")
+    channels = want["channels"]
+    if len(mean) != channels or len(std) != channels:
+        raise DlpyError(
+            f"dataset.mean and dataset.std need one number per channel ({channels}), "
+            f"got {mean} and {std}"
         )
-        if found is None:
-            raise RuntimeError(f"{source / name} is missing")
-        raw.mkdir(parents=True, exist_ok=True)
-        opener = gzip.open if found.suffix == ".gz" else open
-        partial_file = target.with_suffix(".partial")
-        try:
-            with opener(found, "rb") as src, open(partial_file, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-        except (EOFError, zlib.error, gzip.BadGzipFile) as err:  # a cut or corrupted .gz
-            partial_file.unlink(missing_ok=True)
-            raise DlpyError(f"{found} cannot be unpacked (truncated or corrupted): {err}") from None
-        os.replace(partial_file, target)
 
 
-def as_tensors(ds):
-    x = torch.as_tensor(ds.data)
-    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)  # MNIST: NHW; CIFAR: NHWC
-    return Split(x.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)), list(ds.classes)
+def check_options(batch_size: int, eval_batch_size: int, augment: dict) -> None:
+    """The options that need no files, checked before the files are read."""
+    check_number("dataset.batch_size", batch_size, at_least=1, integer=True)
+    check_number("dataset.eval_batch_size", eval_batch_size, at_least=1, integer=True)
+    check_kwargs(ImageData, augment, "dataset.augment", key="dataset.augment")
+    check_signs(ImageData, augment, "dataset.augment")
+
+
+def hold_out(train: Images, val_size: int, split_seed: int) -> tuple[Split, Split]:
+    """(train, val): val is held out of train with its own fixed seed, the same for every run."""
+    n = len(train.y)
+    if not 0 <= val_size < n:
+        raise DlpyError(f"dataset.val_size must be in [0, {n}), got {val_size}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+    val_idx = perm[:val_size]
+    train_idx = perm[val_size:]
+    return Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx])
 
 
 def labelled_images(
-    cls,
+    class_name: str,
     *,
-    root,
-    system_dir=None,
-    download=True,
-    val_size=5000,
-    split_seed=0,
-    batch_size=128,
-    eval_batch_size=1000,
+    root: str | Path,
+    system_dir: str | None = None,
+    download: bool = True,
+    val_size: int = 5000,
+    split_seed: int = 0,
+    batch_size: int = 128,
+    eval_batch_size: int = 1000,
     mean: list,
     std: list,
     channels: int,
     image_size: int,
     num_classes: int,
-    augment=None,
-    scaling="standardize",
-):
-    for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise DlpyError(f"dataset.{key} must be a positive integer, got {value!r}")
-    check_kwargs(ImageData, augment or {}, "dataset.augment", key="dataset.augment")
-    check_signs(ImageData, augment or {}, "dataset.augment")
+    augment: dict | None = None,
+    scaling: str = "standardize",
+) -> ImageData:
+    """A labelled torchvision data set (`class_name`, registered below); val is cut from train."""
+    check_options(batch_size, eval_batch_size, augment or {})
     from torchvision import datasets  # a second to import: only for the runs that read images
 
-    cls = getattr(datasets, cls)
-    (train, classes), (test, _) = load_torchvision(cls, root, system_dir, download)
-    got = {
-        "channels": train.x.shape[1],
-        "image_size": train.x.shape[2],
-        "num_classes": len(classes),
-    }
-    for key, want in {
-        "channels": channels,
-        "image_size": image_size,
-        "num_classes": num_classes,
-    }.items():
-        if got[key] != want:
-            raise DlpyError(
-                f"dataset.{key} is {want}, but the {cls.__name__} files have {got[key]}"
-            )
-    if len(mean) != channels or len(std) != channels:
-        raise DlpyError(
-            f"dataset.mean and dataset.std need one number per channel ({channels}), got {mean} and {std}"
-        )
-    labels = int(max(train.y.max(), test.y.max()))
+    cls = getattr(datasets, class_name)
+    train_files, test_files = load_torchvision(cls, root, system_dir, download)
+    want = {"channels": channels, "image_size": image_size, "num_classes": num_classes}
+    check_images(cls.__name__, train_files, want, mean, std)
+    labels = int(max(train_files.y.max(), test_files.y.max()))
     if labels >= num_classes:
         raise DlpyError(
             f"the {cls.__name__} label files hold class {labels}, but there are {num_classes} "
             f"classes: a label file under {root} is corrupted"
         )
-    if not 0 <= val_size < len(train):
-        raise DlpyError(f"dataset.val_size must be in [0, {len(train)}), got {val_size}")
-    # The validation split is held out of train with its own fixed seed, the same for every run.
-    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed))
-    val_idx, train_idx = perm[:val_size], perm[val_size:]
+    train, val = hold_out(train_files, val_size, split_seed)
     data = ImageData(
-        Split(train.x[train_idx], train.y[train_idx]),
-        Split(train.x[val_idx], train.y[val_idx]),
-        test,
-        classes,
+        train,
+        val,
+        Split(test_files.x, test_files.y),
+        train_files.classes,
         mean,
         std,
         batch_size,
@@ -275,11 +229,14 @@ def labelled_images(
         scaling=scaling,
         **(augment or {}),
     )
-    data.name, data.root = cls.__name__, Path(root).expanduser()
+    data.name = cls.__name__
+    data.root = Path(root).expanduser()
     return data
 
 
-for _name, _cls, _doc in [
+# The books' and the course's image data sets: MNIST is Chollet's first network, Fashion-MNIST the
+# TF2 course's, CIFAR-10 that of the ResNets of "Advanced Deep Learning with Keras".
+for _name, _class, _doc in [
     ("mnist", "MNIST", "MNIST handwritten digits (LeCun et al., 1998): 28x28 grey, 10 classes"),
     (
         "fashion_mnist",
@@ -289,4 +246,4 @@ for _name, _cls, _doc in [
     ("cifar10", "CIFAR10", "CIFAR-10 (Krizhevsky, 2009): 32x32 colour, 10 classes"),
     ("cifar100", "CIFAR100", "CIFAR-100 (Krizhevsky, 2009): 32x32 colour, 100 fine classes"),
 ]:
-    DATASETS.register(_name, _doc)(partial(labelled_images, _cls))
+    DATASETS.register(_name, _doc)(partial(labelled_images, _class))
