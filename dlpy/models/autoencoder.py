@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlpy.models import activation as make_activation
+from dlpy.models.layers import make_activation
 from dlpy.registry import MODELS
 
 

@@ -3,7 +3,7 @@ import math
 from torch import nn
 
 from dlpy.errors import DlpyError
-from dlpy.models import activation as make_activation
+from dlpy.models.layers import make_activation
 from dlpy.registry import MODELS
 
 

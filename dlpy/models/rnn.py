@@ -13,7 +13,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from dlpy.errors import DlpyError
-from dlpy.models import activation as make_activation
+from dlpy.models.layers import make_activation
 from dlpy.registry import MODELS
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
