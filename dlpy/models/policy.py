@@ -1,4 +1,4 @@
-"""The actor-critic MLP of policy-gradient agents (REINFORCE with a baseline, A2C, PPO)."""
+"""The actor-critic MLP of the policy-gradient agents: REINFORCE, with or without baseline, A2C."""
 
 import math
 from collections.abc import Sequence
