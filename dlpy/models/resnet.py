@@ -63,6 +63,22 @@ class PreActBottleneck(nn.Module):
         return self.conv3(self.conv2(self.conv1(self.preact(x)))) + self.shortcut(x)
 
 
+def stages(
+    block: type[BasicBlock | PreActBottleneck], cin: int, widths: list[int], blocks_per_stage: int
+) -> tuple[nn.Sequential, int]:
+    """The residual blocks, stage by stage, and their output's channels.
+
+    Each stage after the first halves the map in its first block.
+    """
+    blocks = []
+    for stage, cout in enumerate(widths):
+        for i in range(blocks_per_stage):
+            stride = 2 if stage and not i else 1
+            blocks.append(block(cin, cout, stride=stride, first=not stage and not i))
+            cin = cout
+    return nn.Sequential(*blocks), cin
+
+
 @MODELS.register("resnet")
 class ResNet(nn.Module):
     """CIFAR-style ResNet: v1 of depth 6n+2 (ResNet-20/56/110), or pre-activation v2 of 9n+2."""
@@ -94,15 +110,8 @@ class ResNet(nn.Module):
         else:
             widths = [4 * width, 8 * width, 16 * width]
         self.stem = nn.Sequential(conv_bn(in_channels, width), nn.ReLU())
-        blocks = []
-        cin = width
-        for stage, cout in enumerate(widths):
-            for i in range(blocks_per_stage):
-                # Each stage after the first halves the map in its first block.
-                stride = 2 if stage and not i else 1
-                blocks.append(block(cin, cout, stride=stride, first=not stage and not i))
-                cin = cout
-        self.blocks = nn.Sequential(*blocks)
+        blocks, cin = stages(block, width, widths, blocks_per_stage)
+        self.blocks = blocks
         # v2 adds the activations its last block leaves out (pre-activation) before pooling.
         self.head = nn.Sequential(
             *([] if version == 1 else [nn.BatchNorm2d(cin), nn.ReLU()]),
