@@ -5,14 +5,14 @@ transposed convs; the discriminator mirrors it with stride-2 convs. Both output 
 scores: the task picks the loss (BCE for DCGAN, the Wasserstein critic for WGAN-GP).
 """
 
-from torch import nn
+from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
 
 
-def doublings(image_size):
-    """How many stride-2 steps lead from the starting map (4 or 7 px) to the image."""
+def doublings(image_size: int) -> tuple[int, int]:
+    """The starting map's side (4 or 7 px), and how many stride-2 steps double it to the image."""
     for start in (4, 7):
         steps = (image_size // start).bit_length() - 1
         if steps >= 1 and start << steps == image_size:
@@ -23,7 +23,12 @@ def doublings(image_size):
 
 
 class Generator(nn.Sequential):
-    def __init__(self, latent, channels, image_size, width):
+    """Noise -> image in [-1, 1]: project and reshape, then transposed convs halving the channels.
+
+    Radford et al.'s guidelines: batchnorm and ReLU in every layer but the output, which is tanh.
+    """
+
+    def __init__(self, latent: int, channels: int, image_size: int, width: int) -> None:
         start, steps = doublings(image_size)
         ch = width * 2 ** (steps - 1)
         layers = [
@@ -44,28 +49,42 @@ class Generator(nn.Sequential):
 
 
 class Discriminator(nn.Sequential):
-    """Strided convs with LeakyReLU(0.2); batchnorm after all but the first, unless it is a WGAN critic."""
+    """Strided convs with LeakyReLU(0.2) (Radford et al.), doubling the channels; one score each.
 
-    def __init__(self, channels, image_size, width, batchnorm):
+    Batchnorm follows all but the first conv, unless this is a WGAN-GP critic: its gradient
+    penalty is taken per sample, which batchnorm's mixing of the batch would spoil (Gulrajani
+    et al., 2017, sec. 4).
+    """
+
+    def __init__(self, channels: int, image_size: int, width: int, batchnorm: bool) -> None:
         start, steps = doublings(image_size)
-        layers, ch = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)], width
+        layers = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+        ch = width
         for _ in range(steps - 1):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=not batchnorm)]
-            layers += [nn.BatchNorm2d(ch * 2)] if batchnorm else []
-            layers += [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm2d(ch * 2))
+            layers.append(nn.LeakyReLU(0.2))
             ch *= 2
         super().__init__(*layers, nn.Flatten(), nn.Linear(ch * start * start, 1), nn.Flatten(0))
 
 
 @MODELS.register("dcgan")
 class GAN(nn.Module):
-    """DCGAN: transposed-conv generator with batchnorm and tanh, strided-conv discriminator (critic: no BN)."""
+    """DCGAN: transposed convs with batchnorm and tanh; strided convs to a score (critic: no BN)."""
 
-    def __init__(self, in_channels: int, image_size: int, latent=100, width=64, critic=False):
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        latent: int = 100,
+        width: int = 64,
+        critic: bool = False,
+    ) -> None:
         super().__init__()
         self.latent = latent
         self.generator = Generator(latent, in_channels, image_size, width)
         self.discriminator = Discriminator(in_channels, image_size, width, batchnorm=not critic)
 
-    def forward(self, z):
+    def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)

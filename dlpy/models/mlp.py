@@ -1,24 +1,28 @@
+"""The multi-layer perceptron (Atienza ch. 1): dense hidden layers, then a linear head."""
+
+from collections.abc import Sequence
+
 from torch import nn
 
 from dlpy.errors import DlpyError
-from dlpy.models import activation as make_activation
+from dlpy.models.layers import dense_layers
 from dlpy.registry import MODELS
 
 
 @MODELS.register("mlp")
 class MLP(nn.Sequential):
-    """Multi-layer perceptron on flattened inputs (images, multi-hot rows, table rows): hidden sizes, activation, dropout."""
+    """Multi-layer perceptron on flattened inputs (images, multi-hot rows, table rows)."""
 
     def __init__(
         self,
-        in_channels=None,
-        image_size=None,
-        num_classes=10,
-        hidden=(256, 256),
-        activation="relu",
-        dropout=0.0,
-        num_features=None,
-    ):
+        in_channels: int | None = None,
+        image_size: int | None = None,
+        num_classes: int = 10,
+        hidden: Sequence[int] = (256, 256),
+        activation: str = "relu",
+        dropout: float = 0.0,
+        num_features: int | None = None,
+    ) -> None:
         width = num_features or (
             in_channels * image_size * image_size if in_channels and image_size else None
         )
@@ -27,9 +31,9 @@ class MLP(nn.Sequential):
                 "model.num_features: the MLP needs its input width (dataset.num_features, "
                 "or dataset.channels and dataset.image_size)"
             )
-        layers = [nn.Flatten()]
-        for size in hidden:
-            layers += [nn.Linear(width, size), make_activation(activation), nn.Dropout(dropout)]
-            width = size
-        layers.append(nn.Linear(width, num_classes))
-        super().__init__(*layers)
+        sizes = [width, *hidden]
+        super().__init__(
+            nn.Flatten(),
+            *dense_layers(sizes, activation, dropout),
+            nn.Linear(sizes[-1], num_classes),
+        )

@@ -1,37 +1,51 @@
-"""ResNets for small images: CIFAR-style v1 and v2 (as in Atienza's ResNet-20/56/110 table) and ResNet-18."""
+"""ResNets for small images: CIFAR-style v1 and v2, and torchvision's ResNet-18.
+
+v1 is He et al.'s CIFAR-10 net (Deep Residual Learning, 2016, sec. 4.2), v2 the pre-activation
+bottleneck (He et al., Identity Mappings in Deep Residual Networks, 2016); the depths follow
+Atienza's ResNet-20/56/110 table (Advanced Deep Learning with Keras, ch. 2).
+"""
 
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
 
 
-def conv_bn(cin, cout, kernel_size=3, stride=1):
+def conv_bn(cin: int, cout: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
+    """A conv without bias (the batchnorm's shift replaces it), then batchnorm."""
     return nn.Sequential(
         nn.Conv2d(cin, cout, kernel_size, stride, kernel_size // 2, bias=False),
         nn.BatchNorm2d(cout),
     )
 
 
+def projection(cin: int, cout: int, stride: int, batchnorm: bool) -> nn.Module:
+    """The shortcut: identity, or a strided 1x1 conv where the block changes the shape."""
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    if batchnorm:
+        return conv_bn(cin, cout, 1, stride)
+    return nn.Conv2d(cin, cout, 1, stride, bias=False)
+
+
 class BasicBlock(nn.Module):
-    """v1 (He et al., 2015): conv-bn-relu, conv-bn, add the shortcut, relu."""
+    """v1 (He et al., 2016): conv-bn-relu, conv-bn, add the shortcut, relu."""
 
-    def __init__(self, cin, cout, stride, first=False):
+    def __init__(self, cin: int, cout: int, stride: int, first: bool = False) -> None:
         super().__init__()
-        self.conv1, self.conv2 = conv_bn(cin, cout, stride=stride), conv_bn(cout, cout)
-        self.shortcut = (
-            conv_bn(cin, cout, 1, stride) if stride != 1 or cin != cout else nn.Identity()
-        )
+        self.conv1 = conv_bn(cin, cout, stride=stride)
+        self.conv2 = conv_bn(cout, cout)
+        self.shortcut = projection(cin, cout, stride, batchnorm=True)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.relu(self.conv2(F.relu(self.conv1(x))) + self.shortcut(x))
 
 
 class PreActBottleneck(nn.Module):
     """v2 (He et al., 2016, identity mappings): bn-relu before each of 1x1, 3x3, 1x1 convs."""
 
-    def __init__(self, cin, cout, stride, first=False):
+    def __init__(self, cin: int, cout: int, stride: int, first: bool = False) -> None:
         super().__init__()
         mid = cout // 4
         # The stem already ends in bn-relu, so the network's very first block skips its own.
@@ -43,45 +57,62 @@ class PreActBottleneck(nn.Module):
         self.conv3 = nn.Sequential(
             nn.BatchNorm2d(mid), nn.ReLU(), nn.Conv2d(mid, cout, 1, bias=False)
         )
-        self.shortcut = (
-            nn.Conv2d(cin, cout, 1, stride, bias=False)
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
+        self.shortcut = projection(cin, cout, stride, batchnorm=False)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.conv3(self.conv2(self.conv1(self.preact(x)))) + self.shortcut(x)
+
+
+def stages(
+    block: type[BasicBlock | PreActBottleneck], cin: int, widths: list[int], blocks_per_stage: int
+) -> tuple[nn.Sequential, int]:
+    """The residual blocks, stage by stage, and their output's channels.
+
+    Each stage after the first halves the map in its first block.
+    """
+    blocks = []
+    for stage, cout in enumerate(widths):
+        for i in range(blocks_per_stage):
+            stride = 2 if stage and not i else 1
+            blocks.append(block(cin, cout, stride=stride, first=not stage and not i))
+            cin = cout
+    return nn.Sequential(*blocks), cin
 
 
 @MODELS.register("resnet")
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: v1 of depth 6n+2 (ResNet-20/56/110) or pre-activation v2 of depth 9n+2."""
+    """CIFAR-style ResNet: v1 of depth 6n+2 (ResNet-20/56/110), or pre-activation v2 of 9n+2."""
 
     def __init__(
-        self, in_channels: int, image_size: int, num_classes: int, depth=20, version=1, width=16
-    ):
+        self,
+        in_channels: int,
+        image_size: int,
+        num_classes: int,
+        depth: int = 20,
+        version: int = 1,
+        width: int = 16,
+    ) -> None:
         super().__init__()
+        # Weighted layers: the stem conv, 2 (v1) or 3 (v2) convs per block in 3 stages, the fc.
         per_block = {1: 6, 2: 9}.get(version)
         if per_block is None:
             raise DlpyError(f"model.version must be 1 or 2, got {version}")
         if (depth - 2) % per_block:
             raise DlpyError(
-                f"model.depth for ResNet v{version} must be {per_block}n+2 (20, 56, 110, ...), got {depth}"
+                f"model.depth for ResNet v{version} must be {per_block}n+2 "
+                f"(20, 56, 110, ...), got {depth}"
             )
-        n, block = (depth - 2) // per_block, BasicBlock if version == 1 else PreActBottleneck
+        blocks_per_stage = (depth - 2) // per_block
+        block = BasicBlock if version == 1 else PreActBottleneck
         # v1 stages are width, 2w, 4w channels wide; v2 bottleneck stages output 4w, 8w, 16w.
-        widths = (
-            [width, 2 * width, 4 * width] if version == 1 else [4 * width, 8 * width, 16 * width]
-        )
+        if version == 1:
+            widths = [width, 2 * width, 4 * width]
+        else:
+            widths = [4 * width, 8 * width, 16 * width]
         self.stem = nn.Sequential(conv_bn(in_channels, width), nn.ReLU())
-        blocks, cin = [], width
-        for stage, cout in enumerate(widths):
-            for i in range(n):
-                blocks.append(
-                    block(cin, cout, stride=2 if stage and not i else 1, first=not stage and not i)
-                )
-                cin = cout
-        self.blocks = nn.Sequential(*blocks)
+        blocks, cin = stages(block, width, widths, blocks_per_stage)
+        self.blocks = blocks
+        # v2 adds the activations its last block leaves out (pre-activation) before pooling.
         self.head = nn.Sequential(
             *([] if version == 1 else [nn.BatchNorm2d(cin), nn.ReLU()]),
             nn.AdaptiveAvgPool2d(1),
@@ -89,18 +120,18 @@ class ResNet(nn.Module):
             nn.Linear(cin, num_classes),
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return self.head(self.blocks(self.stem(x)))
 
 
 @MODELS.register("resnet18")
-def resnet18(in_channels: int, image_size: int, num_classes: int):
+def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     """torchvision's ResNet-18 for small images: 3x3 stride-1 stem, no max-pool."""
-    from torchvision.models import (
-        resnet18 as torchvision_resnet18,
-    )  # a second to import: only when used
+    # torchvision takes a second to import: only when this model is used.
+    from torchvision.models import resnet18 as torchvision_resnet18
 
     net = torchvision_resnet18(num_classes=num_classes)
+    # A 32x32 image would shrink to 8x8 in ImageNet's 7x7 stride-2 stem and max-pool.
     net.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()
     return net

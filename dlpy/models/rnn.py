@@ -6,38 +6,40 @@ one-hot when embedding_dim is 0 (Chollet's character model); a float series (N, 
 as it is (Chollet's temperature forecasts).
 """
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.func import functional_call
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
-from dlpy.errors import DlpyError
-from dlpy.models import activation as make_activation
+from dlpy.errors import DlpyError, check_choice
+from dlpy.models.layers import make_activation
 from dlpy.registry import MODELS
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+PADDINGS = ("same", "valid")
 
 
 class SequenceInput(nn.Module):
-    """Images, token indices or series -> float steps (N, L, F), with the lengths of padded token sequences."""
+    """Images, token indices or series -> float steps (N, L, F), and padded sequences' lengths."""
 
     def __init__(
         self,
-        num_features=None,
-        in_channels=None,
-        image_size=None,
-        vocab_size=0,
-        embedding_dim=0,
-        input_dropout=0.0,
-    ):
+        num_features: int | None = None,
+        in_channels: int | None = None,
+        image_size: int | None = None,
+        vocab_size: int = 0,
+        embedding_dim: int = 0,
+        input_dropout: float = 0.0,
+    ) -> None:
         super().__init__()
-        self.vocab_size, self.input_dropout = vocab_size, input_dropout
-        self.embedding = (
-            nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
-            if vocab_size and embedding_dim
-            else None
-        )
+        self.vocab_size = vocab_size
+        self.input_dropout = input_dropout
+        self.embedding = None
+        if vocab_size and embedding_dim:
+            self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         if vocab_size:
             self.size = embedding_dim or vocab_size
         elif num_features:
@@ -47,20 +49,22 @@ class SequenceInput(nn.Module):
         else:
             raise DlpyError(
                 "model.num_features: a sequence model needs the features per step "
-                "(dataset.num_features), token indices (model.vocab_size) or images (dataset.image_size)"
+                "(dataset.num_features), token indices (model.vocab_size) "
+                "or images (dataset.image_size)"
             )
 
-    def load_vectors(self, vectors, trainable=True):
-        """Pretrained word vectors (vocab_size, embedding_dim) into the embedding (Chollet 6.1: GloVe)."""
+    def load_vectors(self, vectors: Tensor, trainable: bool = True) -> None:
+        """Word vectors (vocab_size, embedding_dim) as the embedding, as Chollet 6.1 loads GloVe."""
         if self.embedding is None or vectors.shape != self.embedding.weight.shape:
             have = None if self.embedding is None else tuple(self.embedding.weight.shape)
             raise DlpyError(
-                f"model.embedding_dim: the word vectors are {tuple(vectors.shape)}, the embedding {have}"
+                f"model.embedding_dim: the word vectors are {tuple(vectors.shape)}, "
+                f"the embedding {have}"
             )
         self.embedding.weight.data.copy_(vectors)
         self.embedding.weight.requires_grad_(trainable)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
         lengths = None
         if x.ndim == 4:  # (N, C, H, W): rows are steps
             x = x.permute(0, 2, 1, 3).flatten(2)
@@ -84,28 +88,27 @@ class SequenceInput(nn.Module):
 
 @MODELS.register("rnn")
 class RecurrentNet(nn.Module):
-    """RNN, LSTM or GRU (layers, bidirectional, dropout) with a linear head on the final hidden state."""
+    """RNN, LSTM or GRU (layers, bidirectional, dropout), a linear head on the last hidden state."""
 
     def __init__(
         self,
         num_classes: int,
-        num_features=None,
-        in_channels=None,
-        image_size=None,
-        cell="lstm",
-        hidden=128,
-        layers=1,
-        bidirectional=False,
-        dropout=0.0,
-        input_dropout=0.0,
-        recurrent_dropout=0.0,
-        vocab_size=0,
-        embedding_dim=0,
-        embedding_trainable=True,
-    ):
+        num_features: int | None = None,
+        in_channels: int | None = None,
+        image_size: int | None = None,
+        cell: str = "lstm",
+        hidden: int = 128,
+        layers: int = 1,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        vocab_size: int = 0,
+        embedding_dim: int = 0,
+        embedding_trainable: bool = True,
+    ) -> None:
         super().__init__()
-        if cell not in CELLS:
-            raise DlpyError(f"model.cell: unknown {cell!r}; known: {', '.join(CELLS)}")
+        check_choice("model.cell", cell, CELLS)
         self.input = SequenceInput(
             num_features, in_channels, image_size, vocab_size, embedding_dim, input_dropout
         )
@@ -116,84 +119,106 @@ class RecurrentNet(nn.Module):
             num_layers=layers,
             batch_first=True,
             bidirectional=bidirectional,
-            dropout=dropout if layers > 1 else 0.0,
+            dropout=dropout if layers > 1 else 0.0,  # torch drops between layers only
         )
         self.recurrent_dropout = recurrent_dropout
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
 
-    def load_vectors(self, vectors):
+    def load_vectors(self, vectors: Tensor) -> None:
         self.input.load_vectors(vectors, self.embedding_trainable)
 
-    def recurrent_weights(self):
-        """Keras's recurrent_dropout (Gal & Ghahramani, 2016) drops units of the state h(t-1) fed back into
-        every step with one mask for the whole sequence. Dropping the matching columns of the recurrent
-        weights does the same with one mask per batch, and keeps the fused cuDNN/oneDNN kernels."""
+    def recurrent_weights(self) -> dict[str, Tensor]:
+        """The recurrent weights with Keras's recurrent_dropout, by name; {} when there is none.
+
+        Keras's recurrent_dropout (Gal & Ghahramani, 2016) drops units of the state h(t-1) fed
+        back into every step, with one mask for the whole sequence. Dropping the matching
+        columns of the recurrent weights does the same with one mask per batch, and keeps the
+        fused cuDNN/oneDNN kernels.
+        """
         if not (self.training and self.recurrent_dropout):
             return {}
-        p, weights = self.recurrent_dropout, {}
+        p = self.recurrent_dropout
+        weights = {}
         for name, w in self.rnn.named_parameters():
             if name.startswith("weight_hh"):
                 keep = (torch.rand(1, w.shape[1], device=w.device) >= p).to(w.dtype)
                 weights[name] = w * keep / (1 - p)
         return weights
 
-    def forward(self, x):
-        x, lengths = self.input(x)
-        if lengths is not None:
-            x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    def final_state(self, x: Tensor | PackedSequence) -> Tensor:
+        """The top layer's last hidden state, both directions side by side."""
         dropped = self.recurrent_weights()
-        _, state = (
-            functional_call(self.rnn, {**dict(self.rnn.named_parameters()), **dropped}, (x,))
-            if dropped
-            else self.rnn(x)
-        )
+        if dropped:
+            weights = {**dict(self.rnn.named_parameters()), **dropped}
+            _, state = functional_call(self.rnn, weights, (x,))
+        else:
+            _, state = self.rnn(x)
         h = state[0] if isinstance(state, tuple) else state  # LSTM: (h, c)
-        last = (
-            torch.cat([h[-2], h[-1]], 1) if self.rnn.bidirectional else h[-1]
-        )  # the top layer, both directions
-        return self.head(last)
+        if self.rnn.bidirectional:
+            return torch.cat([h[-2], h[-1]], 1)
+        return h[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        x, lengths = self.input(x)
+        if lengths is not None:  # the padding is left out of the steps
+            x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        return self.head(self.final_state(x))
+
+
+def conv1d_blocks(
+    width: int,
+    channels: Sequence[int],
+    kernel_size: int,
+    pool: int,
+    padding: str,
+    activation: str,
+) -> nn.Sequential:
+    """Conv and activation per channel count, with max-pooling between them."""
+    layers = []
+    for i, out in enumerate(channels):
+        layers.append(nn.Conv1d(width, out, kernel_size, padding=padding))
+        layers.append(make_activation(activation))
+        if i < len(channels) - 1:  # Chollet pools between convolutions, not after the last
+            layers.append(nn.MaxPool1d(pool))
+        width = out
+    return nn.Sequential(*layers)
 
 
 @MODELS.register("conv1d")
 class Conv1dNet(nn.Module):
-    """1-D convnet over steps (Chollet 6.4): conv+pool blocks, then global max-pooling or a GRU, then a linear head."""
+    """1-D convnet over steps (Chollet 6.4): conv+pool blocks, global max-pool or a GRU, a head."""
 
     def __init__(
         self,
         num_classes: int,
-        num_features=None,
-        in_channels=None,
-        image_size=None,
-        channels=(32, 32, 32),
-        kernel_size=5,
-        pool=3,
-        padding="same",
-        activation="relu",
-        gru_hidden=0,
-        gru_dropout=0.0,
-        gru_recurrent_dropout=0.0,
-        vocab_size=0,
-        embedding_dim=0,
-        embedding_trainable=True,
-    ):
+        num_features: int | None = None,
+        in_channels: int | None = None,
+        image_size: int | None = None,
+        channels: Sequence[int] = (32, 32, 32),
+        kernel_size: int = 5,
+        pool: int = 3,
+        padding: str = "same",
+        activation: str = "relu",
+        gru_hidden: int = 0,
+        gru_dropout: float = 0.0,
+        gru_recurrent_dropout: float = 0.0,
+        vocab_size: int = 0,
+        embedding_dim: int = 0,
+        embedding_trainable: bool = True,
+    ) -> None:
         super().__init__()
-        if padding not in ("same", "valid"):
-            raise DlpyError(f"model.padding: unknown {padding!r}; known: same, valid")
+        check_choice("model.padding", padding, PADDINGS)
         self.input = SequenceInput(num_features, in_channels, image_size, vocab_size, embedding_dim)
         self.embedding_trainable = embedding_trainable
-        layers, width = [], self.input.size
-        for i, out in enumerate(channels):
-            layers += [
-                nn.Conv1d(width, out, kernel_size, padding=padding),
-                make_activation(activation),
-            ]
-            if i < len(channels) - 1:  # Chollet pools between convolutions, not after the last
-                layers.append(nn.MaxPool1d(pool))
-            width = out
-        self.features = nn.Sequential(*layers)
-        # conv1d followed by a GRU: the convolutions shorten the sequence, the GRU reads it in order (Chollet 6.4.4)
-        self.gru = (
-            RecurrentNet(
+        width = channels[-1] if channels else self.input.size
+        self.features = conv1d_blocks(
+            self.input.size, channels, kernel_size, pool, padding, activation
+        )
+        self.gru = None
+        self.head = None
+        if gru_hidden:
+            # The convolutions shorten the sequence, the GRU reads it in order (Chollet 6.4.4).
+            self.gru = RecurrentNet(
                 num_classes,
                 num_features=width,
                 cell="gru",
@@ -201,15 +226,13 @@ class Conv1dNet(nn.Module):
                 input_dropout=gru_dropout,
                 recurrent_dropout=gru_recurrent_dropout,
             )
-            if gru_hidden
-            else None
-        )
-        self.head = None if gru_hidden else nn.Linear(width, num_classes)
+        else:
+            self.head = nn.Linear(width, num_classes)
 
-    def load_vectors(self, vectors):
+    def load_vectors(self, vectors: Tensor) -> None:
         self.input.load_vectors(vectors, self.embedding_trainable)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         x, _ = self.input(x)
         h = self.features(x.transpose(1, 2))  # (N, channels, steps)
         if self.gru is not None:
