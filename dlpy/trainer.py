@@ -124,9 +124,8 @@ class Trainer:
         self.first_step_at = None  # wall-clock time of this process's first training step
         self.examples_cache = None  # (step, the task's example images at that step)
 
-    # -- the loop --------------------------------------------------------------------------------
-
     def fit(self, task: Task, data: DataSet) -> None:
+        """Train until max_epochs or max_steps, an early stop, a NaN loss or a signal."""
         self.setup(task, data)
         self.optimizers = task.configure_optimizers()
         self.schedulers = [self.plan_schedule(optimizer) for optimizer in self.optimizers]
@@ -259,6 +258,7 @@ class Trainer:
     # -- evaluation ------------------------------------------------------------------------------
 
     def evaluate(self, split: str) -> dict[str, float]:
+        """The task's numbers on `split`; under DDP over every process's shard, weighted by size."""
         batches = map(self.precision.move, self.data.eval_batches(split))
         if self.limit_eval_batches:
             batches = islice(batches, self.limit_eval_batches)
