@@ -5,7 +5,10 @@ import os
 import pickle
 import shutil
 import tempfile
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import IO, Any
 
 import torch
 
@@ -13,7 +16,7 @@ from dlpy import environ
 from dlpy.errors import DlpyError
 
 
-def atomic_write(path, write):
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     """Call write(file) on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,26 +37,26 @@ def atomic_write(path, write):
         os.close(dir_fd)
 
 
-def save_checkpoint(state, path):
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
+    """torch.save, atomically: a kill mid-write leaves the previous checkpoint whole."""
     atomic_write(path, lambda f: torch.save(state, f))
 
 
-def save_json(obj, path):
+def save_json(obj: Any, path: str | Path) -> None:
     atomic_write(
         path, lambda f: f.write((json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
     )
 
 
-def check_output_folder(folder, need=0):
-    """Fail before training when `folder` cannot take the run's files: not creatable, read-only or full.
+def check_output_folder(folder: str | Path, need: int = 0) -> None:
+    """Fail before training when `folder` cannot take the run's files: not creatable, read-only
+    or full.
 
     A probe goes the way every checkpoint will (temporary file, fsync, rename), and the free space
     must hold `need` bytes.
     """
     folder = Path(folder)
-    probe = (
-        folder / f".dlpy-write-probe-{os.getpid()}"
-    )  # one per process: data-parallel ones share the folder
+    probe = folder / f".dlpy-write-probe-{os.getpid()}"  # data-parallel processes share it
     try:
         atomic_write(probe, lambda f: f.write(b"dlpy"))
         probe.unlink()
@@ -69,7 +72,7 @@ def check_output_folder(folder, need=0):
         )
 
 
-def load_checkpoint(path, map_location="cpu"):
+def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a dlpy checkpoint; weights_only=True refuses pickles that would run code."""
     path = Path(path)
     if not path.is_file():
@@ -87,14 +90,15 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-def weights_only():
+def weights_only() -> AbstractContextManager:
     """Inside, torch.load refuses pickled code even where a library asks it not to: torch.hub's
     load_state_dict_from_url, which torchvision's pretrained weights go through, passes
-    weights_only=False, and unpickles whatever file sits in the hub cache under the expected name."""
+    weights_only=False, and unpickles whatever file sits in the hub cache under the expected
+    name."""
     return environ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 
-def resolve_checkpoint(path, name="last.pt"):
+def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
     """A run folder stands for its checkpoints/<name>; a file stands for itself."""
     path = Path(path).expanduser()
     return path / "checkpoints" / name if path.is_dir() else path

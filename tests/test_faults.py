@@ -422,14 +422,14 @@ def test_fp16_loss_scaling_still_skips_overflowing_gradients_and_that_is_no_dive
 ):
     cfg = make_cfg("model=mlp", "trainer.precision=fp16", "trainer.max_steps=3")
     trainer = build_trainer(cfg, tmp_path)
-    trainer.scaler = torch.amp.GradScaler(
+    trainer.precision.scaler = torch.amp.GradScaler(
         "cpu", init_scale=2.0**40
     )  # scaled gradients overflow fp16
     data = build_data(cfg)
     data.seed(cfg.seed)
     trainer.fit(build_task(cfg), data)
     assert trainer.step == 3 and trainer.nan_skipped == 0
-    assert trainer.scaler.get_scale() < 2.0**40  # the scaler skipped those steps and backed off
+    assert trainer.precision.scaler.get_scale() < 2.0**40  # it skipped those steps, backed off
 
 
 def test_weights_that_hold_nan_are_never_written_over_a_checkpoint(make_cfg, tmp_path):

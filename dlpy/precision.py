@@ -1,0 +1,146 @@
+"""Where the arithmetic runs and in what number format: the device, autocast, fp16 loss scaling.
+
+`Precision.step` is the one place a loss becomes a weight update: the NaN guard, the backward
+pass through the loss scaler, gradient clipping, the optimizer step and the schedule's step.
+Tasks reach it through `Trainer.backward`, so no task touches GradScaler, clipping or devices.
+"""
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
+
+from dlpy.data.base import Batch
+from dlpy.errors import DlpyError
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """trainer.device: `auto` takes CUDA, else MPS, else the CPU; a named device must exist here."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise DlpyError(
+            f"trainer.device: unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available(),
+        "mps": torch.backends.mps.is_available(),
+    }
+    if not available.get(device.type, False):
+        raise DlpyError(f"trainer.device={name}: no such device is available on this machine")
+    return device
+
+
+def set_kernels(deterministic: bool, threads: float) -> None:
+    """Which kernels torch runs: reproducible ones (trainer.deterministic, slower) or the fastest
+    cuDNN finds, on `threads` CPU threads (0 keeps torch's default, one per core)."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = not deterministic
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def nonfinite_terms(logs: dict[str, Any]) -> str:
+    """The logged terms that are NaN or infinite, as `loss/d = nan, ...` ('' if none is)."""
+    return ", ".join(
+        f"{key} = {value.item() if value.numel() == 1 else 'nan/inf'}"
+        for key, value in logs.items()
+        if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
+    )
+
+
+class Precision:
+    """trainer.precision on one device: fp32, or bf16 / fp16 autocast; fp16 adds loss scaling,
+    since its small range would flush small gradients to zero. trainer.channels_last sets the
+    memory layout of the networks and the image batches (NHWC: faster convolutions)."""
+
+    def __init__(
+        self, device: torch.device, precision: str, grad_clip: float, channels_last: bool
+    ) -> None:
+        self.device = device
+        self.dtype = PRECISIONS[precision]
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.grad_clip = grad_clip  # > 0: the largest global gradient norm
+        self.channels_last = channels_last
+
+    def place(self, module: nn.Module) -> None:
+        layout = torch.channels_last if self.channels_last else torch.preserve_format
+        module.to(self.device, memory_format=layout)
+
+    def move(self, batch: Batch) -> Batch:
+        """The batch on the device, images (4-d tensors) in the networks' layout."""
+        return tuple(self._move(t) for t in batch)
+
+    def _move(self, t: torch.Tensor) -> torch.Tensor:
+        if self.channels_last and t.ndim == 4:
+            return t.to(self.device, memory_format=torch.channels_last, non_blocking=True)
+        return t.to(self.device, non_blocking=True)
+
+    def autocast(self) -> AbstractContextManager:
+        """The forward passes' context: mixed precision, or nothing in fp32."""
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    @contextmanager
+    def evaluating(self, module: nn.Module) -> Iterator[None]:
+        """Evaluation mode, no autograd, autocast; training mode again after it."""
+        module.eval()
+        with torch.inference_mode(), self.autocast():
+            yield
+        module.train()
+
+    def step(
+        self,
+        loss: torch.Tensor,
+        optimizer: Optimizer,
+        scheduler: LRScheduler | None,
+        agree: Callable[[bool], bool] | None = None,
+    ) -> bool:
+        """Back-propagate `loss` (scaled), clip, step the optimizer, then its schedule; False,
+        with the weights left alone, when the loss is NaN or infinite (under DDP, `agree` makes
+        every process skip when one does).
+
+        Gradients are cleared first: a GAN's generator loss also reaches the discriminator's
+        parameters, and those gradients must not leak into the discriminator's next step.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        # One device sync per step. The fp16 scaler's own skipping of steps whose scaled
+        # gradients overflow is something else, and goes on below (it scales down and retries).
+        nonfinite = not torch.isfinite(loss.detach()).all()
+        if agree is not None:
+            nonfinite = agree(nonfinite)
+        if nonfinite:
+            return False
+        with torch.autocast(self.device.type, enabled=False):
+            self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+            scheduler.step()  # a plateau steps per evaluation instead (`Trainer.fit`)
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """The loss scale and its growth tracker: a resumed fp16 run goes on with the same."""
+        return self.scaler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scaler.load_state_dict(state)
