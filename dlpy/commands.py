@@ -125,7 +125,7 @@ def sample_command(args: list[str]) -> None:
 
 
 def visualize_command(args: list[str]) -> None:
-    """What a convnet sees (dlpy/visualize.py): PNGs in <run dir>/visualize/ and the same images
+    """What a convnet sees (dlpy/visualize/): PNGs in <run dir>/visualize/ and the same images
     in TensorBoard."""
     usage = f"dlpy visualize <run dir> kind={'|'.join(visualize.KINDS)} [option=value ...]"
     names = {"kind"} | {key for kind in visualize.KINDS for key in visualize.options(kind)}
