@@ -16,11 +16,12 @@ from dlpy.build import build_data, build_task
 from dlpy.errors import DlpyError, unknown
 from dlpy.io import load_checkpoint, resolve_checkpoint
 from dlpy.plots import save_png
+from dlpy.precision import resolve_device
 from dlpy.registry import ALL
 from dlpy.report import write_report
 from dlpy.tasks.language_model import CharLanguageModel
 from dlpy.tasks.reinforce import Reinforce
-from dlpy.trainer import Trainer, resolve_device
+from dlpy.trainer import Trainer
 
 TRUE = ("true", "1", "yes")
 

@@ -6,6 +6,9 @@ builds schedules while the task builds its optimizers. Every schedule but platea
 once per optimizer step; plateau advances once per evaluation, on the monitored metric.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch.optim import Optimizer, lr_scheduler
 from torch.optim.lr_scheduler import LRScheduler
@@ -92,3 +95,30 @@ def plateau(
     return lr_scheduler.ReduceLROnPlateau(
         optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
     )
+
+
+def total_steps(max_epochs: float, max_steps: float, steps_per_epoch: float) -> int:
+    """The run's length in optimizer steps: max_steps or max_epochs, whichever ends it first."""
+    epochs = max_epochs * steps_per_epoch or float("inf")
+    return int(min(max_steps or float("inf"), epochs))
+
+
+def plan(
+    factory: Callable[..., Any] | None,
+    total_steps: int,
+    steps_per_epoch: float,
+    optimizer: Optimizer,
+) -> Any:
+    """An optimizer's schedule (the scheduler config group) over the run's steps; None
+    without a schedule."""
+    if factory is None:
+        return None
+    return factory(optimizer, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+
+
+def step_plateaus(schedulers: list[Any], monitored: float | None) -> None:
+    """After an evaluation: plateau schedules step on the monitored metric, once per evaluation
+    (the others step with their optimizer)."""
+    for scheduler in schedulers:
+        if isinstance(scheduler, lr_scheduler.ReduceLROnPlateau) and monitored is not None:
+            scheduler.step(monitored)

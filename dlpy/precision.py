@@ -16,7 +16,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from dlpy.data.base import Batch
-from dlpy.errors import DlpyError
+from dlpy.errors import Diverged, DlpyError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -61,6 +61,19 @@ def nonfinite_terms(logs: dict[str, Any]) -> str:
         for key, value in logs.items()
         if torch.is_tensor(value) and value.is_floating_point() and not value.isfinite().all()
     )
+
+
+def stop_on_nan(
+    on_nan: str, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int
+) -> str:
+    """trainer.on_nan after a non-finite loss: `stop` raises Diverged naming the terms at fault
+    (`loss/d = nan`), else the optimizer; `skip` returns them, for the warning."""
+    losses = nonfinite_terms(logs) or f"the loss of optimizer {nonfinite[0]}"
+    if on_nan == "stop":
+        raise Diverged(
+            f"diverged: {losses} at epoch {epoch + 1}, step {step} (trainer.on_nan=stop)"
+        )
+    return losses
 
 
 class Precision:

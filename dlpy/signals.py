@@ -71,3 +71,11 @@ class StopRequest:
             log.warning("%s: stopping after this step; a checkpoint will be saved there", name)
         else:
             log.warning("%s: already stopping, saving the checkpoint first", name)
+
+
+def interrupted(signum: int, epoch: int, step: int) -> Interrupted:
+    """The error that stops a run after the step at which a signal came, saying where."""
+    name = signal.Signals(signum).name
+    return Interrupted(
+        signum, f"interrupted by {name} at epoch {epoch + 1}, step {step}", step=step
+    )

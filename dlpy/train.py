@@ -16,11 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlpy import STARTED, callbacks, distributed
 from dlpy.build import build_data, build_task, resolved, scheduler_factory
+from dlpy.checkpointing import seed_everything
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.registry import check_kind, check_kwargs
 from dlpy.tasks.base import Task
-from dlpy.trainer import Trainer, seed_everything
+from dlpy.trainer import Trainer
 
 log = logging.getLogger("dlpy")
 Metrics = dict[str, Any]  # metrics.json: numbers, the status, an error line

@@ -1,13 +1,11 @@
 """The outer loop: epochs and steps, evaluation cadence, callbacks, stopping.
 
-The inner step belongs to the task (dlpy/tasks), which calls back into `Trainer.backward`. What
-the loop leans on lives beside it, one concern per module: dlpy/precision.py (device, autocast,
-loss scaling, the optimizer step), dlpy/checkpointing.py (checkpoints, resume),
-dlpy/distributed.py (data parallelism) and dlpy/signals.py (SIGINT and SIGTERM).
+The inner step belongs to the task (dlpy/tasks), which calls back into `Trainer.backward`. Beside
+the loop, one concern per module: precision.py (device, autocast, loss scaling, the optimizer
+step), checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGTERM).
 """
 
 import logging
-import signal
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -17,38 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from dlpy import distributed
-from dlpy.checkpointing import Checkpointer, seed_everything
+from dlpy import distributed, optim
+from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
-from dlpy.errors import Diverged, DlpyError, Interrupted, check_choice, check_number
-from dlpy.precision import PRECISIONS, Precision, nonfinite_terms, resolve_device, set_kernels
-from dlpy.signals import StopRequest, handling
+from dlpy.precision import Precision, resolve_device, set_kernels, stop_on_nan
+from dlpy.signals import StopRequest, handling, interrupted
 from dlpy.tasks.base import Task
+from dlpy.trainer_options import check_options
 
 if TYPE_CHECKING:  # the callbacks are imported where they are built
     from dlpy.callbacks import Callback
 
-__all__ = ["Trainer", "resolve_device", "seed_everything"]  # cli.py, train.py import them here
 log = logging.getLogger(__name__)
-ON_NAN = ("stop", "skip")  # a NaN or infinite loss: stop the run (diverged), or skip the batch
-NUMBERS = ("max_epochs", "max_steps", "grad_clip", "limit_train_batches", "limit_eval_batches")
-NUMBERS += ("log_every_n_steps", "threads")  # the options that are numbers >= 0
-
-
-def check_options(options: dict[str, Any]) -> None:
-    """The Trainer's arguments, each error naming its full key (trainer.max_epochs ...)."""
-    for key in NUMBERS:
-        check_number(f"trainer.{key}", options[key])
-    if not options["max_epochs"] and not options["max_steps"]:
-        raise DlpyError(
-            "trainer.max_epochs and trainer.max_steps are both 0: the run would never train"
-        )
-    check_choice("trainer.precision", options["precision"], PRECISIONS)
-    check_choice("trainer.mode", options["mode"], ("min", "max"))
-    check_choice("trainer.on_nan", options["on_nan"], ON_NAN)
-    distributed.check_strategy(options["strategy"])
 
 
 class Trainer:
@@ -128,7 +107,9 @@ class Trainer:
         """Train until max_epochs or max_steps, an early stop, a NaN loss or a signal."""
         self.setup(task, data)
         self.optimizers = task.configure_optimizers()
-        self.schedulers = [self.plan_schedule(optimizer) for optimizer in self.optimizers]
+        steps = optim.total_steps(self.max_epochs, self.max_steps, self.steps_per_epoch)
+        plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
+        self.schedulers = [plan(optimizer) for optimizer in self.optimizers]
         self.checkpointer.resume()  # trainer.resume, if set
         if self.ddp:
             self.ddp.wrap(task, len(self.optimizers))
@@ -143,24 +124,12 @@ class Trainer:
                 while not self.finished():
                     self.run_epoch()
                     metrics = self.validate()
-                    for scheduler in self.schedulers:  # a plateau steps per evaluation
-                        if isinstance(scheduler, ReduceLROnPlateau) and self.monitor in metrics:
-                            scheduler.step(metrics[self.monitor])
+                    optim.step_plateaus(self.schedulers, metrics.get(self.monitor))
                     self.checkpointer.gather_own_states()
                     self._call("on_epoch_end", metrics)
                     self.stop_if_requested()
         finally:  # however fit ended: the progress bar closes, the events reach the disk
             self._call("on_fit_end")
-
-    def plan_schedule(self, optimizer: Optimizer) -> Any:
-        """The optimizer's schedule (trainer.scheduler), planned over the run's steps."""
-        if not self.scheduler_factory:
-            return None
-        epochs = self.max_epochs * self.steps_per_epoch or float("inf")
-        steps = int(min(self.max_steps or float("inf"), epochs))
-        return self.scheduler_factory(
-            optimizer, total_steps=steps, steps_per_epoch=self.steps_per_epoch
-        )
 
     def finished(self) -> bool:
         steps_done = self.max_steps and self.step >= self.max_steps
@@ -209,19 +178,13 @@ class Trainer:
             return
         self.checkpointer.gather_own_states()
         self._call("on_interrupt")
-        where = f"at epoch {self.epoch + 1}, step {self.step}"
-        raise Interrupted(
-            signum, f"interrupted by {signal.Signals(signum).name} {where}", step=self.step
-        )
+        raise interrupted(signum, self.epoch, self.step)
 
     def nan_step(self, logs: dict[str, Any]) -> None:
-        """A loss of this step was NaN or infinite and no optimizer stepped on it: stop, or count
-        the batch skipped, naming the terms at fault (`loss/d = nan`), else the optimizer."""
-        losses = nonfinite_terms(logs) or f"the loss of optimizer {self.nonfinite[0]}"
+        """A loss of this step was NaN or infinite and no optimizer stepped on it: stop (raises
+        Diverged), or count the batch skipped (trainer.on_nan)."""
+        losses = stop_on_nan(self.on_nan, logs, self.nonfinite, self.epoch, self.step)
         self.nonfinite = []
-        if self.on_nan == "stop":
-            where = f"at epoch {self.epoch + 1}, step {self.step}"
-            raise Diverged(f"diverged: {losses} {where} (trainer.on_nan=stop)")
         self.nan_skipped += 1
         skipped = (self.step, losses, self.nan_skipped)
         log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", *skipped)
@@ -293,6 +256,3 @@ class Trainer:
     def save(self, path: str | Path) -> None:
         """A checkpoint of everything needed to continue exactly (dlpy/checkpointing.py)."""
         self.checkpointer.save(path)
-
-    def load(self, path: str | Path) -> None:
-        self.checkpointer.load(path)
