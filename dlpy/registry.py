@@ -13,7 +13,7 @@ from importlib.metadata import entry_points
 from dlpy.errors import DlpyError, first_line, unknown
 
 # Modules whose import registers the built-in pieces.
-_BUILTINS = ("dlpy.data", "dlpy.models", "dlpy.tasks", "dlpy.optim")
+_BUILTINS = ("dlpy.data", "dlpy.models", "dlpy.tasks", "dlpy.optim", "dlpy.callbacks")
 
 
 class Registry:
@@ -173,4 +173,5 @@ MODELS = Registry("model")
 TASKS = Registry("task")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
-ALL = (DATASETS, MODELS, TASKS, OPTIMIZERS, SCHEDULERS)
+CALLBACKS = Registry("callback")
+ALL = (DATASETS, MODELS, TASKS, OPTIMIZERS, SCHEDULERS, CALLBACKS)
