@@ -1,5 +1,6 @@
 """The recipe: compose config -> build data, model, task, trainer -> fit -> test -> metrics.json."""
 
+import inspect
 import json
 import logging
 import sys
@@ -18,12 +19,12 @@ from dlpy import CONF_DIR, STARTED, callbacks, distributed
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.registry import (
+    CALLBACKS,
     DATASETS,
     MODELS,
     OPTIMIZERS,
     SCHEDULERS,
     TASKS,
-    check_kind,
     check_kwargs,
     check_signs,
 )
@@ -243,25 +244,41 @@ def trial(build, key, name, kwargs):
 
 
 def build_trainer(cfg, run_dir):
+    """The trainer of cfg.trainer, with the callbacks of cfg.callbacks."""
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
-    patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
     config = resolved(cfg)
-    cbs = [
-        callbacks.ProgressBar(enabled=progress),
-        callbacks.TensorBoard(run_dir, hparams=flatten(config)),
-        callbacks.ImageFiles(run_dir),
-    ]
-    cbs += [callbacks.EarlyStopping(patience)] if patience else []
-    cbs.append(
-        callbacks.Checkpoint(run_dir)
-    )  # last: the checkpoint holds the other callbacks' state
-    if not isinstance(progress, bool):
-        raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
-    check_kind("trainer.early_stopping_patience", patience, 0)
-    if patience < 0:
-        raise DlpyError(f"trainer.early_stopping_patience must be >= 0, got {patience}")
+    cbs = build_callbacks(config.get("callbacks"), run_dir, hparams=flatten(config))
     check_kwargs(Trainer, opts, "trainer", key="trainer")
     return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
+
+
+def build_callbacks(entries, run_dir, hparams):
+    """The callbacks of the config's `callbacks` group (resolved), built through CALLBACKS.
+
+    A builder that takes `run_dir` or `hparams` (the flat config) gets them from dlpy, not from the
+    config. Checkpoint runs last wherever its entry stands: the checkpoint holds the others' state.
+    """
+    given = {"run_dir": run_dir, "hparams": hparams}
+    built = []
+    for entry, value in (entries or {}).items():
+        key = f"callbacks.{entry}"
+        if value is None:
+            continue  # `callbacks.<entry>: null` turns one off where `~` cannot: in a preset
+        if not isinstance(value, dict):
+            raise DlpyError(f"{key} must be a mapping such as {{name: {entry}}}, got {value!r}")
+        if "name" not in value:
+            raise DlpyError(f"{key}.name is missing: it names the callback (dlpy list shows them)")
+        kwargs = dict(value)
+        name = kwargs.pop("name")
+        if clash := sorted(given.keys() & kwargs.keys()):
+            raise DlpyError(f"{key}.{clash[0]} is dlpy's to give (the run), not the config's")
+        takes = inspect.signature(CALLBACKS.get(name, key)).parameters
+        callback = CALLBACKS.build(
+            name, key=key, **kwargs, **{k: v for k, v in given.items() if k in takes}
+        )
+        if callback is not None:  # None: off with these options (early stopping at patience 0)
+            built.append(callback)
+    return sorted(built, key=lambda callback: isinstance(callback, callbacks.Checkpoint))
 
 
 def flatten(config, prefix=""):
