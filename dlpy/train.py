@@ -255,10 +255,10 @@ def build_trainer(cfg, run_dir):
 def build_callbacks(entries, run_dir, hparams):
     """The callbacks of the config's `callbacks` group (resolved), built through CALLBACKS.
 
-    A builder that takes `run_dir` or `hparams` (the flat config) gets them from dlpy, not from the
-    config. Checkpoint runs last wherever its entry stands: the checkpoint holds the others' state.
+    A builder that takes `run_dir` (a str) or `hparams` (the flat config) gets them from dlpy, not
+    from the config. Checkpoint runs last wherever its entry stands: it saves the others' state.
     """
-    given = {"run_dir": run_dir, "hparams": hparams}
+    given = {"run_dir": str(run_dir), "hparams": hparams}
     built = []
     for entry, value in (entries or {}).items():
         key = f"callbacks.{entry}"
