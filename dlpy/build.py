@@ -5,8 +5,10 @@ torch's own refusals are turned into one line naming the key, so a bad config fa
 any data is read or a step is taken.
 """
 
+import inspect
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -14,10 +16,21 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
 
 from dlpy import catalog  # noqa: F401  (importing it registers every built-in builder)
+from dlpy.callbacks import Callback, Checkpoint
 from dlpy.data.base import DataSet
 from dlpy.errors import DlpyError, check_number, first_line
-from dlpy.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS, TASKS, check_kwargs, check_signs
+from dlpy.registry import (
+    CALLBACKS,
+    DATASETS,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    TASKS,
+    check_kwargs,
+    check_signs,
+)
 from dlpy.tasks.base import OptimizerFactory, Task
+from dlpy.trainer import Trainer
 
 SchedulerFactory = Callable[..., Any]  # (optimizer, total_steps=, steps_per_epoch=) -> schedule
 
@@ -99,3 +112,55 @@ def trial(build: Callable[[], Any], key: str, name: str, kwargs: dict[str, Any])
         raise DlpyError(
             f"{key} ({name!r}) cannot be built from {given}: {first_line(err)}"
         ) from None
+
+
+def build_trainer(cfg: DictConfig, run_dir: str | Path) -> Trainer:
+    """The trainer of cfg.trainer, with the callbacks of cfg.callbacks."""
+    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
+    config = resolved(cfg)
+    cbs = build_callbacks(config.get("callbacks"), run_dir, hparams=flatten(config))
+    check_kwargs(Trainer, opts, "trainer", key="trainer")
+    return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
+
+
+def build_callbacks(
+    entries: dict[str, Any] | None, run_dir: str | Path, hparams: dict[str, Any]
+) -> list[Callback]:
+    """The callbacks of the config's `callbacks` group (resolved), built through CALLBACKS.
+
+    A builder that takes `run_dir` (a str) or `hparams` (the flat config) gets them from dlpy, not
+    from the config. Checkpoint runs last wherever its entry stands: it saves the others' state.
+    """
+    given = {"run_dir": str(run_dir), "hparams": hparams}
+    built = []
+    for entry, value in (entries or {}).items():
+        key = f"callbacks.{entry}"
+        if value is None:
+            continue  # `callbacks.<entry>: null` turns one off where `~` cannot: in a preset
+        if not isinstance(value, dict):
+            raise DlpyError(f"{key} must be a mapping such as {{name: {entry}}}, got {value!r}")
+        if "name" not in value:
+            raise DlpyError(f"{key}.name is missing: it names the callback (dlpy list shows them)")
+        kwargs = dict(value)
+        name = kwargs.pop("name")
+        if clash := sorted(given.keys() & kwargs.keys()):
+            raise DlpyError(f"{key}.{clash[0]} is dlpy's to give (the run), not the config's")
+        takes = inspect.signature(CALLBACKS.get(name, key)).parameters
+        callback = CALLBACKS.build(
+            name, key=key, **kwargs, **{k: v for k, v in given.items() if k in takes}
+        )
+        if callback is not None:  # None: off with these options (early stopping at patience 0)
+            built.append(callback)
+    return sorted(built, key=lambda callback: isinstance(callback, Checkpoint))
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings (TensorBoard hparams take scalars)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            scalar = isinstance(value, (int, float, str, bool))
+            flat[f"{prefix}{key}"] = value if scalar else str(value)
+    return flat

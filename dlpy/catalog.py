@@ -5,6 +5,8 @@ module fills the registries with dlpy's own pieces; plugins' pieces (Python entr
 added by the registries themselves on first use. Import it before looking a name up.
 """
 
-from dlpy import callbacks, data, models, optim, tasks
+from dlpy import callbacks, data, models, optim
+from dlpy.tasks import autoencoder, classification, gan, language_model, regression, reinforce
 
-__all__ = ["callbacks", "data", "models", "optim", "tasks"]
+__all__ = ["callbacks", "data", "models", "optim"]
+__all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]

@@ -12,14 +12,13 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from dlpy import STARTED, callbacks, distributed
-from dlpy.build import build_data, build_task, resolved, scheduler_factory
+from dlpy import STARTED, distributed
+from dlpy.build import build_data, build_task, build_trainer
 from dlpy.checkpointing import seed_everything
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
-from dlpy.registry import check_kind, check_kwargs
 from dlpy.tasks.base import Task
 from dlpy.trainer import Trainer
 
@@ -153,41 +152,6 @@ def read_metrics(run_dir: str | Path) -> Metrics:
         return json.loads((Path(run_dir) / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
-
-
-def build_trainer(cfg, run_dir):
-    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
-    patience, progress = opts.pop("early_stopping_patience", 0), opts.pop("progress_bar", True)
-    config = resolved(cfg)
-    cbs = [
-        callbacks.ProgressBar(enabled=progress),
-        callbacks.TensorBoard(run_dir, hparams=flatten(config)),
-        callbacks.ImageFiles(run_dir),
-    ]
-    cbs += [callbacks.EarlyStopping(patience)] if patience else []
-    cbs.append(
-        callbacks.Checkpoint(run_dir)
-    )  # last: the checkpoint holds the other callbacks' state
-    if not isinstance(progress, bool):
-        raise DlpyError(f"trainer.progress_bar must be true or false, got {progress!r}")
-    check_kind("trainer.early_stopping_patience", patience, 0)
-    if patience < 0:
-        raise DlpyError(f"trainer.early_stopping_patience must be >= 0, got {patience}")
-    check_kwargs(Trainer, opts, "trainer", key="trainer")
-    return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
-
-
-def flatten(config, prefix=""):
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings (TensorBoard hparams take scalars)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = (
-                value if isinstance(value, (int, float, str, bool)) else str(value)
-            )
-    return flat
 
 
 def record_failure(run_dir: str | Path, err: BaseException) -> str:

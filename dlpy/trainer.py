@@ -11,21 +11,19 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
 
 from dlpy import distributed, optim
+from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
 from dlpy.precision import Precision, resolve_device, set_kernels, stop_on_nan
 from dlpy.signals import StopRequest, handling, interrupted
 from dlpy.tasks.base import Task
 from dlpy.trainer_options import check_options
-
-if TYPE_CHECKING:  # the callbacks are imported where they are built
-    from dlpy.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +52,7 @@ class Trainer:
         on_nan: str = "stop",
         resume: str | None = None,
         scheduler: Callable | None = None,
-        callbacks: Iterable["Callback"] = (),
+        callbacks: Iterable[Callback] = (),
         config: dict | None = None,
     ) -> None:
         check_options(locals())  # the arguments as given: no other name is bound yet
@@ -213,10 +211,6 @@ class Trainer:
     def epoch_means(self) -> dict[str, float]:
         batches = max(1, self.epoch_batches)
         return {key: float(total) / batches for key, total in self.epoch_sums.items()}
-
-    def learning_rates(self) -> dict[str, float]:
-        name = "lr/{}" if len(self.optimizers) > 1 else "lr"
-        return {name.format(i): opt.param_groups[0]["lr"] for i, opt in enumerate(self.optimizers)}
 
     # -- evaluation ------------------------------------------------------------------------------
 

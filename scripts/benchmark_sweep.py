@@ -33,7 +33,7 @@ SWEEP = [
     "model=mlp",
     "trainer.max_epochs=1",
     "seed=0,1,2,3",
-    "trainer.progress_bar=false",
+    "~callbacks.progress_bar",
 ]
 
 

@@ -22,7 +22,7 @@ N_TRAIN, N_TEST = 600, 200
 # trainer.threads=0: the tests share one process, so a preset's thread count must not leak into later tests
 FAST = [
     "trainer=debug",
-    "trainer.progress_bar=false",
+    "~callbacks.progress_bar",
     "trainer.threads=0",
     "dataset.val_size=100",
     "dataset.batch_size=32",

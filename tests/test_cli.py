@@ -201,7 +201,7 @@ def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_pat
     dlpy(
         "train",
         "trainer=debug",
-        "trainer.progress_bar=false",
+        "~callbacks.progress_bar",
         "model=char_lstm",
         f"dataset.path={corpus}",
         "dataset.val_size=300",

@@ -132,7 +132,7 @@ def test_k_fold_validation_under_ddp_gives_the_fold_means_from_one_run_folder(tm
         "model=mlp",
         "dataset.folds=2",
         "trainer.max_epochs=2",
-        "trainer.progress_bar=false",
+        "~callbacks.progress_bar",
         cwd=tmp_path,
         data_dir=tmp_path / "data",
     )

@@ -137,7 +137,7 @@ def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_pat
         "optimizer.lr=0.0",
         "scheduler=none",
         "trainer.max_epochs=10",
-        "trainer.early_stopping_patience=1",
+        "callbacks.early_stopping.patience=1",
     )
     train(cfg, tmp_path)
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2

@@ -1,43 +1,48 @@
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from dlpy import callbacks
+from dlpy.callbacks.base import Callback, improved
+from dlpy.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from dlpy.trainer import Trainer
 
 
-class Checkpoint(callbacks.Callback):
-    """After every epoch write checkpoints/last.pt, and best.pt when the monitored metric improves;
-    when the run is interrupted, last.pt at the step it reached (inside an epoch too).
+@CALLBACKS.register("checkpoint")
+class Checkpoint(Callback):
+    """checkpoints/last.pt after every epoch, best.pt when the monitored metric improves.
 
-    Put it after the other callbacks, so the checkpoint holds their state for this epoch too.
+    An interrupted run writes last.pt at the step it reached, inside an epoch too, so it resumes
+    there. dlpy runs it after the other callbacks, so the checkpoint holds their state for this
+    epoch too.
     """
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir) / "checkpoints"
         self.best = None
 
     @property
-    def best_path(self):
+    def best_path(self) -> Path:
         return self.dir / "best.pt"
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: "Trainer") -> None:
         for stale in self.dir.glob(".*.tmp"):  # the temporary file of a write cut short by a kill
             stale.unlink()
 
-    def on_epoch_end(self, trainer, metrics):
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         value = metrics.get(trainer.monitor)
-        is_best = value is not None and callbacks.improved(value, self.best, trainer.mode)
+        is_best = value is not None and improved(value, self.best, trainer.mode)
         if is_best:
             self.best = value
         trainer.save(self.dir / "last.pt")
-        if (
-            is_best or value is None
-        ):  # without a monitored metric the latest weights are the best we know
+        if is_best or value is None:  # without a monitored metric, the latest weights are the best
             trainer.save(self.best_path)
 
-    def on_interrupt(self, trainer):
+    def on_interrupt(self, trainer: "Trainer") -> None:
         trainer.save(self.dir / "last.pt")
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self.best}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")

@@ -1,24 +1,32 @@
 import logging
+from typing import TYPE_CHECKING, Any
 
-from dlpy import callbacks
+from dlpy.callbacks.base import Callback, improved
+from dlpy.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from dlpy.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
-class EarlyStopping(callbacks.Callback):
+class EarlyStopping(Callback):
     """Stop when the monitored metric has not improved by min_delta for `patience` evaluations."""
 
     main_process_only = False  # every data-parallel process must stop at the same epoch
 
-    def __init__(self, patience, min_delta=0.0):
-        self.patience, self.min_delta = patience, min_delta
-        self.best, self.wait = None, 0
+    def __init__(self, patience: int, min_delta: float = 0.0) -> None:
+        self.patience = patience
+        self.min_delta = min_delta
+        self.best = None
+        self.wait = 0  # evaluations since the last improvement
 
-    def on_epoch_end(self, trainer, metrics):
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         if trainer.monitor not in metrics:
             return
-        if callbacks.improved(metrics[trainer.monitor], self.best, trainer.mode, self.min_delta):
-            self.best, self.wait = metrics[trainer.monitor], 0
+        if improved(metrics[trainer.monitor], self.best, trainer.mode, self.min_delta):
+            self.best = metrics[trainer.monitor]
+            self.wait = 0
             return
         self.wait += 1
         if self.wait >= self.patience:
@@ -30,8 +38,19 @@ class EarlyStopping(callbacks.Callback):
             )
             trainer.should_stop = True
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait}
 
-    def load_state_dict(self, state):
-        self.best, self.wait = state.get("best"), state.get("wait", 0)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = state.get("best")
+        self.wait = state.get("wait", 0)
+
+
+@CALLBACKS.register("early_stopping")
+def early_stopping(patience: int = 0, min_delta: float = 0.0) -> EarlyStopping | None:
+    """Stop when the monitored metric stalls for `patience` evaluations; patience 0: never.
+
+    Off, it is no callback at all (None), so the loop and the checkpoints are those of a run
+    configured without it.
+    """
+    return EarlyStopping(patience, min_delta) if patience else None

@@ -1,16 +1,26 @@
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from dlpy import callbacks
+from dlpy.callbacks.base import Callback
 from dlpy.plots import save_png
+from dlpy.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from dlpy.trainer import Trainer
 
 
-class ImageFiles(callbacks.Callback):
-    """After every epoch, the task's examples as files: images as <run>/images/<name>_epoch<N>.png, texts as .txt."""
+@CALLBACKS.register("image_files")
+class ImageFiles(Callback):
+    """The task's examples after every epoch, as files in <run>/images/: PNGs, texts as .txt.
 
-    def __init__(self, run_dir):
+    A file is named <name>_epoch<N>, so the epochs of a run can be compared side by side without
+    TensorBoard.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
         self.dir = Path(run_dir) / "images"
 
-    def on_epoch_end(self, trainer, metrics):
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         images = trainer.examples()
         if images:
             self.dir.mkdir(parents=True, exist_ok=True)

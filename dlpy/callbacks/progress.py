@@ -1,22 +1,40 @@
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-from dlpy import callbacks
+from dlpy.callbacks.base import Callback
+from dlpy.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    import torch
+
+    from dlpy.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
 
-class ProgressBar(callbacks.Callback):
-    """A tqdm bar per epoch with live loss, accuracy and samples/s; one log line per epoch."""
+@CALLBACKS.register("progress_bar")
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with live loss, accuracy and samples/s; one log line per epoch.
 
-    def __init__(self, refresh_every=20, enabled=True):
-        self.refresh_every, self.enabled = refresh_every, enabled
+    enabled=false hides the bar but keeps the log lines; the bar refreshes its numbers every
+    `refresh_every` batches, since reading them waits for the device.
+    """
+
+    def __init__(self, refresh_every: int = 20, enabled: bool = True) -> None:
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {refresh_every!r}")
+        self.refresh_every = refresh_every
+        self.enabled = enabled
         self.bar = None
+        self.start = 0.0  # when the epoch started, for samples/s
+        self.samples = 0  # samples seen in the epoch
 
-    def on_epoch_start(self, trainer):
-        self.start, self.samples = time.perf_counter(), 0
+    def on_epoch_start(self, trainer: "Trainer") -> None:
+        self.start = time.perf_counter()
+        self.samples = 0
         total = f"/{trainer.max_epochs}" if trainer.max_epochs else ""
         self.bar = tqdm(
             total=int(trainer.steps_per_epoch),
@@ -27,24 +45,21 @@ class ProgressBar(callbacks.Callback):
             disable=not self.enabled,
         )
 
-    def on_train_batch_end(self, trainer, logs, batch_size):
+    def on_train_batch_end(
+        self, trainer: "Trainer", logs: dict[str, "torch.Tensor"], batch_size: int
+    ) -> None:
         self.samples += batch_size
         self.bar.update(1)
-        if (
-            trainer.epoch_batches % self.refresh_every == 0 and self.enabled
-        ):  # reading the means syncs the device
-            means = {
-                key.split("/")[-1]: f"{value:.4f}" for key, value in trainer.epoch_means().items()
-            }
-            self.bar.set_postfix(
-                **means, samples_s=f"{self.samples / (time.perf_counter() - self.start):.0f}"
-            )
+        if self.enabled and trainer.epoch_batches % self.refresh_every == 0:
+            means = {key.split("/")[-1]: f"{v:.4f}" for key, v in trainer.epoch_means().items()}
+            samples_s = self.samples / (time.perf_counter() - self.start)
+            self.bar.set_postfix(**means, samples_s=f"{samples_s:.0f}")
 
-    def on_fit_end(self, trainer):
+    def on_fit_end(self, trainer: "Trainer") -> None:
         if self.bar is not None:
             self.bar.close()  # an interrupted epoch's bar, before the message that says why
 
-    def on_epoch_end(self, trainer, metrics):
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         self.bar.close()
         seconds = time.perf_counter() - self.start
         numbers = {**trainer.epoch_means(), **metrics}

@@ -1,3 +1,4 @@
-"""Tasks: the inner training step of each model family. Importing registers every built-in task."""
-
-from dlpy.tasks import autoencoder, classification, gan, language_model, regression, reinforce  # noqa: F401
+"""Tasks: the inner training step of each model family (dlpy/catalog.py imports and so registers
+them). The package imports none of its modules itself: the trainer imports the base class, and
+the GAN task's FID trains a classifier with the trainer, so importing them all here would be a
+cycle."""
