@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Subset
 from torchvision import datasets, transforms
 
 from dlpy import CONF_DIR
-from dlpy.train import build_data, build_task
+from dlpy.build import build_data, build_task
 
 OVERRIDES = ["trainer.device=cpu", "scheduler=none"]
 

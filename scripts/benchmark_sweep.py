@@ -42,7 +42,7 @@ def prepare_data(data_dir, overrides):
     from hydra import compose, initialize_config_dir
 
     from dlpy import CONF_DIR
-    from dlpy.train import build_data
+    from dlpy.build import build_data
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         build_data(compose("train", [*([f"data_dir={data_dir}"] if data_dir else []), *overrides]))

@@ -18,9 +18,10 @@ from test_io import RunsCode
 
 import dlpy
 from dlpy import CONF_DIR
+from dlpy.build import build_data
 from dlpy.errors import DlpyError
 from dlpy.io import save_checkpoint
-from dlpy.train import build_data, train
+from dlpy.train import train
 
 # -- Data files that are cut short, corrupted or not the upstream ones are named ------------------------------
 

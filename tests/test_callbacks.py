@@ -9,6 +9,7 @@ import textwrap
 import pytest
 from conftest import FAST
 
+from dlpy.build import build_callbacks, build_trainer, flatten
 from dlpy.callbacks import (
     Callback,
     Checkpoint,
@@ -19,7 +20,7 @@ from dlpy.callbacks import (
 )
 from dlpy.io import load_checkpoint
 from dlpy.registry import CALLBACKS
-from dlpy.train import build_callbacks, build_trainer, flatten, train
+from dlpy.train import train
 
 
 def test_the_default_group_builds_the_callbacks_of_every_run_with_the_checkpoint_last(
@@ -34,7 +35,7 @@ def test_the_default_group_builds_the_callbacks_of_every_run_with_the_checkpoint
     ]  # early stopping at patience 0 is no callback at all
     tensorboard = trainer.callbacks[1]
     assert tensorboard.run_dir == str(tmp_path)
-    assert tensorboard.hparams == flatten(trainer.config)
+    assert tensorboard.hparams == flatten(trainer.checkpointer.config)
     stopping = make_cfg("callbacks.early_stopping.patience=2", fast=False)
     assert [type(cb) for cb in build_trainer(stopping, tmp_path).callbacks][-2:] == [
         EarlyStopping,

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import N_TEST, N_TRAIN, images_and_labels, write_mnist_family
 
+from dlpy.build import build_data
 from dlpy.data.vision import Split, random_crop
 from dlpy.errors import DlpyError
-from dlpy.train import build_data
 
 VAL = 100  # conftest's FAST overrides hold out this many training images
 MNIST_DIRS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}

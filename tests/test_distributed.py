@@ -11,9 +11,10 @@ import torch
 import torch.distributed as dist
 from conftest import FAST
 
+from dlpy.build import build_data, build_task, build_trainer
 from dlpy.checkpointing import seed_everything
 from dlpy.errors import DlpyError
-from dlpy.train import build_data, build_task, build_trainer, train
+from dlpy.train import train
 
 # The same few steps for both: no dropout, so one process and two can compute the same thing.
 TINY = ["model=mlp", "model.dropout=0.0"]
@@ -23,7 +24,7 @@ BUILD = """
 import sys, torch
 from hydra import compose, initialize_config_dir
 from dlpy import CONF_DIR
-from dlpy.train import build_data, build_task, build_trainer
+from dlpy.build import build_data, build_task, build_trainer
 from dlpy.checkpointing import seed_everything
 
 out, *overrides = sys.argv[1:]

@@ -25,11 +25,12 @@ import torch.nn.functional as F
 from conftest import FAST, idx_bytes, images_and_labels
 from test_distributed import BUILD, torchrun
 
+from dlpy.build import build_data, build_task, build_trainer
 from dlpy.errors import Diverged, DlpyError, Interrupted
 from dlpy.io import load_checkpoint
 from dlpy.registry import TASKS
 from dlpy.tasks.classification import Classification
-from dlpy.train import build_data, build_task, build_trainer, train
+from dlpy.train import train
 from dlpy.trainer import Trainer
 
 

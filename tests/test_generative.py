@@ -7,8 +7,9 @@ import torch
 from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
+from dlpy.build import build_data, build_task
 from dlpy.tasks.autoencoder import RECONSTRUCTION, kl_divergence
-from dlpy.train import build_data, build_task, train
+from dlpy.train import train
 
 
 def test_kl_matches_the_closed_form_of_torch_distributions():

@@ -4,9 +4,9 @@ import pytest
 import torch
 from conftest import presets
 
+from dlpy.build import build_task
 from dlpy.errors import DlpyError
 from dlpy.models.resnet import BasicBlock, PreActBottleneck
-from dlpy.train import build_task
 
 # (dataset preset, channels, image size): Fashion-MNIST's 1x28x28 and CIFAR-10's 3x32x32
 SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]

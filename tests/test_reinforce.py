@@ -9,14 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
+from dlpy.build import build_data, build_task
 from dlpy.cli import main as cli
 from dlpy.data.env import EnvData
 from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint
 from dlpy.plots import save_gif
 from dlpy.registry import DATASETS
-from dlpy.tasks.reinforce import discounted_returns, gae
-from dlpy.train import build_data, build_task, train
+from dlpy.tasks.advantages import discounted_returns, gae
+from dlpy.train import train
 
 TINY = [
     "model=reinforce",

@@ -9,13 +9,14 @@ import pytest
 import torch
 from conftest import write_aclimdb, write_boston, write_jena
 
+from dlpy.build import build_data, build_task
 from dlpy.data.tabular import kfold
 from dlpy.data.text import tokenize
 from dlpy.data.timeseries import window_rows
 from dlpy.errors import DlpyError
 from dlpy.models.rnn import RecurrentNet
 from dlpy.tasks.language_model import reweight
-from dlpy.train import build_data, build_task, train
+from dlpy.train import train
 
 FEW = ["trainer.max_epochs=1", "trainer.limit_train_batches=3", "trainer.limit_eval_batches=0"]
 

@@ -48,7 +48,7 @@ def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_p
 
 
 def _net_weights(cfg):
-    from dlpy.train import build_task
+    from dlpy.build import build_task
 
     torch.manual_seed(cfg.seed)
     return build_task(cfg).net.state_dict()
