@@ -117,8 +117,9 @@ class DataParallel:
         """This process's slice of every batch (an environment refuses, naming itself)."""
         data.shard(self.rank, self.world)
 
-    def wrap(self, task: "Task", optimizers: int) -> None:
-        """Wrap the task's step in DistributedDataParallel (which broadcasts rank 0's weights)."""
+    def wrap(self, task: "Task", optimizers: int, reseed: bool) -> None:
+        """Wrap the task's step in DistributedDataParallel (which broadcasts rank 0's weights);
+        `reseed`: give this process generators of its own (see decorrelate_rng)."""
         if optimizers != 1:
             raise DlpyError(
                 f"trainer.strategy=ddp trains tasks with one optimizer; {type(task).__name__} has "
@@ -129,6 +130,8 @@ class DataParallel:
             task = nn.SyncBatchNorm.convert_sync_batchnorm(task)
         ids = [self.device] if self.device.type == "cuda" else None
         self.module = DistributedDataParallel(TrainingStep(task), device_ids=ids)
+        if reseed:
+            self.decorrelate_rng()
 
     # -- one training step -----------------------------------------------------------------------
 

@@ -109,10 +109,10 @@ class Trainer:
         plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
         self.schedulers = [plan(optimizer) for optimizer in self.optimizers]
         self.checkpointer.resume()  # trainer.resume, if set
-        if self.ddp:
-            self.ddp.wrap(task, len(self.optimizers))
-            if not self.checkpointer.own_state_resumed:  # else it goes on with its own generators
-                self.ddp.decorrelate_rng()
+        if self.ddp:  # a resumed process goes on with its own generators, else they are reseeded
+            self.ddp.wrap(
+                task, len(self.optimizers), reseed=not self.checkpointer.own_state_resumed
+            )
         if self.compile:
             for module in task.children():
                 module.compile()
@@ -121,7 +121,7 @@ class Trainer:
             with handling(self.stop_request):  # SIGINT and SIGTERM wait for the end of the step
                 while not self.finished():
                     self.run_epoch()
-                    metrics = self.validate()
+                    metrics = self.evaluate("val")
                     optim.step_plateaus(self.schedulers, metrics.get(self.monitor))
                     self.checkpointer.gather_own_states()
                     self._call("on_epoch_end", metrics)
@@ -225,13 +225,10 @@ class Trainer:
             metrics = self.task.evaluate(batches, split)
         return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
-    def validate(self) -> dict[str, float]:
-        return self.evaluate("val")
-
     def test(self, checkpoint: Path | None = None) -> dict[str, float]:
         """Evaluate the given checkpoint's weights (else the current ones) on val and test, once."""
         self.checkpointer.load_weights(checkpoint)
-        metrics = {**self.validate(), **self.evaluate("test")}
+        metrics = {**self.evaluate("val"), **self.evaluate("test")}
         self._call("on_test_end", metrics)
         return metrics
 

@@ -41,7 +41,7 @@ SCRIPT = (
     BUILD
     + """
 trainer.fit(task, data)
-torch.save({"weights": task.state_dict(), "val": trainer.validate()}, f"{out}/rank{trainer.ddp.rank}.pt")
+torch.save({"weights": task.state_dict(), "val": trainer.evaluate("val")}, f"{out}/rank{trainer.ddp.rank}.pt")
 """
 )
 
@@ -75,7 +75,7 @@ def train_in_one_process(make_cfg, run_dir):
     data.seed(cfg.seed)
     task = build_task(cfg)
     trainer.fit(task, data)
-    return task.state_dict(), trainer.validate()
+    return task.state_dict(), trainer.evaluate("val")
 
 
 def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_global_batch(
