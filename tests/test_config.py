@@ -10,7 +10,8 @@ from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
-# experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher: tests/test_sweep.py
+# experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher:
+# tests/test_sweep.py
 GROUPS = sorted(
     p.name
     for p in Path(CONF_DIR).iterdir()
@@ -25,7 +26,8 @@ def test_the_config_groups_are_all_found():
     assert all(presets(group) for group in GROUPS)
 
 
-# Presets with a value the user must give (`???` in the file), or that need a model other than the default CNN
+# Presets with a value the user must give (`???` in the file), or that need a model other than
+# the default CNN
 REQUIRED = {
     "dataset=image_folder": ["dataset.root=/path/to/images"],
     "dataset=imdb": ["model=mlp"],

@@ -1,4 +1,4 @@
-"""Data-parallel training: torchrun with 2 CPU processes (gloo) against one process on the same global batch."""
+"""Data-parallel training: torchrun with 2 CPU processes (gloo) against one, same global batch."""
 
 import json
 import os
@@ -18,7 +18,8 @@ from dlpy.trainer import seed_everything
 # The same few steps for both: no dropout, so one process and two can compute the same thing.
 TINY = ["model=mlp", "model.dropout=0.0"]
 
-# What every torchrun script here starts with: the config from its command line, then the pieces dlpy train builds
+# What every torchrun script here starts with: the config from its command line, then the pieces
+# dlpy train builds
 BUILD = """
 import sys, torch
 from hydra import compose, initialize_config_dir
@@ -40,7 +41,8 @@ SCRIPT = (
     BUILD
     + """
 trainer.fit(task, data)
-torch.save({"weights": task.state_dict(), "val": trainer.validate()}, f"{out}/rank{trainer.ddp.rank}.pt")
+result = {"weights": task.state_dict(), "val": trainer.validate()}
+torch.save(result, f"{out}/rank{trainer.ddp.rank}.pt")
 """
 )
 
@@ -152,7 +154,8 @@ from dlpy.cli import main
 if os.environ["RANK"] == "1":
     def build_task(cfg):
         raise RuntimeError("rank 1 alone cannot build its task")
-    dlpy.train.build_task = build_task  # rank 0 goes on, into DistributedDataParallel's first broadcast
+    # rank 0 goes on, into DistributedDataParallel's first broadcast
+    dlpy.train.build_task = build_task
 raise SystemExit(main(["train", *sys.argv[1:]]))
 """
 
@@ -277,7 +280,7 @@ torch.save(task.state_dict(), f"{out}/rank{trainer.ddp.rank}.pt")
 def test_a_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(
     tmp_path, data_dir, monkeypatch
 ):
-    """Each process draws its own dropout masks: the checkpoint keeps every process's random state."""
+    """Each process draws its own dropout masks: the checkpoint keeps each one's random state."""
     (tmp_path / "ddp_resume.py").write_text(DDP_RESUME)
     args = [
         *FAST,

@@ -1,4 +1,4 @@
-"""Fault injection: signals, kills while writing, NaN losses and unwritable folders never lose a run.
+"""Fault injection: signals, kills while writing, NaN losses, unwritable folders never lose a run.
 
 Each test injects one fault into a real run (a `dlpy train` subprocess where a signal or a kill must
 come from outside, in-process where the fault can be placed at an exact step) and checks what is
@@ -43,7 +43,7 @@ def assert_same_weights(a, b):
         assert torch.equal(a["task"][key], b["task"][key]), key
 
 
-# -- 1. SIGINT and SIGTERM: a checkpoint at the step reached, a clear message, resume where it stopped --------
+# -- 1. SIGINT and SIGTERM: a checkpoint at the step reached, a clear message, resume from there ---
 
 RESUMABLE = [
     "model=mlp",
@@ -106,7 +106,10 @@ def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equ
 
 @pytest.fixture(scope="module")
 def long_epochs(tmp_path_factory):
-    """MNIST files with 2,100 training images: at batch 4, epochs of 500 steps, long enough to be cut in the middle."""
+    """MNIST files with 2,100 training images: at batch 4, epochs of 500 steps.
+
+    Long enough to be cut in the middle.
+    """
     root = tmp_path_factory.mktemp("long")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -128,7 +131,7 @@ def dlpy_train(*args, data_dir):
 
 
 def wait_for_steps(proc, steps, timeout=120):
-    """Read the progress bar on stderr until the first epoch shows at least `steps` steps; return what was read."""
+    """Read stderr's progress bar until the first epoch shows `steps` steps; return what it read."""
     seen, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
         done = [int(n) for n in re.findall(rb"epoch 1/\d+:[^|]*\|[^|]*\|\s*(\d+)/", seen)]
@@ -144,7 +147,7 @@ def wait_for_steps(proc, steps, timeout=120):
 
 
 def interrupt(run, signum, data_dir, common):
-    """Start `dlpy train`, send `signum` once the first epoch is under way; (exit status, stderr)."""
+    """Start `dlpy train`, send `signum` once the first epoch is under way: (status, stderr)."""
     proc = dlpy_train(*common, f"hydra.run.dir={run}", data_dir=data_dir)
     seen = wait_for_steps(proc, 20)
     proc.send_signal(signum)
@@ -240,8 +243,8 @@ torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{tr
 def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(
     tmp_path, data_dir
 ):
-    """A NaN loss or a signal in one process: the others must take the same decision at the same step,
-    or they would wait forever for its gradients."""
+    """A NaN loss or a signal in one process: the others must take the same decision at the same
+    step, or they would wait forever for its gradients."""
     (tmp_path / "ddp_faults.py").write_text(DDP_FAULTS)
     torchrun(
         str(tmp_path / "ddp_faults.py"),
@@ -265,7 +268,7 @@ def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_f
     )  # rank 0 saved where both stopped
 
 
-# -- 2. SIGKILL while writing: the previous file stays whole -------------------------------------------------
+# -- 2. SIGKILL while writing: the previous file stays whole ---------------------------------------
 
 KILLED_WHILE_WRITING = """
 import os, sys, time
@@ -273,8 +276,9 @@ import torch
 from dlpy.io import save_checkpoint, save_json
 
 kind, path = sys.argv[1], sys.argv[2]
-save = save_checkpoint if kind == "checkpoint" else save_json
-save({"task": {"w": torch.zeros(3)}, "step": 1} if kind == "checkpoint" else {"status": "finished"}, path)
+checkpoint = kind == "checkpoint"
+save = save_checkpoint if checkpoint else save_json
+save({"task": {"w": torch.zeros(3)}, "step": 1} if checkpoint else {"status": "finished"}, path)
 
 
 class Stalling:
@@ -301,7 +305,7 @@ class Stalling:
 
 fdopen = os.fdopen
 os.fdopen = lambda fd, mode: Stalling(fdopen(fd, mode))
-save({"task": {"w": torch.ones(1000)}, "step": 2} if kind == "checkpoint" else {"status": "running"}, path)
+save({"task": {"w": torch.ones(1000)}, "step": 2} if checkpoint else {"status": "running"}, path)
 """
 
 
@@ -334,11 +338,14 @@ def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
-# -- 3. NaN and inf losses: stop (status diverged) or skip and count; checkpoints keep good weights ------------
+# -- 3. NaN and inf losses: stop (diverged) or skip and count; checkpoints keep good weights -------
 
 
 class FaultyLoss(Classification):
-    """Classification whose loss is multiplied by `value` (nan, inf) at the given steps: a numerical fault on cue."""
+    """Classification whose loss is multiplied by `value` (nan, inf) at the given steps.
+
+    A numerical fault on cue.
+    """
 
     def __init__(self, net, optimizer, steps=(), value=math.nan, **kwargs):
         super().__init__(net, optimizer, **kwargs)
@@ -445,7 +452,7 @@ def test_weights_that_hold_nan_are_never_written_over_a_checkpoint(make_cfg, tmp
     assert all(t.isfinite().all() for t in load_checkpoint(last)["task"].values())
 
 
-# -- 4. An output folder that cannot take the run's files fails before training ------------------------------
+# -- 4. An output folder that cannot take the run's files fails before training --------------------
 
 
 def unwritable(way, tmp_path, monkeypatch):

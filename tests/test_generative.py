@@ -53,7 +53,8 @@ def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(mak
     task, data = build_task(cfg), build_data(cfg)
     with torch.inference_mode():
         images = task.eval().examples(data, n=40)
-    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for denoised
+    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for
+    # denoised
     assert images["images/reconstructions"].shape[1:] == (6 * 30 + 2, 16 * 30 + 2)
     assert images["images/denoised"].shape[1:] == (9 * 30 + 2, 16 * 30 + 2)
     first_input = data.to_uint8(data.normalize(data.val.x[:1]))[0, 0]
@@ -87,7 +88,7 @@ def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     } <= names
 
 
-# -- GANs -----------------------------------------------------------------------------------
+# -- GANs ------------------------------------------------------------------------------------------
 
 
 def test_gradient_penalty_of_a_linear_critic_is_the_norm_of_its_weights_minus_one():

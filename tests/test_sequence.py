@@ -1,4 +1,4 @@
-"""Sequence and table data, sequence models and their tasks, on files written in the upstream formats."""
+"""Sequence and table data, sequence models and their tasks, on files in the upstream formats."""
 
 import json
 import math
@@ -48,7 +48,7 @@ def text_file(tmp_path_factory):
     return path
 
 
-# -- IMDB -------------------------------------------------------------------------------------------
+# -- IMDB ------------------------------------------------------------------------------------------
 
 
 def imdb(make_cfg, root, *overrides):
@@ -145,7 +145,7 @@ def test_a_multi_hot_batch_for_an_embedding_model_names_the_fix():
         net(torch.rand(2, 20))
 
 
-# -- Jena -------------------------------------------------------------------------------------------
+# -- Jena ------------------------------------------------------------------------------------------
 
 
 def test_a_window_and_its_target_by_hand():
@@ -172,7 +172,7 @@ def test_jena_windows_standardise_with_training_rows_and_forecast_the_temperatur
         data.columns[1] == "T (degC)" and data.sizes["train"] == 100 - 4
     )  # windows end inside the first half
     x, y, naive = data.batch("val", torch.tensor([0]))
-    # the first validation window starts at row 100: rows 100, 102, 104; target row 108, naive row 104
+    # the first validation window starts at row 100: rows 100, 102, 104; target row 108, naive 104
     mean, std = temperature[:100].mean(), temperature[:100].std(ddof=1)
     assert torch.allclose(
         x[0, :, 1],
@@ -187,7 +187,7 @@ def test_jena_windows_standardise_with_training_rows_and_forecast_the_temperatur
 
 
 def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_path):
-    """T rises by 0.1 per row, so the temperature `delay` rows earlier is off by 0.1 x delay, always."""
+    """T rises 0.1 per row, so the temperature `delay` rows back is off by 0.1 x delay, always."""
     write_jena(tmp_path / "jena_climate_2009_2016.csv", np.arange(400) * 0.1)
     cfg = make_cfg(
         "dataset=jena_climate",
@@ -242,7 +242,7 @@ def test_jena_rows_not_ten_minutes_apart_are_refused(make_cfg, tmp_path):
         )
 
 
-# -- Boston housing ---------------------------------------------------------------------------------
+# -- Boston housing --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("n, folds", [(404, 4), (10, 3), (7, 7)])
@@ -293,7 +293,7 @@ def test_boston_runs_every_fold_and_reports_the_mean(make_cfg, boston_root, tmp_
     assert [metrics[f"fold{k}/val/mae"] for k in range(3)] == [f["val/mae"] for f in folds]
 
 
-# -- text and sampling ------------------------------------------------------------------------------
+# -- text and sampling -----------------------------------------------------------------------------
 
 
 def test_reweighting_is_softmax_of_log_probabilities_over_temperature():
@@ -356,7 +356,7 @@ def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file,
     assert all(len(p.read_text()) >= 400 for p in texts)
 
 
-# -- every sequence model: one training step on its kind of data ---------------------------------
+# -- every sequence model: one training step on its kind of data -----------------------------------
 
 
 @pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "conv1d", "conv1d_gru"])

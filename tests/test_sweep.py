@@ -1,4 +1,4 @@
-"""Sweeps: job folders named by their overrides, reports over seeds, Optuna searches, launchers, resume."""
+"""Sweeps: job folders named by their overrides, reports over seeds, Optuna, launchers, resume."""
 
 import csv
 import json

@@ -12,8 +12,9 @@ from dlpy.io import load_checkpoint
 from dlpy.train import train
 
 # vgg13's five pools need 32x32 inputs; the character model reads text; every other preset trains
-# on 28x28 Fashion-MNIST (the sequence models read the rows as steps); an agent plays CartPole, and its
-# final numbers come from playing episodes (eval/), not from a test split, and it draws no images.
+# on 28x28 Fashion-MNIST (the sequence models read the rows as steps); an agent plays CartPole, and
+# its final numbers come from playing episodes (eval/), not from a test split, and it draws no
+# images.
 DATASET_FOR = {"vgg13": "cifar10", "char_lstm": "text", "reinforce": "cartpole"}
 
 

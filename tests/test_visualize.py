@@ -1,4 +1,5 @@
-"""`dlpy visualize`: Grad-CAM finds what decides the class, filter patterns climb, the losses by hand, every kind's files."""
+"""`dlpy visualize`: Grad-CAM finds what decides the class, filter patterns climb, the losses by
+hand, every kind's files."""
 
 import urllib.error
 
@@ -30,7 +31,7 @@ PATCH = 6
 
 
 def patch_images(n, generator):
-    """28x28 noise with a dim 6x6 patch in one quadrant; class 1 also has a bright patch in another quadrant."""
+    """28x28 noise with a dim 6x6 patch in one quadrant; class 1 has a bright one in another too."""
     x = torch.randint(0, 60, (n, 1, 28, 28), generator=generator).to(torch.uint8)
     y = torch.randint(0, 2, (n,), generator=generator)
     dim = torch.randint(0, 4, (n,), generator=generator)
@@ -80,7 +81,8 @@ def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     peak = cam.flatten(1).argmax(1)
     row, col = peak // 28, peak % 28
     on_patch = ((row >= top) & (row < top + PATCH) & (col >= left) & (col < left + PATCH))[y == 1]
-    # every peak on the bright patch, none on a dim one (an untrained net of this shape hits it about 40% of the time)
+    # every peak on the bright patch, none on a dim one (an untrained net of this shape hits it
+    # about 40% of the time)
     assert on_patch.all(), (
         f"{int((~on_patch).sum())} of {len(on_patch)} peaks miss the bright patch"
     )
@@ -109,7 +111,8 @@ def test_gram_matrix_and_losses_match_hand_computed_values():
     other = torch.tensor(
         [[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 0.0]]]
     )  # gram [[2, 2], [2, 4]]
-    # sum of squared differences 28^2 + 3^2 + 3^2 + 2^2 = 806, over 4 * channels^2 * size^2 with 3 channels, 4 pixels
+    # sum of squared differences 28^2 + 3^2 + 3^2 + 2^2 = 806, over 4 * channels^2 * size^2 with
+    # 3 channels, 4 pixels
     assert style_loss(features, other, channels=3, size=4).item() == pytest.approx(
         806 / (4 * 9 * 16)
     )
@@ -245,7 +248,7 @@ def test_pretrained_weights_offline_say_where_to_put_the_file(hub_dir, monkeypat
 def test_pretrained_inception_is_fetched_into_the_hub_cache_once_and_paints(
     hub_dir, tiny_run, monkeypatch
 ):
-    """torchvision's own download path, with the download replaced by random weights of the right shapes."""
+    """torchvision's own download path, the download faked: random weights of the right shapes."""
     from torchvision import models
 
     downloads = []
