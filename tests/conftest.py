@@ -18,6 +18,9 @@ from hydra import compose, initialize_config_dir
 
 from dlpy import CONF_DIR
 
+# pytester runs pytest on generated test files: tests/test_markers.py checks the gpu skip with it.
+pytest_plugins = ["pytester"]
+
 N_TRAIN, N_TEST = 600, 200
 # trainer.threads=0: the tests share one process, so a preset's thread count must not leak into
 # later tests
@@ -29,6 +32,19 @@ FAST = [
     "dataset.batch_size=32",
     "dataset.eval_batch_size=100",
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch  # only when a gpu test is collected: collection stays light otherwise
+
+    if torch.cuda.is_available():
+        return
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
 
 
 def images_and_labels(n, size, channels, classes, seed):
