@@ -124,6 +124,7 @@ def test_the_fuzz_covers_at_least_200_bad_inputs():
     assert len(CASES) >= 200 and len(set(CASES)) == len(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, named", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_runs_or_fails_in_one_line_naming_the_key(override, named, run_cli, tmp_path):
     args = [*SMOKE, f"hydra.run.dir={tmp_path / 'run'}"]

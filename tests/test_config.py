@@ -42,6 +42,7 @@ REQUIRED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS]
 )
@@ -66,6 +67,7 @@ def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
     assert set(own) <= set(node)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", presets("experiment"))
 def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, make_cfg):
     cfg = make_cfg(f"experiment={experiment}")
@@ -111,6 +113,7 @@ def test_every_registered_name_has_a_one_line_description(registry):
         assert "\n" not in description, f"{registry.kind} {name!r}"
 
 
+@pytest.mark.slow
 def test_every_preset_names_a_registered_builder(make_cfg):
     registries = {r.kind: r for r in ALL}
     for group in ("dataset", "model", "optimizer", "scheduler"):

@@ -342,6 +342,7 @@ def test_image_folder_of_no_images_names_the_folder(make_cfg, tmp_path):
         build_data(make_cfg("dataset=image_folder", f"dataset.root={tmp_path}"))
 
 
+@pytest.mark.slow
 def test_dcgan_trains_on_64_pixel_images_from_a_folder(make_cfg, tmp_path):
     from dlpy.train import train
 

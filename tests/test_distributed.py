@@ -81,6 +81,7 @@ def train_in_one_process(make_cfg, run_dir):
     return task.state_dict(), trainer.validate()
 
 
+@pytest.mark.slow
 def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_global_batch(
     tmp_path, data_dir, make_cfg
 ):
@@ -109,6 +110,7 @@ def test_two_processes_end_with_the_same_weights_as_one_process_on_the_same_glob
         assert ranks[0]["val"][key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
 
 
+@pytest.mark.slow
 def test_torchrun_leaves_one_run_folder_written_by_rank_0(tmp_path, data_dir):
     proc = torchrun(
         "-m", "dlpy", "train", *FAST, *TINY, "trainer.strategy=ddp", cwd=tmp_path, data_dir=data_dir
@@ -123,6 +125,7 @@ def test_torchrun_leaves_one_run_folder_written_by_rank_0(tmp_path, data_dir):
     assert proc.stdout.count("run folder:") == 1  # rank 1 logs warnings only
 
 
+@pytest.mark.slow
 def test_k_fold_validation_under_ddp_gives_the_fold_means_from_one_run_folder(tmp_path):
     from conftest import write_boston
 
@@ -162,6 +165,7 @@ raise SystemExit(main(["train", *sys.argv[1:]]))
 """
 
 
+@pytest.mark.slow
 def test_a_process_that_fails_alone_stops_the_run_instead_of_leaving_the_others_waiting(
     tmp_path, data_dir
 ):
@@ -214,6 +218,7 @@ def test_ddp_without_torchrun_and_torchrun_without_ddp_say_what_to_do(
         train(make_cfg("model=mlp"), tmp_path)
 
 
+@pytest.mark.slow
 def test_a_ddp_step_agrees_on_a_nan_loss_and_a_signal_in_one_collective(
     one_process_group, make_cfg, tmp_path, monkeypatch
 ):
@@ -270,6 +275,7 @@ torch.save(task.state_dict(), f"{out}/rank{trainer.ddp.rank}.pt")
 )
 
 
+@pytest.mark.slow
 def test_a_resumed_ddp_run_ends_with_the_weights_of_an_uninterrupted_one(
     tmp_path, data_dir, monkeypatch
 ):

@@ -53,6 +53,7 @@ RESUMABLE = [
 ]
 
 
+@pytest.mark.slow
 def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equal(
     make_cfg, tmp_path, monkeypatch
 ):
@@ -168,6 +169,7 @@ LONG = [
 ]
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_uninterrupted_run(
     long_epochs, tmp_path
 ):
@@ -195,6 +197,7 @@ def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_un
     assert_same_weights(weights(tmp_path / "straight"), weights(run))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(long_epochs, tmp_path):
     run = tmp_path / "run"
     status, err = interrupt(run, signal.SIGTERM, long_epochs, LONG)
@@ -240,6 +243,7 @@ torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{tr
 )
 
 
+@pytest.mark.slow
 def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(
     tmp_path, data_dir
 ):
@@ -309,6 +313,7 @@ save({"task": {"w": torch.ones(1000)}, "step": 2} if checkpoint else {"status": 
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, name", [("checkpoint", "last.pt"), ("metrics", "metrics.json")])
 def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_path):
     path = tmp_path / name
@@ -331,6 +336,7 @@ def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_pa
         assert json.loads(path.read_text()) == {"status": "finished"}
 
 
+@pytest.mark.slow
 def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
@@ -365,6 +371,7 @@ def faulty():
     TASKS._entries.pop("faulty_loss")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_good_checkpoint(
     value, faulty, run_cli, tmp_path
@@ -397,6 +404,7 @@ def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_on_nan_skip_skips_and_counts_the_batches_and_the_run_finishes(faulty, run_cli, tmp_path):
     run = tmp_path / "run"
     status, _, err = run_cli(

@@ -27,6 +27,7 @@ def test_bce_reconstruction_is_the_bernoulli_negative_log_likelihood_in_nats():
     assert torch.allclose(RECONSTRUCTION["bce"](logits, x), expected.view(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["vae", "conv_vae", "cvae"])
 def test_vae_examples_are_uint8_grids_and_the_manifold_appears_for_a_2d_latent(model, make_cfg):
     cfg = make_cfg(f"model={model}", "model.latent=2")
@@ -73,6 +74,7 @@ def test_denoising_corrupts_the_input_and_keeps_the_clean_target(make_cfg):
     assert torch.allclose(clean, RECONSTRUCTION["bce"](task.net(x), x))
 
 
+@pytest.mark.slow
 def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     train(make_cfg("model=vae", "trainer.max_steps=3"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -115,6 +117,7 @@ def test_gradient_penalty_of_a_quadratic_critic_by_hand():
     assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     from dlpy.metrics import fid, frechet_distance, kid
 
@@ -140,7 +143,7 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     assert kid(x[:2000], y[:2000]) > 10 * abs(kid(x[:2000], x[2000:4000]))
 
 
-@pytest.mark.parametrize("model", ["dcgan", "wgan_gp"])
+@pytest.mark.parametrize("model", ["dcgan", pytest.param("wgan_gp", marks=pytest.mark.slow)])
 def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
     cfg = make_cfg(f"model={model}")
     task, data = build_task(cfg), build_data(cfg)
@@ -161,6 +164,7 @@ def test_one_generator_round_updates_both_players_with_finite_losses(model, make
     assert changed == {"generator", "discriminator"}
 
 
+@pytest.mark.slow
 def test_gan_run_reports_fid_kid_and_the_floor(make_cfg, tmp_path):
     train(make_cfg("model=dcgan", "trainer.max_steps=2", "trainer.limit_eval_batches=0"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

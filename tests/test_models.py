@@ -28,6 +28,7 @@ def n_params(net):
     return sum(p.numel() for p in net.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "dataset", "channels", "size"), CASES, ids=[f"{m}-{d}" for m, d, _, _ in CASES]
 )

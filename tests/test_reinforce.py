@@ -131,6 +131,7 @@ def test_the_config_reads_the_sizes_from_the_environment(make_cfg):
     assert (cfg.dataset.num_features, cfg.dataset.num_actions) == (4, 2)
 
 
+@pytest.mark.slow
 def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
     """An episode still running at an update waits for the next; no step is used twice or lost."""
     cfg = make_cfg(*TINY, "model.task.advantage=reinforce", "model.task.episodes_per_update=3")
@@ -154,6 +155,7 @@ def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
 # -- training --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c"])
 def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_cfg, tmp_path):
     cfg = make_cfg(
@@ -172,6 +174,7 @@ def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_
     assert bool(critic) == (advantage != "reinforce"), critic
 
 
+@pytest.mark.slow
 def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
     def first_episodes(seed, folder):
         train(make_cfg(*TINY, f"seed={seed}", "trainer.max_steps=8"), tmp_path / folder)
@@ -183,6 +186,7 @@ def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
     assert a != c
 
 
+@pytest.mark.slow
 def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
     # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
     cfg = make_cfg(
@@ -223,6 +227,7 @@ def test_a_run_stops_at_the_env_step_budget(make_cfg, tmp_path):
     )  # 16 steps an update
 
 
+@pytest.mark.slow
 def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
     common = [*TINY, "trainer.max_epochs=10"]
     train(make_cfg(*common, "trainer.max_steps=2"), tmp_path)
@@ -244,6 +249,7 @@ def test_save_gif_writes_every_frame_shrunk(tmp_path):
         assert gif.info["duration"] == 20 and gif.info["loop"] == 0
 
 
+@pytest.mark.slow
 def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     train(make_cfg(*TINY, "trainer.max_steps=1"), run)

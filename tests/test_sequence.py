@@ -211,6 +211,7 @@ def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_pa
     assert math.isfinite(metrics["test/mae"]) and metrics["test/mae"] != metrics["test/naive_mae"]
 
 
+@pytest.mark.slow
 def test_jena_runs_end_to_end_with_the_preset_windows(make_cfg, jena_root, tmp_path):
     cfg = make_cfg(
         "model=lstm",
@@ -274,6 +275,7 @@ def test_boston_splits_like_keras_and_standardises_with_the_training_folds(make_
         assert np.allclose(data.y[data.test_idx].numpy(), f["y"][order][404:])
 
 
+@pytest.mark.slow
 def test_boston_runs_every_fold_and_reports_the_mean(make_cfg, boston_root, tmp_path):
     cfg = make_cfg(
         "model=mlp",
@@ -321,6 +323,7 @@ def test_text_windows_are_bytes_and_the_next_byte_is_the_target(make_cfg, text_f
     assert data.decode(data.prompt()) == codes[len(codes) - 1000 : len(codes) - 990].decode()
 
 
+@pytest.mark.slow
 def test_sampling_near_zero_temperature_is_the_argmax(make_cfg, text_file):
     cfg = make_cfg(
         "model=char_lstm", f"dataset.path={text_file}", "model.hidden=16", "dataset.test_size=500"
@@ -338,6 +341,7 @@ def test_sampling_near_zero_temperature_is_the_argmax(make_cfg, text_file):
     assert len(set(hot.tolist())) > len(set(codes.tolist()))
 
 
+@pytest.mark.slow
 def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file, tmp_path):
     train(
         make_cfg(
@@ -359,6 +363,7 @@ def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file,
 # -- every sequence model: one training step on its kind of data -----------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "conv1d", "conv1d_gru"])
 def test_one_step_of_each_sequence_model_on_token_indices(model, make_cfg, imdb_root, tmp_path):
     cfg = make_cfg(
@@ -378,6 +383,7 @@ def test_one_step_of_each_sequence_model_on_token_indices(model, make_cfg, imdb_
     assert metrics["steps"] == 1 and math.isfinite(metrics["test/loss"])
 
 
+@pytest.mark.slow
 def test_the_dense_baseline_learns_the_sentiment_words(make_cfg, imdb_root, tmp_path):
     cfg = make_cfg(
         "model=mlp",

@@ -18,6 +18,7 @@ from dlpy.train import train
 DATASET_FOR = {"vgg13": "cifar10", "char_lstm": "text", "reinforce": "cartpole"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", presets("model"))
 def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_path, request):
     dataset = DATASET_FOR.get(model, "fashion_mnist")
@@ -55,6 +56,7 @@ def _net_weights(cfg):
     return build_task(cfg).net.state_dict()
 
 
+@pytest.mark.slow
 def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
     cfg = make_cfg(
         "model=mlp",
@@ -65,6 +67,7 @@ def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
     assert train(cfg, tmp_path) > 0.9  # returns the monitored val/acc; chance is 0.1
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_the_run_stopped(make_cfg, tmp_path):
     """2 epochs straight == 1 epoch, then resume for 1 more: identical weights on CPU.
 
@@ -131,6 +134,7 @@ def test_mixed_precision_steps_give_finite_losses(precision, make_cfg, tmp_path)
     assert math.isfinite(metrics["test/loss"])
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_path):
     # lr 0: nothing ever improves after the first evaluation, so patience 1 stops after epoch 2
     cfg = make_cfg(
@@ -144,6 +148,7 @@ def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_pat
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", presets("scheduler"))
 def test_every_schedule_runs(scheduler, make_cfg, tmp_path):
     train(

@@ -59,6 +59,7 @@ def plain_network(net, classes=None):
     )
 
 
+@pytest.mark.slow
 def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -93,6 +94,7 @@ def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     )
 
 
+@pytest.mark.slow
 def test_filter_patterns_raise_each_filters_activation_above_the_starting_noise():
     torch.manual_seed(0)
     network = plain_network(CNN(1, 28, 10, layers=(8, "M", 16), batchnorm=True))
@@ -182,6 +184,7 @@ KIND_FILES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, files", KIND_FILES, ids=[" ".join(o) for o, _ in KIND_FILES])
 def test_each_kind_writes_its_pngs_and_the_same_images_into_tensorboard(options, files, tiny_run):
     out = tiny_run / "visualize"
@@ -245,6 +248,7 @@ def test_pretrained_weights_offline_say_where_to_put_the_file(hub_dir, monkeypat
         pretrained("alexnet", torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_pretrained_inception_is_fetched_into_the_hub_cache_once_and_paints(
     hub_dir, tiny_run, monkeypatch
 ):
