@@ -118,9 +118,8 @@ def main():
     )
     train_idx = perm[cfg.dataset.val_size :].tolist()
 
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads; one epoch of {len(train_idx)} images"
-    )
+    threads = torch.get_num_threads()
+    print(f"torch {torch.__version__}, {threads} threads; one epoch of {len(train_idx)} images")
     c = tensor_epoch(cfg, data)
     print(f"(c)  minimal tensor loop     {c:7.1f} s/epoch")
     c_nhwc = tensor_epoch(cfg, data, channels_last=True)

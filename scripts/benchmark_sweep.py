@@ -1,4 +1,4 @@
-"""Wall time of a 4-job sweep of 1-epoch MLP runs, one job after another and with the joblib launcher.
+"""Wall time of a 4-job sweep of 1-epoch MLP runs, one job after another, and with joblib.
 
     python scripts/benchmark_sweep.py [--repeat N] [--data-dir DIR] [override ...]
 
@@ -9,11 +9,11 @@ set), in a fresh folder:
     serial/1:  the same with trainer.threads=1: the joblib jobs themselves, one after another
     parallel:  dlpy train -m model=mlp trainer.max_epochs=1 seed=0,1,2,3 launcher=joblib
 
-The serial sweep runs its jobs in one process with torch's default threads (one per core); the joblib
-launcher runs one job per core with one torch thread each. The three run in turn, --repeat times
-(default 3), and the script prints each one's median wall time and the medians of the paired ratios
-parallel / serial (the target: at most 0.7 on 2 cores) and parallel / serial-1. Extra overrides go to
-every sweep (a quick check on tiny data: --data-dir <folder> trainer=debug).
+The serial sweep runs its jobs in one process with torch's default threads (one per core); the
+joblib launcher runs one job per core with one torch thread each. The three run in turn, --repeat
+times (default 3), and the script prints each one's median wall time and the medians of the paired
+ratios parallel / serial (the target: at most 0.7 on 2 cores) and parallel / serial-1. Extra
+overrides go to every sweep (a quick check on tiny data: --data-dir <folder> trainer=debug).
 """
 
 import argparse
@@ -38,7 +38,7 @@ SWEEP = [
 
 
 def prepare_data(data_dir, overrides):
-    """Read the data once before timing, so neither sweep pays for unpacking the files into the data folder."""
+    """Read the data once before timing, so no sweep pays for unpacking the files into data_dir."""
     from hydra import compose, initialize_config_dir
 
     from dlpy import CONF_DIR
@@ -96,16 +96,12 @@ def main():
     serial, serial_1, parallel = sweeps.values()
     print(f"4 jobs, {cores} cores, median of {args.repeat} rounds")
     for name, times in sweeps.items():
-        print(
-            f"{name + ':':34} {statistics.median(times):6.1f} s   ({' '.join(f'{t:.1f}' for t in times)})"
-        )
-    print(
-        f"ratio parallel / serial:           {statistics.median(map(truediv, parallel, serial)):6.2f}"
-        "   (target: at most 0.7 on 2 cores)"
-    )
-    print(
-        f"ratio parallel / serial, 1 thread: {statistics.median(map(truediv, parallel, serial_1)):6.2f}"
-    )
+        each = " ".join(f"{t:.1f}" for t in times)
+        print(f"{name + ':':34} {statistics.median(times):6.1f} s   ({each})")
+    ratio = statistics.median(map(truediv, parallel, serial))
+    print(f"ratio parallel / serial:           {ratio:6.2f}   (target: at most 0.7 on 2 cores)")
+    ratio_1 = statistics.median(map(truediv, parallel, serial_1))
+    print(f"ratio parallel / serial, 1 thread: {ratio_1:6.2f}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def plain(root, epochs):
 
 
 def dlpy(data_dir, epochs):
-    """The run stays in outputs/benchmark_vae/<time>/, so `dlpy sample` and TensorBoard can look at it."""
+    """The run stays in outputs/benchmark_vae/<time>/, for `dlpy sample` and TensorBoard to read."""
     run = Path("outputs") / "benchmark_vae" / time.strftime("%Y-%m-%d_%H-%M-%S")
     args = [
         sys.executable,

@@ -1,4 +1,4 @@
-"""Shared fixtures: small data sets written in the exact upstream file formats, and config composition.
+"""Shared fixtures: small data sets in the exact upstream file formats, and config composition.
 
 Real files are never needed: IDX files for the MNIST family (plain, as torchvision's raw/
 layout keeps them, and gzipped, as Debian's dataset packages ship them) and pickled batches
@@ -18,8 +18,12 @@ from hydra import compose, initialize_config_dir
 
 from dlpy import CONF_DIR
 
+# pytester runs pytest on generated test files: tests/test_markers.py checks the gpu skip with it.
+pytest_plugins = ["pytester"]
+
 N_TRAIN, N_TEST = 600, 200
-# trainer.threads=0: the tests share one process, so a preset's thread count must not leak into later tests
+# trainer.threads=0: the tests share one process, so a preset's thread count must not leak into
+# later tests
 FAST = [
     "trainer=debug",
     "~callbacks.progress_bar",
@@ -30,8 +34,21 @@ FAST = [
 ]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch  # only when a gpu test is collected: collection stays light otherwise
+
+    if torch.cuda.is_available():
+        return
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 def images_and_labels(n, size, channels, classes, seed):
-    """uint8 (n, size, size, channels) noise with a bright horizontal bar at a row set by the label."""
+    """uint8 (n, size, size, channels) noise with a bright horizontal bar at the label's row."""
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n).astype(np.uint8)
     x = rng.integers(0, 60, (n, size, size, channels), dtype=np.uint8)
@@ -111,7 +128,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def cifar_dir(tmp_path, monkeypatch):
-    """CIFAR-10 batches; torchvision's MD5 check is bypassed, since these files are not the real ones."""
+    """CIFAR-10 batches; torchvision's MD5 check is bypassed, as these are not the real files."""
     from torchvision import datasets
 
     monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
@@ -123,7 +140,8 @@ def cifar_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def make_cfg(data_dir):
-    """Compose the training config with overrides, as `dlpy train` would (fast smoke settings first).
+    """Compose the training config with overrides, as `dlpy train` would (fast smoke settings
+    first).
 
     The smoke settings of the dataset group apply where the chosen dataset has the key (a K-fold
     data set has no val_size).
@@ -144,7 +162,7 @@ def make_cfg(data_dir):
 
 @pytest.fixture
 def run_cli(capsys, monkeypatch, data_dir):
-    """`dlpy <args>` in this process, through the same code as the console script: (exit status, stdout, stderr).
+    """`dlpy <args>` in this process, through the console script's code: (status, stdout, stderr).
 
     Hydra composes afresh each time, and the logging it sets up is taken down after the test.
     """
@@ -186,16 +204,17 @@ def presets(group):
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
-# -- sequence and table data, in their upstream formats ---------------------------------------------
+# -- sequence and table data, in their upstream formats --------------------------------------------
 
 JENA_HEADER = (
-    '"Date Time","p (mbar)","T (degC)","Tpot (K)","Tdew (degC)","rh (%)","VPmax (mbar)","VPact (mbar)",'
-    '"VPdef (mbar)","sh (g/kg)","H2OC (mmol/mol)","rho (g/m**3)","wv (m/s)","max. wv (m/s)","wd (deg)"'
+    '"Date Time","p (mbar)","T (degC)","Tpot (K)","Tdew (degC)","rh (%)",'
+    '"VPmax (mbar)","VPact (mbar)","VPdef (mbar)","sh (g/kg)","H2OC (mmol/mol)",'
+    '"rho (g/m**3)","wv (m/s)","max. wv (m/s)","wd (deg)"'
 )
 
 
 def write_jena(path, temperature, seed=0):
-    """The Jena CSV: its header, a row every 10 minutes from 01.01.2009 00:10:00, T (degC) as given."""
+    """The Jena CSV: its header, a row every 10 min from 01.01.2009 00:10:00, T (degC) as given."""
     from datetime import datetime, timedelta
 
     rng = np.random.default_rng(seed)
@@ -217,7 +236,10 @@ REVIEW_WORDS = {"pos": "great wonderful loved superb", "neg": "awful boring hate
 
 
 def write_aclimdb(root, per_class=30):
-    """aclImdb/(train|test)/(pos|neg)/<id>_<stars>.txt; a review's sentiment words tell its class."""
+    """aclImdb/(train|test)/(pos|neg)/<id>_<stars>.txt.
+
+    A review's sentiment words tell its class.
+    """
     rng = np.random.default_rng(0)
     filler = "the a movie film plot actor scene story and of it was".split()
     for split in ("train", "test"):

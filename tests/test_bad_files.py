@@ -1,4 +1,4 @@
-"""Files that are not what they claim: broken data files are named in one line, and no file runs code.
+"""Files that are not what they claim: broken data files are named in one line, no file runs code.
 
 Checkpoints cut short, foreign or carrying code are tested in tests/test_io.py; here, one that holds
 weights but nothing to resume from.
@@ -23,7 +23,7 @@ from dlpy.errors import DlpyError
 from dlpy.io import save_checkpoint
 from dlpy.train import train
 
-# -- Data files that are cut short, corrupted or not the upstream ones are named ------------------------------
+# -- Data files that are cut short, corrupted or not the upstream ones are named -------------------
 
 
 def corrupt(path, how):
@@ -84,7 +84,10 @@ def test_a_cut_gzip_in_the_system_folder_is_named(tmp_path, make_cfg):
 def test_a_cifar_batch_that_is_not_the_upstream_file_is_named_by_its_md5(
     tmp_path, make_cfg, monkeypatch
 ):
-    """torchvision checks each batch's MD5 before it unpickles it; the fixture's MD5s stand in for upstream's."""
+    """torchvision checks each batch's MD5 before it unpickles it.
+
+    The fixture's MD5s stand in for upstream's.
+    """
     from torchvision import datasets
 
     folder = write_cifar10(tmp_path) / "cifar-10-batches-py"
@@ -144,12 +147,15 @@ def test_a_checkpoint_of_weights_alone_cannot_be_resumed_from_naming_the_file(ma
         train(make_cfg("model=mlp", f"trainer.resume={path}"), tmp_path / "run")
 
 
-# -- Nothing in dlpy runs code from a config or a file ------------------------------------------------------
+# -- Nothing in dlpy runs code from a config or a file ---------------------------------------------
 
 
 def risky_calls(source):
-    """Calls that run code from a string or unpickle: eval, exec, pickle, yaml.load, torch.load without
-    weights_only=True, np.load with allow_pickle=True, Hydra's instantiate, importing a module by name."""
+    """Calls that run code from a string or unpickle.
+
+    eval, exec, pickle, yaml.load, torch.load without weights_only=True, np.load with
+    allow_pickle=True, Hydra's instantiate, importing a module by name.
+    """
     found = []
     for node in ast.walk(ast.parse(source)):
         if not isinstance(node, ast.Call):
@@ -177,7 +183,10 @@ def risky_calls(source):
 
 
 def test_pretrained_weights_in_the_hub_cache_are_loaded_without_running_code(tmp_path, monkeypatch):
-    """`dlpy visualize weights=...` reads torchvision's file from torch's hub cache, where anyone may have put one."""
+    """`dlpy visualize weights=...` reads torchvision's file from torch's hub cache.
+
+    Anyone may have put one there.
+    """
     from torchvision import models
 
     from dlpy.visualize import pretrained
@@ -220,8 +229,11 @@ def test_no_module_of_dlpy_evaluates_strings_or_unpickles_untrusted_files():
 
 
 def test_configs_ask_hydra_to_instantiate_nothing_but_dlpy_objects():
-    """Builders are chosen by `name:` through dlpy's registries; the only `_target_`s are Hydra callbacks of dlpy's
-    own: the sweep's record, and the joblib preset's stop of its workers (a `_target_` could name any callable)."""
+    """Builders are chosen by `name:` through dlpy's registries.
+
+    The only `_target_`s are Hydra callbacks of dlpy's own: the sweep's record, and the joblib
+    preset's stop of its workers (a `_target_` could name any callable).
+    """
     targets = {
         p.name: re.findall(r"_target_:\s*(\S+)", p.read_text())
         for p in Path(CONF_DIR).rglob("*.yaml")

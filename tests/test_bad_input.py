@@ -1,7 +1,8 @@
-"""Bad input ends in one line naming what is wrong, never in a traceback: a config fuzz over every key.
+"""Bad input ends in one line naming what is wrong, never in a traceback: a fuzz over every key.
 
 The cases run in this process through `dlpy.cli.main`, the code the console script runs, so a few
-hundred of them take seconds; each fails before training starts, or trains a step of the smoke config.
+hundred of them take seconds; each fails before training starts, or trains a step of the smoke
+config.
 """
 
 import pytest
@@ -12,7 +13,8 @@ from omegaconf import OmegaConf
 from dlpy import CONF_DIR
 
 SMOKE = [*FAST, "trainer.max_steps=1", "trainer.limit_eval_batches=1"]
-# Wrong values by the kind of a key's value: other types, and a negative number where none makes sense.
+# Wrong values by the kind of a key's value: other types, and a negative number where none makes
+# sense.
 WRONG = {
     bool: ["abc", "2"],
     (int, float): ["abc", "null", "-7"],
@@ -122,6 +124,7 @@ def test_the_fuzz_covers_at_least_200_bad_inputs():
     assert len(CASES) >= 200 and len(set(CASES)) == len(CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, named", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_runs_or_fails_in_one_line_naming_the_key(override, named, run_cli, tmp_path):
     args = [*SMOKE, f"hydra.run.dir={tmp_path / 'run'}"]

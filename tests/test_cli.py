@@ -40,6 +40,7 @@ def test_help_lists_the_subcommands(tmp_path):
         assert f"\n  {command} " in out
 
 
+@pytest.mark.slow
 def test_list_prints_every_registered_name_with_a_description(tmp_path):
     from dlpy.registry import ALL
 
@@ -59,6 +60,7 @@ def test_unknown_model_lists_the_known_ones_without_a_traceback(choice, expected
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
+@pytest.mark.slow
 def test_bad_value_exits_with_the_key_and_no_traceback(tmp_path, data_dir):
     proc = dlpy("train", *FAST, "trainer.device=tpu", cwd=tmp_path, data_dir=data_dir, check=False)
     assert proc.returncode == 2
@@ -70,6 +72,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path):
     assert "name: resnet" in out and "depth: 20" in out
 
 
+@pytest.mark.slow
 def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
     run = tmp_path / "run"
     out = dlpy(
@@ -96,6 +99,7 @@ def test_train_then_eval_then_resume_in_the_same_run_folder(tmp_path, data_dir):
     assert not (tmp_path / "outputs").exists()  # the resumed run wrote into its own folder
 
 
+@pytest.mark.slow
 def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp,cnn", cwd=tmp_path, data_dir=data_dir)
     jobs = sorted((tmp_path / "outputs" / "multirun").glob("*/*/model=*"))
@@ -110,6 +114,7 @@ def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
         assert b"_hparams_/session_start_info" in events  # what TensorBoard's HPARAMS tab reads
 
 
+@pytest.mark.slow
 def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
     run = tmp_path / "run"
     proc = dlpy(
@@ -127,6 +132,7 @@ def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
     assert metrics["status"] == "failed" and "dataset.batch_size" in metrics["error"]
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_sink_the_sweep(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp", "optimizer.lr=0.01,-1", cwd=tmp_path, data_dir=data_dir)
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
@@ -159,6 +165,7 @@ def test_invalid_values_fail_before_training_naming_the_key(override, key, make_
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused_naming_the_file(make_cfg, tmp_path):
     train(make_cfg("model=mlp"), tmp_path / "mlp")
     checkpoint = tmp_path / "mlp" / "checkpoints" / "last.pt"
@@ -171,6 +178,7 @@ def test_resume_from_a_missing_folder_fails_naming_it(tmp_path):
     assert proc.returncode == 2 and str(tmp_path / "nope") in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "model, grids",
     [
@@ -194,6 +202,7 @@ def test_sample_writes_the_png_grids_of_the_best_checkpoint(model, grids, tmp_pa
         assert image.mode == "RGB" and min(image.size) > 28
 
 
+@pytest.mark.slow
 def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("to be or not to be, that is the question. " * 150)

@@ -10,7 +10,8 @@ from dlpy import CONF_DIR
 from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
-# experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher: tests/test_sweep.py
+# experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher:
+# tests/test_sweep.py
 GROUPS = sorted(
     p.name
     for p in Path(CONF_DIR).iterdir()
@@ -25,7 +26,8 @@ def test_the_config_groups_are_all_found():
     assert all(presets(group) for group in GROUPS)
 
 
-# Presets with a value the user must give (`???` in the file), or that need a model other than the default CNN
+# Presets with a value the user must give (`???` in the file), or that need a model other than
+# the default CNN
 REQUIRED = {
     "dataset=image_folder": ["dataset.root=/path/to/images"],
     "dataset=imdb": ["model=mlp"],
@@ -40,6 +42,7 @@ REQUIRED = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("group", "preset"), GROUP_PRESETS, ids=[f"{g}={p}" for g, p in GROUP_PRESETS]
 )
@@ -64,6 +67,7 @@ def test_every_group_option_composes_and_resolves(group, preset, make_cfg):
     assert {key for key in own if f"~{group}.{key}" not in FAST} <= set(node)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("experiment", presets("experiment"))
 def test_every_experiment_composes_and_the_model_fits_its_dataset(experiment, make_cfg):
     cfg = make_cfg(f"experiment={experiment}")
@@ -109,6 +113,7 @@ def test_every_registered_name_has_a_one_line_description(registry):
         assert "\n" not in description, f"{registry.kind} {name!r}"
 
 
+@pytest.mark.slow
 def test_every_preset_names_a_registered_builder(make_cfg):
     registries = {r.kind: r for r in ALL}
     for group in ("dataset", "model", "optimizer", "scheduler"):

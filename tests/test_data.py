@@ -24,13 +24,13 @@ IDX_FILES = [
 
 
 def written_mnist(n, seed):
-    """The images and labels conftest writes into the IDX files, as (N, 1, 28, 28) and (N,) tensors."""
+    """The images and labels conftest writes into the IDX files: (N, 1, 28, 28) and (N,) tensors."""
     x, y = images_and_labels(n, 28, 1, 10, seed)
     return torch.from_numpy(x).permute(0, 3, 1, 2), torch.from_numpy(y).long()
 
 
 def source_indices(split):
-    """Where each image of a split sits in the written training file (the images are distinct noise)."""
+    """Where each image of a split sits in the written training file (each image is distinct)."""
     x, _ = written_mnist(N_TRAIN, 0)
     where = {bytes(img.numpy().tobytes()): i for i, img in enumerate(x)}
     assert len(where) == N_TRAIN, "the synthetic training images should all differ"
@@ -283,11 +283,11 @@ def test_hflip_gives_each_image_or_its_mirror(make_cfg):
     assert torch.equal(torch.cat(one_epoch(data)[0]), torch.cat(xs))
 
 
-# -- image_folder ---------------------------------------------------------------------------
+# -- image_folder ----------------------------------------------------------------------------------
 
 
 def write_image_folder(root):
-    """Two class folders of PNGs of assorted sizes; each 'b' image is red on the left half, blue on the right."""
+    """Two class folders of PNGs of assorted sizes; each 'b' image is red left, blue right."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -342,6 +342,7 @@ def test_image_folder_of_no_images_names_the_folder(make_cfg, tmp_path):
         build_data(make_cfg("dataset=image_folder", f"dataset.root={tmp_path}"))
 
 
+@pytest.mark.slow
 def test_dcgan_trains_on_64_pixel_images_from_a_folder(make_cfg, tmp_path):
     from dlpy.train import train
 

@@ -1,4 +1,4 @@
-"""Fault injection: signals, kills while writing, NaN losses and unwritable folders never lose a run.
+"""Fault injection: signals, kills while writing, NaN losses, unwritable folders never lose a run.
 
 Each test injects one fault into a real run (a `dlpy train` subprocess where a signal or a kill must
 come from outside, in-process where the fault can be placed at an exact step) and checks what is
@@ -44,7 +44,7 @@ def assert_same_weights(a, b):
         assert torch.equal(a["task"][key], b["task"][key]), key
 
 
-# -- 1. SIGINT and SIGTERM: a checkpoint at the step reached, a clear message, resume where it stopped --------
+# -- 1. SIGINT and SIGTERM: a checkpoint at the step reached, a clear message, resume from there ---
 
 RESUMABLE = [
     "model=mlp",
@@ -54,6 +54,7 @@ RESUMABLE = [
 ]
 
 
+@pytest.mark.slow
 def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equal(
     make_cfg, tmp_path, monkeypatch
 ):
@@ -107,7 +108,10 @@ def test_a_signal_mid_epoch_saves_that_step_and_the_resumed_run_ends_bitwise_equ
 
 @pytest.fixture(scope="module")
 def long_epochs(tmp_path_factory):
-    """MNIST files with 2,100 training images: at batch 4, epochs of 500 steps, long enough to be cut in the middle."""
+    """MNIST files with 2,100 training images: at batch 4, epochs of 500 steps.
+
+    Long enough to be cut in the middle.
+    """
     root = tmp_path_factory.mktemp("long")
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -129,7 +133,7 @@ def dlpy_train(*args, data_dir):
 
 
 def wait_for_steps(proc, steps, timeout=120):
-    """Read the progress bar on stderr until the first epoch shows at least `steps` steps; return what was read."""
+    """Read stderr's progress bar until the first epoch shows `steps` steps; return what it read."""
     seen, deadline = b"", time.monotonic() + timeout
     while time.monotonic() < deadline:
         done = [int(n) for n in re.findall(rb"epoch 1/\d+:[^|]*\|[^|]*\|\s*(\d+)/", seen)]
@@ -145,7 +149,7 @@ def wait_for_steps(proc, steps, timeout=120):
 
 
 def interrupt(run, signum, data_dir, common):
-    """Start `dlpy train`, send `signum` once the first epoch is under way; (exit status, stderr)."""
+    """Start `dlpy train`, send `signum` once the first epoch is under way: (status, stderr)."""
     proc = dlpy_train(*common, f"hydra.run.dir={run}", data_dir=data_dir)
     seen = wait_for_steps(proc, 20)
     proc.send_signal(signum)
@@ -165,6 +169,7 @@ LONG = [
 ]
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_uninterrupted_run(
     long_epochs, tmp_path
 ):
@@ -192,6 +197,7 @@ def test_ctrl_c_in_the_middle_of_an_epoch_then_resume_gives_the_weights_of_an_un
     assert_same_weights(weights(tmp_path / "straight"), weights(run))
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(long_epochs, tmp_path):
     run = tmp_path / "run"
     status, err = interrupt(run, signal.SIGTERM, long_epochs, LONG)
@@ -237,11 +243,12 @@ torch.save({"stopped": stopped, "skipped": trainer.nan_skipped}, f"{out}/rank{tr
 )
 
 
+@pytest.mark.slow
 def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_fault(
     tmp_path, data_dir
 ):
-    """A NaN loss or a signal in one process: the others must take the same decision at the same step,
-    or they would wait forever for its gradients."""
+    """A NaN loss or a signal in one process: the others must take the same decision at the same
+    step, or they would wait forever for its gradients."""
     (tmp_path / "ddp_faults.py").write_text(DDP_FAULTS)
     torchrun(
         str(tmp_path / "ddp_faults.py"),
@@ -265,7 +272,7 @@ def test_data_parallel_processes_skip_and_stop_together_when_only_one_sees_the_f
     )  # rank 0 saved where both stopped
 
 
-# -- 2. SIGKILL while writing: the previous file stays whole -------------------------------------------------
+# -- 2. SIGKILL while writing: the previous file stays whole ---------------------------------------
 
 KILLED_WHILE_WRITING = """
 import os, sys, time
@@ -273,8 +280,9 @@ import torch
 from dlpy.io import save_checkpoint, save_json
 
 kind, path = sys.argv[1], sys.argv[2]
-save = save_checkpoint if kind == "checkpoint" else save_json
-save({"task": {"w": torch.zeros(3)}, "step": 1} if kind == "checkpoint" else {"status": "finished"}, path)
+checkpoint = kind == "checkpoint"
+save = save_checkpoint if checkpoint else save_json
+save({"task": {"w": torch.zeros(3)}, "step": 1} if checkpoint else {"status": "finished"}, path)
 
 
 class Stalling:
@@ -301,10 +309,11 @@ class Stalling:
 
 fdopen = os.fdopen
 os.fdopen = lambda fd, mode: Stalling(fdopen(fd, mode))
-save({"task": {"w": torch.ones(1000)}, "step": 2} if kind == "checkpoint" else {"status": "running"}, path)
+save({"task": {"w": torch.ones(1000)}, "step": 2} if checkpoint else {"status": "running"}, path)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, name", [("checkpoint", "last.pt"), ("metrics", "metrics.json")])
 def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_path):
     path = tmp_path / name
@@ -327,6 +336,7 @@ def test_sigkill_while_writing_leaves_the_previous_file_whole(kind, name, tmp_pa
         assert json.loads(path.read_text()) == {"status": "finished"}
 
 
+@pytest.mark.slow
 def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
@@ -334,11 +344,14 @@ def test_the_next_run_in_the_folder_removes_what_a_killed_write_left(make_cfg, t
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
 
-# -- 3. NaN and inf losses: stop (status diverged) or skip and count; checkpoints keep good weights ------------
+# -- 3. NaN and inf losses: stop (diverged) or skip and count; checkpoints keep good weights -------
 
 
 class FaultyLoss(Classification):
-    """Classification whose loss is multiplied by `value` (nan, inf) at the given steps: a numerical fault on cue."""
+    """Classification whose loss is multiplied by `value` (nan, inf) at the given steps.
+
+    A numerical fault on cue.
+    """
 
     def __init__(self, net, optimizer, steps=(), value=math.nan, **kwargs):
         super().__init__(net, optimizer, **kwargs)
@@ -358,6 +371,7 @@ def faulty():
     TASKS._entries.pop("faulty_loss")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last_good_checkpoint(
     value, faulty, run_cli, tmp_path
@@ -390,6 +404,7 @@ def test_a_nan_or_inf_loss_stops_the_run_naming_step_and_term_and_keeps_the_last
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
+@pytest.mark.slow
 def test_on_nan_skip_skips_and_counts_the_batches_and_the_run_finishes(faulty, run_cli, tmp_path):
     run = tmp_path / "run"
     status, _, err = run_cli(
@@ -445,7 +460,7 @@ def test_weights_that_hold_nan_are_never_written_over_a_checkpoint(make_cfg, tmp
     assert all(t.isfinite().all() for t in load_checkpoint(last)["task"].values())
 
 
-# -- 4. An output folder that cannot take the run's files fails before training ------------------------------
+# -- 4. An output folder that cannot take the run's files fails before training --------------------
 
 
 def unwritable(way, tmp_path, monkeypatch):

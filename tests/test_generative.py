@@ -28,6 +28,7 @@ def test_bce_reconstruction_is_the_bernoulli_negative_log_likelihood_in_nats():
     assert torch.allclose(RECONSTRUCTION["bce"](logits, x), expected.view(1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["vae", "conv_vae", "cvae"])
 def test_vae_examples_are_uint8_grids_and_the_manifold_appears_for_a_2d_latent(model, make_cfg):
     cfg = make_cfg(f"model={model}", "model.latent=2")
@@ -54,7 +55,8 @@ def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(mak
     task, data = build_task(cfg), build_data(cfg)
     with torch.inference_mode():
         images = task.eval().examples(data, n=40)
-    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for denoised
+    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for
+    # denoised
     assert images["images/reconstructions"].shape[1:] == (6 * 30 + 2, 16 * 30 + 2)
     assert images["images/denoised"].shape[1:] == (9 * 30 + 2, 16 * 30 + 2)
     first_input = data.to_uint8(data.normalize(data.val.x[:1]))[0, 0]
@@ -73,6 +75,7 @@ def test_denoising_corrupts_the_input_and_keeps_the_clean_target(make_cfg):
     assert torch.allclose(clean, RECONSTRUCTION["bce"](task.net(x), x))
 
 
+@pytest.mark.slow
 def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     train(make_cfg("model=vae", "trainer.max_steps=3"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -88,7 +91,7 @@ def test_vae_training_writes_the_elbo_and_its_parts(make_cfg, tmp_path):
     } <= names
 
 
-# -- GANs -----------------------------------------------------------------------------------
+# -- GANs ------------------------------------------------------------------------------------------
 
 
 def test_gradient_penalty_of_a_linear_critic_is_the_norm_of_its_weights_minus_one():
@@ -115,6 +118,7 @@ def test_gradient_penalty_of_a_quadratic_critic_by_hand():
     assert gradient_penalty(critic, real, fake).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     from dlpy.metrics import fid, frechet_distance, kid
 
@@ -140,7 +144,7 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     assert kid(x[:2000], y[:2000]) > 10 * abs(kid(x[:2000], x[2000:4000]))
 
 
-@pytest.mark.parametrize("model", ["dcgan", "wgan_gp"])
+@pytest.mark.parametrize("model", ["dcgan", pytest.param("wgan_gp", marks=pytest.mark.slow)])
 def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
     cfg = make_cfg(f"model={model}")
     task, data = build_task(cfg), build_data(cfg)
@@ -161,6 +165,7 @@ def test_one_generator_round_updates_both_players_with_finite_losses(model, make
     assert changed == {"generator", "discriminator"}
 
 
+@pytest.mark.slow
 def test_gan_run_reports_fid_kid_and_the_floor(make_cfg, tmp_path):
     train(make_cfg("model=dcgan", "trainer.max_steps=2", "trainer.limit_eval_batches=0"), tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -1,4 +1,4 @@
-"""Every model preset on both image shapes, ResNet depth rules, and parameter counts as an oracle."""
+"""Every model preset on both image shapes, ResNet depth rules, parameter counts as an oracle."""
 
 import pytest
 import torch
@@ -12,7 +12,8 @@ from dlpy.models.resnet import BasicBlock, PreActBottleneck
 SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]
 # Architectures that cannot fit the image: vgg13's five 2x2 pools take 28 -> 14 -> 7 -> 3 -> 1 -> 0.
 UNFIT = {("vgg13", "fashion_mnist")}
-# Agents read an environment's observations, not images: they are tested on each environment preset below.
+# Agents read an environment's observations, not images: they are tested on each environment
+# preset below.
 AGENTS = {"reinforce"}
 CASES = [(model, *shape) for model in presets("model") if model not in AGENTS for shape in SHAPES]
 ENVIRONMENTS = ["cartpole", "acrobot", "mountain_car"]
@@ -27,6 +28,7 @@ def n_params(net):
     return sum(p.numel() for p in net.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("model", "dataset", "channels", "size"), CASES, ids=[f"{m}-{d}" for m, d, _, _ in CASES]
 )

@@ -1,4 +1,5 @@
-"""The policy-gradient agent: returns and advantages against hand-computed values, updates, seeding, stopping."""
+"""The policy-gradient agent: returns and advantages against hand-computed values, updates,
+seeding, stopping."""
 
 import json
 import sys
@@ -36,7 +37,7 @@ def cartpole(**options):
     )
 
 
-# -- the mathematics ----------------------------------------------------------------------------------
+# -- the mathematics -------------------------------------------------------------------------------
 
 
 def test_discounted_returns_restart_after_each_episode_end():
@@ -56,7 +57,8 @@ def test_gae_by_hand():
         torch.tensor([[0.5], [1.0]]),
         torch.tensor([2.0]),
     )
-    # delta_1 = 1 + .5 * 2 - 1 = 1;  delta_0 = 1 + .5 * 1 - .5 = 1;  A_0 = delta_0 + .5 * .5 * A_1 = 1.25
+    # delta_1 = 1 + .5 * 2 - 1 = 1;  delta_0 = 1 + .5 * 1 - .5 = 1;
+    # A_0 = delta_0 + .5 * .5 * A_1 = 1.25
     running = gae(rewards, values, torch.tensor([[False], [False]]), next_value, gamma, lam)
     assert torch.allclose(running, torch.tensor([[1.25], [1.0]]))
     # the episode ends after step 0: neither V(s_1) nor A_1 reaches back to it: A_0 = 1 - .5 = .5
@@ -69,14 +71,15 @@ def test_gae_with_lambda_1_is_the_bootstrapped_return_minus_the_value():
     rewards, values, next_value = torch.rand(6, 3), torch.rand(6, 3), torch.rand(3)
     dones = torch.rand(6, 3) < 0.3
     advantages = gae(rewards, values, dones, next_value, 0.9, 1.0)
-    # oracle: the plain discounted reward-to-go, with V(s_T) as one more reward where the episode runs on
+    # oracle: the plain discounted reward-to-go, with V(s_T) as one more reward where the episode
+    # runs on
     padded_rewards = torch.cat([rewards, next_value[None]])
     padded_dones = torch.cat([dones, torch.ones(1, 3, dtype=torch.bool)])
     returns = discounted_returns(padded_rewards, padded_dones, 0.9)[:-1]
     assert torch.allclose(advantages, returns - values, atol=1e-6)
 
 
-# -- the environment as data ---------------------------------------------------------------------------
+# -- the environment as data -----------------------------------------------------------------------
 
 
 def test_a_time_limit_truncates_and_hands_over_the_last_observation():
@@ -129,8 +132,9 @@ def test_the_config_reads_the_sizes_from_the_environment(make_cfg):
     assert (cfg.dataset.num_features, cfg.dataset.num_actions) == (4, 2)
 
 
+@pytest.mark.slow
 def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
-    """An episode still running at an update waits for the next one; no step is used twice or lost."""
+    """An episode still running at an update waits for the next; no step is used twice or lost."""
     cfg = make_cfg(*TINY, "model.task.advantage=reinforce", "model.task.episodes_per_update=3")
     torch.manual_seed(0)
     data, task = build_data(cfg), build_task(cfg)
@@ -149,9 +153,10 @@ def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
         assert int((returns == 1).sum()) == ended and (returns >= 1).all()
 
 
-# -- training -------------------------------------------------------------------------------------------
+# -- training --------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c"])
 def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_cfg, tmp_path):
     cfg = make_cfg(
@@ -170,6 +175,7 @@ def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_
     assert bool(critic) == (advantage != "reinforce"), critic
 
 
+@pytest.mark.slow
 def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
     def first_episodes(seed, folder):
         train(make_cfg(*TINY, f"seed={seed}", "trainer.max_steps=8"), tmp_path / folder)
@@ -181,6 +187,7 @@ def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
     assert a != c
 
 
+@pytest.mark.slow
 def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
     # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
     cfg = make_cfg(
@@ -221,6 +228,7 @@ def test_a_run_stops_at_the_env_step_budget(make_cfg, tmp_path):
     )  # 16 steps an update
 
 
+@pytest.mark.slow
 def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
     common = [*TINY, "trainer.max_epochs=10"]
     train(make_cfg(*common, "trainer.max_steps=2"), tmp_path)
@@ -231,7 +239,7 @@ def test_resume_restores_the_counters_and_goes_on(make_cfg, tmp_path):
     assert metrics["episodes"] >= first["episodes"]
 
 
-# -- evaluation ---------------------------------------------------------------------------------------------
+# -- evaluation ------------------------------------------------------------------------------------
 
 
 def test_save_gif_writes_every_frame_shrunk(tmp_path):
@@ -242,6 +250,7 @@ def test_save_gif_writes_every_frame_shrunk(tmp_path):
         assert gif.info["duration"] == 20 and gif.info["loop"] == 0
 
 
+@pytest.mark.slow
 def test_dlpy_eval_plays_episodes_and_records_a_gif(make_cfg, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     train(make_cfg(*TINY, "trainer.max_steps=1"), run)

@@ -1,4 +1,4 @@
-"""Sequence and table data, sequence models and their tasks, on files written in the upstream formats."""
+"""Sequence and table data, sequence models and their tasks, on files in the upstream formats."""
 
 import json
 import math
@@ -49,7 +49,7 @@ def text_file(tmp_path_factory):
     return path
 
 
-# -- IMDB -------------------------------------------------------------------------------------------
+# -- IMDB ------------------------------------------------------------------------------------------
 
 
 def imdb(make_cfg, root, *overrides):
@@ -146,7 +146,7 @@ def test_a_multi_hot_batch_for_an_embedding_model_names_the_fix():
         net(torch.rand(2, 20))
 
 
-# -- Jena -------------------------------------------------------------------------------------------
+# -- Jena ------------------------------------------------------------------------------------------
 
 
 def test_a_window_and_its_target_by_hand():
@@ -173,7 +173,7 @@ def test_jena_windows_standardise_with_training_rows_and_forecast_the_temperatur
         data.columns[1] == "T (degC)" and data.sizes["train"] == 100 - 4
     )  # windows end inside the first half
     x, y, naive = data.batch("val", torch.tensor([0]))
-    # the first validation window starts at row 100: rows 100, 102, 104; target row 108, naive row 104
+    # the first validation window starts at row 100: rows 100, 102, 104; target row 108, naive 104
     mean, std = temperature[:100].mean(), temperature[:100].std(ddof=1)
     assert torch.allclose(
         x[0, :, 1],
@@ -188,7 +188,7 @@ def test_jena_windows_standardise_with_training_rows_and_forecast_the_temperatur
 
 
 def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_path):
-    """T rises by 0.1 per row, so the temperature `delay` rows earlier is off by 0.1 x delay, always."""
+    """T rises 0.1 per row, so the temperature `delay` rows back is off by 0.1 x delay, always."""
     write_jena(tmp_path / "jena_climate_2009_2016.csv", np.arange(400) * 0.1)
     cfg = make_cfg(
         "dataset=jena_climate",
@@ -212,6 +212,7 @@ def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_pa
     assert math.isfinite(metrics["test/mae"]) and metrics["test/mae"] != metrics["test/naive_mae"]
 
 
+@pytest.mark.slow
 def test_jena_runs_end_to_end_with_the_preset_windows(make_cfg, jena_root, tmp_path):
     cfg = make_cfg(
         "model=lstm",
@@ -243,7 +244,7 @@ def test_jena_rows_not_ten_minutes_apart_are_refused(make_cfg, tmp_path):
         )
 
 
-# -- Boston housing ---------------------------------------------------------------------------------
+# -- Boston housing --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("n, folds", [(404, 4), (10, 3), (7, 7)])
@@ -275,6 +276,7 @@ def test_boston_splits_like_keras_and_standardises_with_the_training_folds(make_
         assert np.allclose(data.y[data.splits["test"]].numpy(), f["y"][order][404:])
 
 
+@pytest.mark.slow
 def test_boston_runs_every_fold_and_reports_the_mean(make_cfg, boston_root, tmp_path):
     cfg = make_cfg(
         "model=mlp",
@@ -294,7 +296,7 @@ def test_boston_runs_every_fold_and_reports_the_mean(make_cfg, boston_root, tmp_
     assert [metrics[f"fold{k}/val/mae"] for k in range(3)] == [f["val/mae"] for f in folds]
 
 
-# -- text and sampling ------------------------------------------------------------------------------
+# -- text and sampling -----------------------------------------------------------------------------
 
 
 def test_reweighting_is_softmax_of_log_probabilities_over_temperature():
@@ -322,6 +324,7 @@ def test_text_windows_are_bytes_and_the_next_byte_is_the_target(make_cfg, text_f
     assert data.decode(data.prompt()) == codes[len(codes) - 1000 : len(codes) - 990].decode()
 
 
+@pytest.mark.slow
 def test_sampling_near_zero_temperature_is_the_argmax(make_cfg, text_file):
     cfg = make_cfg(
         "model=char_lstm", f"dataset.path={text_file}", "model.hidden=16", "dataset.test_size=500"
@@ -339,6 +342,7 @@ def test_sampling_near_zero_temperature_is_the_argmax(make_cfg, text_file):
     assert len(set(hot.tolist())) > len(set(codes.tolist()))
 
 
+@pytest.mark.slow
 def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file, tmp_path):
     train(
         make_cfg(
@@ -357,9 +361,10 @@ def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file,
     assert all(len(p.read_text()) >= 400 for p in texts)
 
 
-# -- every sequence model: one training step on its kind of data ---------------------------------
+# -- every sequence model: one training step on its kind of data -----------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["rnn", "lstm", "gru", "conv1d", "conv1d_gru"])
 def test_one_step_of_each_sequence_model_on_token_indices(model, make_cfg, imdb_root, tmp_path):
     cfg = make_cfg(
@@ -379,6 +384,7 @@ def test_one_step_of_each_sequence_model_on_token_indices(model, make_cfg, imdb_
     assert metrics["steps"] == 1 and math.isfinite(metrics["test/loss"])
 
 
+@pytest.mark.slow
 def test_the_dense_baseline_learns_the_sentiment_words(make_cfg, imdb_root, tmp_path):
     cfg = make_cfg(
         "model=mlp",

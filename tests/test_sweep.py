@@ -1,4 +1,4 @@
-"""Sweeps: job folders named by their overrides, reports over seeds, Optuna searches, launchers, resume."""
+"""Sweeps: job folders named by their overrides, reports over seeds, Optuna, launchers, resume."""
 
 import csv
 import json
@@ -138,6 +138,7 @@ def test_report_of_a_folder_without_jobs_says_so(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_seed_sweep_has_one_folder_per_seed_and_a_report(tmp_path, data_dir):
     dlpy("train", "-m", *FAST, "model=mlp", "seed=0,1", cwd=tmp_path, data_dir=data_dir)
     sweep = only_sweep(tmp_path)
@@ -151,6 +152,7 @@ def test_seed_sweep_has_one_folder_per_seed_and_a_report(tmp_path, data_dir):
     assert f"| 2 | {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f} |" in out
 
 
+@pytest.mark.slow
 def test_rerunning_a_sweep_with_resume_auto_skips_finished_jobs_and_continues_the_others(
     tmp_path, data_dir
 ):
@@ -173,6 +175,7 @@ def test_rerunning_a_sweep_with_resume_auto_skips_finished_jobs_and_continues_th
     assert metrics(sweep / "seed=1")["status"] == metrics(sweep / "seed=2")["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_optuna_search_runs_its_trials_and_records_the_best(tmp_path, data_dir):
     dlpy(
         "train",
@@ -201,6 +204,7 @@ def test_optuna_search_runs_its_trials_and_records_the_best(tmp_path, data_dir):
     assert (sweep / "multirun.yaml").is_file() and (sweep / "report.csv").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
 def test_launchers_run_the_jobs_in_processes_of_their_own(launcher, tmp_path, data_dir):
     dlpy(

@@ -12,11 +12,13 @@ from dlpy.io import load_checkpoint
 from dlpy.train import train
 
 # vgg13's five pools need 32x32 inputs; the character model reads text; every other preset trains
-# on 28x28 Fashion-MNIST (the sequence models read the rows as steps); an agent plays CartPole, and its
-# final numbers come from playing episodes (eval/), not from a test split, and it draws no images.
+# on 28x28 Fashion-MNIST (the sequence models read the rows as steps); an agent plays CartPole, and
+# its final numbers come from playing episodes (eval/), not from a test split, and it draws no
+# images.
 DATASET_FOR = {"vgg13": "cifar10", "char_lstm": "text", "reinforce": "cartpole"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", presets("model"))
 def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_path, request):
     dataset = DATASET_FOR.get(model, "fashion_mnist")
@@ -54,6 +56,7 @@ def _net_weights(cfg):
     return build_task(cfg).net.state_dict()
 
 
+@pytest.mark.slow
 def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
     cfg = make_cfg(
         "model=mlp",
@@ -64,6 +67,7 @@ def test_a_few_epochs_learn_the_synthetic_classes(make_cfg, tmp_path):
     assert train(cfg, tmp_path) > 0.9  # returns the monitored val/acc; chance is 0.1
 
 
+@pytest.mark.slow
 def test_resume_continues_exactly_where_the_run_stopped(make_cfg, tmp_path):
     """2 epochs straight == 1 epoch, then resume for 1 more: identical weights on CPU.
 
@@ -130,6 +134,7 @@ def test_mixed_precision_steps_give_finite_losses(precision, make_cfg, tmp_path)
     assert math.isfinite(metrics["test/loss"])
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_path):
     # lr 0: nothing ever improves after the first evaluation, so patience 1 stops after epoch 2
     cfg = make_cfg(
@@ -143,6 +148,7 @@ def test_early_stopping_stops_when_the_monitored_metric_stalls(make_cfg, tmp_pat
     assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheduler", presets("scheduler"))
 def test_every_schedule_runs(scheduler, make_cfg, tmp_path):
     train(

@@ -1,4 +1,5 @@
-"""`dlpy visualize`: Grad-CAM finds what decides the class, filter patterns climb, the losses by hand, every kind's files."""
+"""`dlpy visualize`: Grad-CAM finds what decides the class, filter patterns climb, the losses by
+hand, every kind's files."""
 
 import urllib.error
 
@@ -24,7 +25,7 @@ PATCH = 6
 
 
 def patch_images(n, generator):
-    """28x28 noise with a dim 6x6 patch in one quadrant; class 1 also has a bright patch in another quadrant."""
+    """28x28 noise with a dim 6x6 patch in one quadrant; class 1 has a bright one in another too."""
     x = torch.randint(0, 60, (n, 1, 28, 28), generator=generator).to(torch.uint8)
     y = torch.randint(0, 2, (n,), generator=generator)
     dim = torch.randint(0, 4, (n,), generator=generator)
@@ -52,6 +53,7 @@ def plain_network(net, classes=None):
     )
 
 
+@pytest.mark.slow
 def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     torch.manual_seed(0)
     generator = torch.Generator().manual_seed(0)
@@ -74,7 +76,8 @@ def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     peak = cam.flatten(1).argmax(1)
     row, col = peak // 28, peak % 28
     on_patch = ((row >= top) & (row < top + PATCH) & (col >= left) & (col < left + PATCH))[y == 1]
-    # every peak on the bright patch, none on a dim one (an untrained net of this shape hits it about 40% of the time)
+    # every peak on the bright patch, none on a dim one (an untrained net of this shape hits it
+    # about 40% of the time)
     assert on_patch.all(), (
         f"{int((~on_patch).sum())} of {len(on_patch)} peaks miss the bright patch"
     )
@@ -85,6 +88,7 @@ def test_gradcam_peak_falls_on_the_patch_that_decides_the_class():
     )
 
 
+@pytest.mark.slow
 def test_filter_patterns_raise_each_filters_activation_above_the_starting_noise():
     torch.manual_seed(0)
     network = plain_network(CNN(1, 28, 10, layers=(8, "M", 16), batchnorm=True))
@@ -103,7 +107,8 @@ def test_gram_matrix_and_losses_match_hand_computed_values():
     other = torch.tensor(
         [[[1.0, 0.0], [0.0, 1.0]], [[2.0, 0.0], [0.0, 0.0]]]
     )  # gram [[2, 2], [2, 4]]
-    # sum of squared differences 28^2 + 3^2 + 3^2 + 2^2 = 806, over 4 * channels^2 * size^2 with 3 channels, 4 pixels
+    # sum of squared differences 28^2 + 3^2 + 3^2 + 2^2 = 806, over 4 * channels^2 * size^2 with
+    # 3 channels, 4 pixels
     assert style_loss(features, other, channels=3, size=4).item() == pytest.approx(
         806 / (4 * 9 * 16)
     )
@@ -173,6 +178,7 @@ KIND_FILES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options, files", KIND_FILES, ids=[" ".join(o) for o, _ in KIND_FILES])
 def test_each_kind_writes_its_pngs_and_the_same_images_into_tensorboard(options, files, tiny_run):
     out = tiny_run / "visualize"
@@ -236,10 +242,11 @@ def test_pretrained_weights_offline_say_where_to_put_the_file(hub_dir, monkeypat
         pretrained("alexnet", torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_pretrained_inception_is_fetched_into_the_hub_cache_once_and_paints(
     hub_dir, tiny_run, monkeypatch
 ):
-    """torchvision's own download path, with the download replaced by random weights of the right shapes."""
+    """torchvision's own download path, the download faked: random weights of the right shapes."""
     from torchvision import models
 
     downloads = []
