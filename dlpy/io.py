@@ -13,7 +13,7 @@ from typing import IO, Any
 import torch
 
 from dlpy import environ
-from dlpy.errors import DlpyError
+from dlpy.errors import DlpyError, first_line
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
@@ -80,10 +80,9 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
-        reason = (str(err).splitlines() or [type(err).__name__])[0]
         raise DlpyError(
             f"checkpoint {path} cannot be read (truncated, corrupted or not a dlpy "
-            f"checkpoint): {reason}"
+            f"checkpoint): {first_line(err)}"
         ) from None
     if not isinstance(state, dict) or "task" not in state:
         raise DlpyError(f"checkpoint {path} is not a dlpy checkpoint (no 'task' entry)")
