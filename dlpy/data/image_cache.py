@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from dlpy.errors import first_line
 from dlpy.io import atomic_write
@@ -46,7 +46,8 @@ def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(path) as image:
-            image = image.convert("RGB" if channels == 3 else "L")
+            # a phone's photo stores its rotation in EXIF: upright, as a viewer shows it
+            image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
     scale = image_size / min(image.size)
     width = max(image_size, round(image.width * scale))
     height = max(image_size, round(image.height * scale))
@@ -66,7 +67,7 @@ def why_unreadable(path: Path, image_size: int, channels: int) -> tuple[np.ndarr
     # PIL's format plugins raise OSError, SyntaxError, ValueError, struct.error, EOFError, ... for
     # a broken file, and DecompressionBombError (an Exception) for a huge one: each means "skip it"
     except Exception as err:
-        return None, first_line(err)
+        return None, first_line(err).replace(f" '{path}'", "")  # the path is named already
 
 
 def cache_key(files: list[Path], image_size: int, channels: int) -> str:
