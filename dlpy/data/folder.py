@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dlpy.data.image_cache import Decoded, decode_cached
+from dlpy.data.image_cache import CACHE_FOLDER, Decoded, decode_cached
 from dlpy.data.vision import ImageData, Split, check_options
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
@@ -230,6 +230,8 @@ def image_folder(
         scaling=scaling,
         **(augment or {}),
     )
-    data.name = f"image_folder-{root.name}"
-    data.root = root
+    # the FID network trained on these images is cached under data.root / "dlpy-fid": in the hidden
+    # cache folder, where it is never taken for a class, and named by the size it was trained at
+    data.name = f"image_folder-{root.name}-{channels}x{image_size}"
+    data.root = root / CACHE_FOLDER
     return data
