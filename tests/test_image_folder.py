@@ -90,7 +90,9 @@ def test_a_classifier_refuses_one_class_but_a_gan_takes_a_flat_folder(make_cfg, 
     options = [f"dataset.root={root}", "dataset.image_size=8", "dataset.val_size=2"]
     cfg = make_cfg("model=dcgan", "dataset=image_folder", *options, "dataset.test_size=2")
     assert cfg.dataset.num_classes == 1
-    assert len(build_data(cfg).train) == 6
+    data = build_data(cfg)
+    assert len(data.train) == 6
+    assert data.root == root / ".dlpy-cache"  # the FID network's cache: never taken for a class
 
 
 def test_an_empty_split_names_the_folder(tmp_path):
@@ -218,3 +220,14 @@ def test_the_fashion_mnist_script_writes_class_folders_and_bad_files(tmp_path, c
     assert "skipped 3 of the 63 files" in message
     for name in ("empty.png", "notes.jpg", "truncated.png"):
         assert name in message
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation(tmp_path):
+    pixels = np.zeros((10, 20), dtype=np.uint8)
+    pixels[:, :10] = 255  # white on the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF Orientation 6: show it turned 90 degrees clockwise
+    Image.fromarray(pixels).save(tmp_path / "photo.png", exif=exif)
+    x = image_cache.read_image(tmp_path / "photo.png", 8, 1)[0]
+    assert (x[:3] > 200).all()  # upright, the white half is on top
+    assert (x[-3:] < 50).all()
