@@ -48,6 +48,13 @@ def _env_shape(env_id: str, key: str) -> int | None:
     return shape[key] if shape else None
 
 
+def _folder_classes(root: str) -> int | None:
+    """`${dlpy.folder_classes:${.root}}`: the class folders of an image folder (None: no folder)."""
+    from dlpy.data.folder import folder_classes  # heavy: torch and PIL, for image-folder runs only
+
+    return folder_classes(root)
+
+
 def _job_dirname(num: int, overrides: str) -> str:
     from dlpy.sweep import job_dirname  # Hydra's: when a sweep names its jobs' folders
 
@@ -69,6 +76,7 @@ def _register_resolvers() -> None:
     from omegaconf import OmegaConf  # here, so that STARTED above counts its import time too
 
     OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
+    OmegaConf.register_new_resolver("dlpy.folder_classes", _folder_classes, replace=True)
     OmegaConf.register_new_resolver("dlpy.job_dirname", _job_dirname, replace=True)
     OmegaConf.register_new_resolver("dlpy.threads_per_job", _threads_per_job, replace=True)
     OmegaConf.register_new_resolver("dlpy.direction", _direction, replace=True)

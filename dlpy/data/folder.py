@@ -1,80 +1,189 @@
-"""Any folder of images, as in the TF2 course's anime-faces DCGAN: resized, centre-cropped, uint8.
+"""Any folder of images: a learner's own photos, or the TF2 course's anime faces for the DCGAN.
 
-The first-level subfolders are the classes (a flat folder is one class); the val and test
-images are drawn at random with a fixed seed, as the folder has no splits of its own.
+The first-level subfolders are the classes (a folder without subfolders is one class, for the
+generative models). Splits come from `train/`, `val/` and `test/` subfolders, each holding the
+class subfolders, where the folder has them; a split without a folder is held out of the
+training images with a fixed seed. Every file PIL can read is an image; each is decoded once,
+to `image_size`, into a uint8 cache under the folder (dlpy/data/image_cache.py) that later
+epochs and later runs read instead of the files.
 """
 
+import logging
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
-from dlpy.data.vision import ImageData, Split
-from dlpy.errors import DlpyError
+from dlpy.data.image_cache import CACHE_FOLDER, Decoded, decode_cached
+from dlpy.data.vision import ImageData, Split, check_options
+from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+log = logging.getLogger("dlpy")
+
+# The folder names each split goes by; "valid" and "validation" are common in downloaded sets.
+SPLIT_FOLDERS = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+SHOW_SKIPPED = 3  # the warning names this many skipped files, and counts the rest
+Files = tuple[list[Path], list[int]]  # the image files of a split, and their class indices
 
 
-def read_image(path: Path, image_size: int, channels: int) -> torch.Tensor:
-    """uint8 (channels, image_size, image_size): shorter side scaled to image_size, centre kept."""
-    with Image.open(path) as image:
-        image = image.convert("RGB" if channels == 3 else "L")
-        scale = image_size / min(image.size)
-        width = max(image_size, round(image.width * scale))
-        height = max(image_size, round(image.height * scale))
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-        left = (image.width - image_size) // 2
-        top = (image.height - image_size) // 2
-        array = np.asarray(image.crop((left, top, left + image_size, top + image_size)))
-    return torch.from_numpy(array.reshape(image_size, image_size, channels).copy()).permute(2, 0, 1)
+def subfolders(folder: Path) -> list[Path]:
+    """The visible subfolders, by name: the cache folder and other hidden ones are left out."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def find_images(root: Path) -> list[Path]:
-    """The image files under root, searched recursively, in a fixed order."""
-    files = []
-    if root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS)
-    if not files:
-        raise DlpyError(
-            f"dataset.root: no images ({', '.join(sorted(EXTENSIONS))}) found under {root}"
-        )
-    return files
-
-
-def class_of(path: Path, root: Path) -> str:
-    """The first-level subfolder holding the image, or "." for one directly under root."""
-    parts = path.relative_to(root).parts
-    return parts[0] if len(parts) > 1 else "."
-
-
-def read_images(files: list[Path], image_size: int, channels: int) -> torch.Tensor:
-    """uint8 (N, channels, image_size, image_size); a file that is no image is named."""
-    images = []
-    for path in files:
-        try:
-            images.append(read_image(path, image_size, channels))
-        except OSError as err:
-            raise DlpyError(f"{path}: not a readable image ({err})") from None
-    return torch.stack(images)
-
-
-def draw_splits(
-    n: int, val_size: int, test_size: int, split_seed: int, root: Path
-) -> dict[str, torch.Tensor]:
-    """The indices of each split, drawn with a fixed seed: a folder has no splits of its own."""
-    if val_size + test_size >= n:
-        raise DlpyError(
-            f"dataset.val_size + dataset.test_size ({val_size + test_size}) leave no training "
-            f"images of the {n} in {root}"
-        )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
+def split_folders(root: Path) -> dict[str, Path]:
+    """{split: its folder} when root holds train/ and no folders but split folders; else {}."""
+    names = {p.name: p for p in subfolders(root)}
+    known = {name for aliases in SPLIT_FOLDERS.values() for name in aliases}
+    if "train" not in names or not set(names) <= known:
+        return {}
     return {
-        "train": perm[val_size + test_size :],
-        "val": perm[:val_size],
-        "test": perm[val_size : val_size + test_size],
+        split: names[name]
+        for split, aliases in SPLIT_FOLDERS.items()
+        for name in aliases
+        if name in names
     }
+
+
+def class_names(folder: Path) -> list[str]:
+    """The class subfolders' names; a folder without subfolders is one class, named after it."""
+    return [p.name for p in subfolders(folder)] or [folder.name]
+
+
+def folder_classes(root: str) -> int | None:
+    """`${dlpy.folder_classes:${.root}}`: the number of classes under root; None if no folder
+    (the data set's builder then says so)."""
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        return None
+    return len(class_names(split_folders(path).get("train", path)))
+
+
+def visible_files(folder: Path) -> list[Path]:
+    """The files under folder, at any depth, by path; hidden files and folders left out."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def list_split(folder: Path, classes: list[str], train: Path) -> tuple[Files, list[tuple]]:
+    """A split folder's images and labels, and the files outside its class folders (skipped)."""
+    loose = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if not subfolders(train):  # one class: the files directly in the folder
+        return (sorted(loose), [0] * len(loose)), []
+    files = []
+    labels = []
+    for sub in subfolders(folder):
+        if sub.name not in classes:
+            raise DlpyError(f"dataset.root: {sub} is no class of {train} ({', '.join(classes)})")
+        found = visible_files(sub)
+        files += found
+        labels += [classes.index(sub.name)] * len(found)
+    return (files, labels), [(str(p), "outside the class folders") for p in sorted(loose)]
+
+
+def held_out_count(key: str, size: object, n: int, root: Path) -> int:
+    """A count (an integer >= 1) as it is, or a fraction in (0, 1) of the n images."""
+    if isinstance(size, float) and 0 < size < 1:
+        count = round(size * n)
+    elif isinstance(size, int) and not isinstance(size, bool) and size >= 1:
+        count = size
+    else:
+        raise DlpyError(f"{key} must be a count (>= 1) or a fraction in (0, 1), got {size!r}")
+    if count == 0:
+        raise DlpyError(f"{key}={size} of the {n} images in {root} leaves that split empty")
+    return count
+
+
+def hold_out(train: Files, sizes: dict[str, object], split_seed: int, root: Path) -> dict:
+    """The splits that have no folder, drawn from the training files with a fixed seed."""
+    files, labels = train
+    n = len(files)
+    counts = {s: held_out_count(f"dataset.{s}_size", size, n, root) for s, size in sizes.items()}
+    if sum(counts.values()) >= n:
+        keys = " + ".join(f"dataset.{s}_size" for s in counts)
+        raise DlpyError(
+            f"{keys} ({sum(counts.values())}) leave no training images of the {n} in {root}"
+        )
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed)).tolist()
+    splits = {}
+    start = 0
+    for split, count in [*counts.items(), ("train", n)]:
+        part = perm[start : start + count]
+        splits[split] = ([files[i] for i in part], [labels[i] for i in part])
+        start += count
+    return splits
+
+
+def find_splits(root: Path, sizes: dict[str, object], split_seed: int) -> tuple[dict, list, list]:
+    """({split: Files}, the class names, the files skipped as outside the class folders)."""
+    if not root.is_dir():
+        raise DlpyError(f"dataset.root: {root} is not a folder")
+    folders = split_folders(root)
+    train = folders.get("train", root)
+    classes = class_names(train)
+    splits = {}
+    skipped = []
+    for split, folder in (folders or {"train": root}).items():
+        splits[split], outside = list_split(folder, classes, train)
+        skipped += outside
+    if not splits["train"][0]:
+        raise DlpyError(f"dataset.root: no files found under {train}")
+    missing = {split: size for split, size in sizes.items() if split not in splits}
+    splits |= hold_out(splits["train"], missing, split_seed, root) if missing else {}
+    return splits, classes, skipped
+
+
+def check_classes(
+    root: Path, classes: list[str], num_classes: int | None, model_task: str | None
+) -> None:
+    """A classifier needs two classes; dataset.num_classes, when typed, must be the folder's."""
+    if model_task == "classification" and len(classes) < 2:
+        raise DlpyError(
+            f"dataset.root: {root} holds one class ({classes[0]}): a classifier needs a "
+            "subfolder per class, two at least"
+        )
+    if num_classes is not None and num_classes != len(classes):
+        raise DlpyError(
+            f"dataset.num_classes is {num_classes}, but {root} has {len(classes)} class "
+            f"folders ({', '.join(classes)})"
+        )
+
+
+def warn_skipped(skipped: list[tuple[str, str]], total: int, root: Path) -> None:
+    """One warning line: how many files were skipped, and the first few of them with why."""
+    if not skipped:
+        return
+    named = [f"{Path(path).relative_to(root)} ({reason})" for path, reason in skipped]
+    more = f"; and {len(named) - SHOW_SKIPPED} more" if len(named) > SHOW_SKIPPED else ""
+    log.warning(
+        "dataset.root: skipped %d of the %d files under %s: %s%s",
+        len(skipped),
+        total,
+        root,
+        "; ".join(named[:SHOW_SKIPPED]),
+        more,
+    )
+
+
+def as_split(decoded: Decoded, labels: list[int], split: str, root: Path) -> Split:
+    """The decoded pixels and their labels; a split without one readable image is refused."""
+    if not decoded.kept:
+        raise DlpyError(f"dataset.root: the {split} split of {root} holds no readable images")
+    y = torch.tensor([labels[i] for i in decoded.kept], dtype=torch.int64)
+    return Split(torch.from_numpy(decoded.x), y)
+
+
+def check_channels(channels: int, mean: object, std: object) -> None:
+    """Grey or RGB, with a mean and a std for each channel (the first `channels` are used)."""
+    per_channel = (isinstance(v, (list, tuple)) and len(v) >= channels for v in (mean, std))
+    if channels not in (1, 3) or not all(per_channel):  # the count first: it may be no number
+        raise DlpyError(
+            f"dataset.channels must be 1 (grey) or 3 (RGB), with a dataset.mean and dataset.std "
+            f"for each; got {channels!r}, {mean!r} and {std!r}"
+        )
 
 
 @DATASETS.register("image_folder")
@@ -84,8 +193,9 @@ def image_folder(
     image_size: int = 64,
     channels: int = 3,
     num_classes: int | None = None,
-    val_size: int = 1000,
-    test_size: int = 1000,
+    model_task: str | None = None,
+    val_size: int | float = 0.1,
+    test_size: int | float = 0.1,
     split_seed: int = 0,
     batch_size: int = 128,
     eval_batch_size: int = 500,
@@ -94,19 +204,20 @@ def image_folder(
     scaling: str = "standardize",
     augment: dict | None = None,
 ) -> ImageData:
-    """Any folder of images (searched recursively), resized; first-level subfolders are classes."""
+    """Any folder of images, decoded once: subfolders are classes; train/ val/ test/, splits."""
+    check_options(batch_size, eval_batch_size, augment or {})
+    check_number("dataset.image_size", image_size, at_least=1, integer=True)
+    check_channels(channels, mean, std)
     root = Path(root).expanduser()
-    files = find_images(root)
-    labels = [class_of(p, root) for p in files]
-    classes = sorted(set(labels))
-    if num_classes is not None and num_classes != len(classes):
-        raise DlpyError(
-            f"dataset.num_classes is {num_classes}, but {root} has {len(classes)} class folders"
-        )
-    splits = draw_splits(len(files), val_size, test_size, split_seed, root)
-    x = read_images(files, image_size, channels)
-    y = torch.tensor([classes.index(label) for label in labels])
-    parts = {split: Split(x[idx], y[idx]) for split, idx in splits.items()}
+    sizes = {"val": val_size, "test": test_size}
+    splits, classes, skipped = find_splits(root, sizes, split_seed)
+    check_classes(root, classes, num_classes, model_task)
+    decoded = {
+        s: decode_cached(root, s, files, image_size, channels) for s, (files, _) in splits.items()
+    }
+    skipped += [pair for d in decoded.values() for pair in d.skipped]
+    warn_skipped(skipped, len(skipped) + sum(len(d.kept) for d in decoded.values()), root)
+    parts = {s: as_split(decoded[s], splits[s][1], s, root) for s in ("train", "val", "test")}
     data = ImageData(
         parts["train"],
         parts["val"],
@@ -119,6 +230,8 @@ def image_folder(
         scaling=scaling,
         **(augment or {}),
     )
-    data.name = f"image_folder-{root.name}"
-    data.root = root
+    # the FID network trained on these images is cached under data.root / "dlpy-fid": in the hidden
+    # cache folder, where it is never taken for a class, and named by the size it was trained at
+    data.name = f"image_folder-{root.name}-{channels}x{image_size}"
+    data.root = root / CACHE_FOLDER
     return data
