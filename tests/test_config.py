@@ -6,8 +6,10 @@ import pytest
 from conftest import FAST, presets
 from omegaconf import OmegaConf
 
-from dlpy import CONF_DIR
-from dlpy import catalog  # noqa: F401  (importing it registers the builders these tests look up)
+from dlpy import (
+    CONF_DIR,
+    catalog,  # noqa: F401  (importing it registers the builders these tests look up)
+)
 from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
