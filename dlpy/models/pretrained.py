@@ -65,7 +65,7 @@ class Transfer(nn.Module):
         self.head = head
         self.mode = mode
         self.unfreeze = unfreeze
-        self.frozen: list[nn.Module] = []  # the body's blocks that neither learn nor update BN
+        self.learning: list[nn.Module] | None = []  # the body's blocks that learn; None: all
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.features(x))
@@ -94,7 +94,7 @@ class Transfer(nn.Module):
         all) learn too. Returns the blocks that learn."""
         blocks = self.blocks()
         learning = blocks[len(blocks) - self.unfreezing(len(blocks)) :] if phase == 2 else []
-        self.frozen = [block for block in blocks if block not in learning]
+        self.learning = None if len(learning) == len(blocks) else learning
         for p in self.body.parameters():
             p.requires_grad_(False)
         for block in learning:
@@ -106,11 +106,14 @@ class Transfer(nn.Module):
         return n if self.unfreeze in (None, "all") else min(int(self.unfreeze), n)
 
     def train(self, mode: bool = True) -> "Transfer":
-        """Frozen blocks stay in eval mode: their BatchNorm statistics stay the pretrained ones,
-        their dropout off (Chollet 5.3's frozen conv_base; Keras's trainable=False)."""
+        """A frozen body stays in eval mode, but for the blocks that learn: its BatchNorm
+        statistics stay the pretrained ones, its dropout off (Chollet 5.3's frozen conv_base;
+        Keras's trainable=False)."""
         super().train(mode)
-        for block in self.frozen:
-            block.eval()
+        if mode and self.learning is not None:
+            self.body.eval()
+            for block in self.learning:
+                block.train()
         return self
 
 
