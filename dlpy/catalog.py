@@ -6,7 +6,16 @@ added by the registries themselves on first use. Import it before looking a name
 """
 
 from dlpy import callbacks, data, models, optim
-from dlpy.tasks import autoencoder, classification, gan, language_model, regression, reinforce
+from dlpy.tasks import (
+    autoencoder,
+    classification,
+    gan,
+    language_model,
+    regression,
+    reinforce,
+    transfer,
+)
 
 __all__ = ["callbacks", "data", "models", "optim"]
 __all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]
+__all__ += ["transfer"]

@@ -15,7 +15,14 @@ UNFIT = {("vgg13", "fashion_mnist")}
 # Agents read an environment's observations, not images: they are tested on each environment
 # preset below.
 AGENTS = {"reinforce"}
-CASES = [(model, *shape) for model in presets("model") if model not in AGENTS for shape in SHAPES]
+# Pretrained weights must sit in torch's hub cache first: tests/test_pretrained.py puts them there.
+PRETRAINED = {"pretrained"}
+CASES = [
+    (model, *shape)
+    for model in presets("model")
+    if model not in AGENTS | PRETRAINED
+    for shape in SHAPES
+]
 ENVIRONMENTS = ["cartpole", "acrobot", "mountain_car"]
 
 

@@ -184,6 +184,41 @@ def hold_out(train: Images, val_size: int, split_seed: int) -> tuple[Split, Spli
     return Split(train.x[train_idx], train.y[train_idx]), Split(train.x[val_idx], train.y[val_idx])
 
 
+def keep_classes(files: Images, classes: list | None, num_classes: int) -> Images:
+    """The images of `classes` alone (dataset.classes), relabelled 0, 1, ... in that order: a
+    data set split in two for transfer learning (docs/transfer.md)."""
+    if classes is None:
+        return files
+    known = len(files.classes)
+    whole = all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < known for c in classes)
+    if not classes or not whole or len(set(classes)) < len(classes):
+        raise DlpyError(
+            f"dataset.classes must be distinct class numbers in [0, {known}), got {classes}"
+        )
+    if num_classes != len(classes):
+        raise DlpyError(
+            f"dataset.classes keeps {len(classes)} classes: set dataset.num_classes={len(classes)}"
+        )
+    kept = torch.tensor(classes)
+    mask = torch.isin(files.y, kept)
+    y = (files.y[mask].unsqueeze(1) == kept).int().argmax(1)
+    return Images(files.x[mask], y, [files.classes[c] for c in classes])
+
+
+def per_class_subset(split: Split, per_class: int, seed: int) -> Split:
+    """The first `per_class` images of each class in a fixed shuffle (dataset.per_class; 0: all):
+    a few-shot training set."""
+    if not per_class:
+        return split
+    order = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed))
+    rank = torch.zeros(len(split), dtype=torch.long)
+    for label in split.y.unique():
+        of_label = order[split.y[order] == label]
+        rank[of_label] = torch.arange(len(of_label))
+    keep = order[rank[order] < per_class]
+    return Split(split.x[keep], split.y[keep])
+
+
 def labelled_images(
     class_name: str,
     *,
@@ -201,6 +236,8 @@ def labelled_images(
     num_classes: int,
     augment: dict | None = None,
     scaling: str = "standardize",
+    classes: list | None = None,
+    per_class: int = 0,
 ) -> ImageData:
     """A labelled torchvision data set (`class_name`, registered below); val is cut from train."""
     check_options(batch_size, eval_batch_size, augment or {})
@@ -208,6 +245,8 @@ def labelled_images(
 
     cls = getattr(datasets, class_name)
     train_files, test_files = load_torchvision(cls, root, system_dir, download)
+    train_files = keep_classes(train_files, classes, num_classes)
+    test_files = keep_classes(test_files, classes, num_classes)
     want = {"channels": channels, "image_size": image_size, "num_classes": num_classes}
     check_images(cls.__name__, train_files, want, mean, std)
     labels = int(max(train_files.y.max(), test_files.y.max()))
@@ -217,6 +256,7 @@ def labelled_images(
             f"classes: a label file under {root} is corrupted"
         )
     train, val = hold_out(train_files, val_size, split_seed)
+    train = per_class_subset(train, per_class, split_seed)
     data = ImageData(
         train,
         val,
