@@ -117,7 +117,7 @@ def image_folder(
         batch_size,
         eval_batch_size,
         scaling=scaling,
-        **(augment or {}),
+        augment=augment,
     )
     data.name = f"image_folder-{root.name}"
     data.root = root
