@@ -66,13 +66,18 @@ def test_each_image_of_a_batch_gets_its_own_parameters(name):
     assert len({bytes(image.numpy()) for image in out}) >= 8, name
 
 
-def test_the_same_seed_gives_the_same_batch_and_the_global_generator_is_left_alone():
+def test_the_data_generator_alone_decides_the_draws_and_the_global_one_is_left_alone():
     steps = pipeline("resized_crop", "hflip", {"name": "rotation", "degrees": 30}, "erasing")
     before = torch.get_rng_state()
     first = steps.pixels(batch(), seeded(0))
     assert torch.equal(torch.get_rng_state(), before)  # dropout's stream does not move
     assert torch.equal(steps.pixels(batch(), seeded(0)), first)
     assert not torch.equal(steps.pixels(batch(), seeded(1)), first)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(123)  # what the global generator holds does not matter: DDP ranks differ
+        assert torch.equal(steps.pixels(batch(), seeded(0)), first)
+    g = seeded(0)
+    assert not torch.equal(steps.pixels(batch(), g), steps.pixels(batch(), g))  # batch by batch
 
 
 def test_the_padded_crop_and_flip_draw_what_they_drew_before():

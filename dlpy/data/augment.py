@@ -13,23 +13,17 @@ Steps on pixels run in the order given; MixUp and CutMix blend the normalised ba
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 
-from dlpy.data.augmentations import (
-    AUGMENTATIONS,
-    LIMITS,
-    Context,
-    Mixing,
-    PerImage,
-    Step,
-    seeded,
-)
-from dlpy.errors import DlpyError, check_number, first_line, unknown
+from dlpy.data.augmentations import AUGMENTATIONS, Context, Mixing, PerImage, Step, seeded
+from dlpy.errors import DlpyError, check_choice, check_number, first_line, unknown
 from dlpy.registry import check_kwargs
 
 Entry = tuple[str, str, dict]  # (config key, augmentation name, options)
+Check = Callable[[str, Any], None]  # (config key, value): raises DlpyError naming the key
 
 
 class Augmentation:
@@ -130,3 +124,65 @@ def build(key: str, name: str, options: dict, context: Context) -> Step:
         return builder(context, **options)
     except (TypeError, ValueError) as err:  # what v2 refuses that the checks above let through
         raise DlpyError(f"{key} ({name}): {first_line(err)}") from err
+
+
+# -- option checks, by option name: the same name means the same thing in every augmentation -----
+
+
+def between(low: float, high: float) -> Check:
+    def check(key: str, value: Any) -> None:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not low <= value <= high
+        ):
+            raise DlpyError(f"{key} must be a number in [{low:g}, {high:g}], got {value!r}")
+
+    return check
+
+
+def whole(at_least: int) -> Check:
+    return partial(check_number, at_least=at_least, integer=True)
+
+
+def positive(key: str, value: Any) -> None:
+    check_number(key, value)
+    if value == 0:
+        raise DlpyError(f"{key} must be a number > 0, got {value!r}")
+
+
+def pair(high: float | None) -> Check:
+    """Two numbers [low, high], each at least 0 (and at most `high`), low <= high."""
+    each = partial(check_number, at_least=0) if high is None else between(0, high)
+
+    def check(key: str, value: Any) -> None:
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise DlpyError(f"{key} must be two numbers [low, high], got {value!r}")
+        for i, number in enumerate(value):
+            each(f"{key}.{i}", number)
+        if value[0] > value[1]:
+            raise DlpyError(f"{key} must be [low, high] with low <= high, got {value!r}")
+
+    return check
+
+
+LIMITS: dict[str, Check] = {
+    "p": between(0, 1),
+    "padding": whole(1),
+    "degrees": between(0, 180),
+    "shear": between(0, 80),  # degrees; tan(90) is infinite
+    "translate": pair(1),
+    "scale": pair(None),
+    "ratio": pair(None),
+    "brightness": partial(check_number, at_least=0),
+    "contrast": partial(check_number, at_least=0),
+    "saturation": partial(check_number, at_least=0),
+    "hue": between(0, 0.5),
+    "num_ops": whole(0),
+    "magnitude": whole(0),
+    "num_magnitude_bins": whole(2),
+    "alpha": positive,
+    "fill": between(0, 255),  # uint8 pixels
+    "value": between(0, 255),
+    "interpolation": partial(check_choice, choices=("nearest", "bilinear")),
+}
