@@ -14,11 +14,11 @@ from dlpy.errors import DlpyError
 from dlpy.registry import ALL, MODELS
 
 # experiment: below; hparams_search and launcher configure Hydra's sweeper and launcher:
-# tests/test_sweep.py
+# tests/test_sweep.py; augment fills dataset.augment: tests/test_augment.py
 GROUPS = sorted(
     p.name
     for p in Path(CONF_DIR).iterdir()
-    if p.is_dir() and p.name not in ("experiment", "hparams_search", "launcher")
+    if p.is_dir() and p.name not in ("experiment", "hparams_search", "launcher", "augment")
 )
 GROUP_PRESETS = [(group, preset) for group in GROUPS for preset in presets(group)]
 

@@ -10,7 +10,8 @@ import torch
 from conftest import N_TEST, N_TRAIN, images_and_labels, write_mnist_family
 
 from dlpy.build import build_data
-from dlpy.data.vision import Split, random_crop
+from dlpy.data.augmentations import random_crop
+from dlpy.data.vision import Split
 from dlpy.errors import DlpyError
 
 VAL = 100  # conftest's FAST overrides hold out this many training images

@@ -206,7 +206,10 @@ def test_each_kind_writes_its_pngs_and_the_same_images_into_tensorboard(options,
 @pytest.mark.parametrize(
     "options, message",
     [
-        (["kind=nosuch"], "Known kinds: activations, deepdream, filters, gradcam, style_transfer"),
+        (
+            ["kind=nosuch"],
+            "Known kinds: activations, augment, deepdream, filters, gradcam, style_transfer",
+        ),
         (["kind=activations", "layer=features.99"], "features.0, features.1, features.2"),
         (
             ["kind=activations", "steps=3"],

@@ -228,7 +228,7 @@ def image_folder(
         batch_size,
         eval_batch_size,
         scaling=scaling,
-        **(augment or {}),
+        augment=augment,
     )
     # the FID network trained on these images is cached under data.root / "dlpy-fid": in the hidden
     # cache folder, where it is never taken for a class, and named by the size it was trained at

@@ -7,17 +7,17 @@ augmented and normalised there. On 2 CPU cores this makes an epoch of a small CN
 """
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
+from dlpy.data.augment import Augmentation
 from dlpy.data.base import Batch, Shuffled
 from dlpy.data.sources import Images, load_torchvision
 from dlpy.errors import DlpyError, check_choice, check_number
-from dlpy.registry import DATASETS, check_kwargs, check_signs
+from dlpy.registry import DATASETS
 
 # Pixel scalings, as (scale, shift) of the uint8 values: classifiers take standardised inputs;
 # Bernoulli decoders (BCE) want [0, 1]; tanh generators want [-1, 1].
@@ -55,8 +55,7 @@ class ImageData(Shuffled):
         std: list[float],
         batch_size: int,
         eval_batch_size: int,
-        crop_padding: int = 0,
-        hflip: bool = False,
+        augment: Mapping | Sequence | None = None,
         scaling: str = "standardize",
     ) -> None:
         check_choice("dataset.scaling", scaling, SCALINGS)
@@ -67,8 +66,7 @@ class ImageData(Shuffled):
         self.classes = classes
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.crop_padding = crop_padding
-        self.hflip = hflip
+        self.augmentation = Augmentation(augment, train.x.shape[-2:], len(classes))
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         # x * scale + shift, one multiply-add on the uint8 pixels
@@ -108,43 +106,29 @@ class ImageData(Shuffled):
         """The inverse of normalize: network inputs or outputs back to displayable pixels."""
         return ((x.float() - self.shift) / self.scale).round().clamp(0, 255).to(torch.uint8)
 
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """Random crops and horizontal flips of a whole batch of uint8 images.
+    def augment(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The configured augmentations of a whole batch of uint8 images (dlpy/data/augment.py).
 
-        Drawn for the whole batch, so that data-parallel processes draw the same random numbers.
+        Drawn for the whole batch from the data's generator (or `generator`), so that
+        data-parallel processes draw the same random numbers and take their part afterwards.
         """
-        if self.crop_padding:
-            x = random_crop(x, self.crop_padding, self.generator)
-        if self.hflip:
-            flip = torch.rand(len(x), device=x.device, generator=self.generator) < 0.5
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-        return x
+        return self.augmentation.pixels(x, generator or self.generator)
 
     def train_batches(self) -> Iterator[Batch]:
         for idx in self.shuffled_batches(len(self.train), self.batch_size):
             x = self.augment(self.train.x[idx])
-            yield self.normalize(self.part(x)), self.part(self.train.y[idx])
+            y = self.train.y[idx]
+            if self.augmentation.mixes:  # MixUp, CutMix: the whole batch, then this process's part
+                x, y = self.augmentation.mix(self.normalize(x), y, self.generator)
+                yield self.part(x), self.part(y)
+            else:
+                yield self.normalize(self.part(x)), self.part(y)
 
     def eval_batches(self, split: str) -> Iterator[Batch]:
         data = getattr(self, split)
         for start in range(0, len(data), self.eval_batch_size):
             end = start + self.eval_batch_size
             yield self.normalize(self.part(data.x[start:end])), self.part(data.y[start:end])
-
-
-def random_crop(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Pad by `padding` and take one random crop of the original size per image, all at once."""
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)
-    top, left = torch.randint(0, 2 * padding + 1, (2, n, 1), device=x.device, generator=generator)
-    rows = (top + torch.arange(h, device=x.device)).view(n, 1, h, 1)
-    cols = (left + torch.arange(w, device=x.device)).view(n, 1, 1, w)
-    return padded[
-        torch.arange(n, device=x.device).view(n, 1, 1, 1),
-        torch.arange(c, device=x.device).view(1, c, 1, 1),
-        rows,
-        cols,
-    ]
 
 
 def check_images(name: str, train: Images, want: dict[str, int], mean: list, std: list) -> None:
@@ -165,12 +149,17 @@ def check_images(name: str, train: Images, want: dict[str, int], mean: list, std
         )
 
 
-def check_options(batch_size: int, eval_batch_size: int, augment: dict) -> None:
+def check_options(
+    batch_size: int,
+    eval_batch_size: int,
+    augment: Mapping | Sequence | None,
+    size: int,
+    classes: int,
+) -> None:
     """The options that need no files, checked before the files are read."""
     check_number("dataset.batch_size", batch_size, at_least=1, integer=True)
     check_number("dataset.eval_batch_size", eval_batch_size, at_least=1, integer=True)
-    check_kwargs(ImageData, augment, "dataset.augment", key="dataset.augment")
-    check_signs(ImageData, augment, "dataset.augment")
+    Augmentation(augment, (size, size), classes)  # builds and throws away: it checks the options
 
 
 def hold_out(train: Images, val_size: int, split_seed: int) -> tuple[Split, Split]:
@@ -234,13 +223,13 @@ def labelled_images(
     channels: int,
     image_size: int,
     num_classes: int,
-    augment: dict | None = None,
+    augment: Mapping | Sequence | None = None,
     scaling: str = "standardize",
     classes: list | None = None,
     per_class: int = 0,
 ) -> ImageData:
     """A labelled torchvision data set (`class_name`, registered below); val is cut from train."""
-    check_options(batch_size, eval_batch_size, augment or {})
+    check_options(batch_size, eval_batch_size, augment, image_size, num_classes)
     from torchvision import datasets  # a second to import: only for the runs that read images
 
     cls = getattr(datasets, class_name)
@@ -266,8 +255,8 @@ def labelled_images(
         std,
         batch_size,
         eval_batch_size,
+        augment,
         scaling=scaling,
-        **(augment or {}),
     )
     data.name = cls.__name__
     data.root = Path(root).expanduser()

@@ -32,9 +32,15 @@ class Classification(Task):
     def training_step(self, batch: Batch, step: int) -> Logs:
         x, y = batch
         logits = self.net(x)
+        # y is class indices, or (N, classes) probabilities after MixUp/CutMix: cross-entropy
+        # takes both
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
         self.trainer.backward(loss + l1_penalty(self.net, self.l1), self.optimizer)
-        return {"train/loss": loss.detach(), "train/acc": (logits.argmax(1) == y).float().mean()}
+        label = y.argmax(1) if y.is_floating_point() else y  # a mixed image's larger share
+        return {
+            "train/loss": loss.detach(),
+            "train/acc": (logits.argmax(1) == label).float().mean(),
+        }
 
     def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
         loss = 0.0

@@ -99,7 +99,7 @@ class TransferTask(Classification):
         return self.feature_batches(data, self.features["train"][0])
 
     def caching(self, data: DataSet) -> bool:
-        augmented = isinstance(data, ImageData) and (data.crop_padding or data.hflip)
+        augmented = isinstance(data, ImageData) and bool(data.augmentation)
         return bool(
             self.cache and self.phase == 1 and isinstance(data, ImageData) and not augmented
         )

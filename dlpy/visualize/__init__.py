@@ -1,4 +1,5 @@
-"""Seeing inside a convnet: activations, filter patterns, Grad-CAM, DeepDream and style transfer.
+"""Seeing inside a convnet: activations, filter patterns, Grad-CAM, DeepDream and style transfer;
+and what the network is shown: a training image through the run's augmentations.
 
 The visualisations of "Deep Learning with Python" (Chollet, 2nd ed.: 9.4 for the first three,
 12.2 DeepDream, 12.3 style transfer), on a dlpy checkpoint or on torchvision's ImageNet VGG and
@@ -11,13 +12,14 @@ PNGs and into TensorBoard. The modules, in reading order:
     features.py  kind=activations and kind=filters (9.4.1, 9.4.2)
     heatmaps.py  kind=gradcam (9.4.3; Selvaraju et al., 2017)
     dream.py     kind=deepdream and kind=style_transfer (12.2, 12.3; Gatys et al., 2015)
+    augmented.py kind=augment (1st ed. 5.2.5: one image augmented 16 ways)
 """
 
 import inspect
 import typing
 
 from dlpy.errors import DlpyError
-from dlpy.visualize import dream, features, heatmaps
+from dlpy.visualize import augmented, dream, features, heatmaps
 from dlpy.visualize.imagenet import pretrained
 from dlpy.visualize.network import Network
 
@@ -29,6 +31,7 @@ KINDS = {
     "gradcam": heatmaps.gradcam,
     "deepdream": dream.deepdream,
     "style_transfer": dream.style_transfer,
+    "augment": augmented.augment,
 }
 PRETRAINED_KINDS = ("deepdream", "style_transfer")  # they also run on weights=<torchvision net>
 
