@@ -205,13 +205,14 @@ def image_folder(
     augment: dict | None = None,
 ) -> ImageData:
     """Any folder of images, decoded once: subfolders are classes; train/ val/ test/, splits."""
-    check_options(batch_size, eval_batch_size, augment or {})
     check_number("dataset.image_size", image_size, at_least=1, integer=True)
     check_channels(channels, mean, std)
     root = Path(root).expanduser()
     sizes = {"val": val_size, "test": test_size}
     splits, classes, skipped = find_splits(root, sizes, split_seed)
     check_classes(root, classes, num_classes, model_task)
+    # the augmentations' options, once the classes are known (MixUp and CutMix need their count)
+    check_options(batch_size, eval_batch_size, augment, image_size, len(classes))
     decoded = {
         s: decode_cached(root, s, files, image_size, channels) for s, (files, _) in splits.items()
     }
