@@ -144,7 +144,8 @@ def write_grids(trainer: Trainer, pixels: torch.Tensor, top, folder: Path, gradc
     pixels = pixels[:GRID_LIMIT]
     names, confident = captions(top, class_names(trainer.data))
     scale = max(1, CELL // pixels.shape[-1])
-    grid = labelled_grid(pixels, names, confident, cell=scale * pixels.shape[-1])
+    columns = min(8, len(pixels))  # a few files make one short row, not a wide white one
+    grid = labelled_grid(pixels, names, confident, columns, cell=scale * pixels.shape[-1])
     save_png(grid, folder / "predictions.png")
     print(folder / "predictions.png")
     if gradcam:
@@ -152,7 +153,8 @@ def write_grids(trainer: Trainer, pixels: torch.Tensor, top, folder: Path, gradc
         layer = network.conv_layers()[-1]
         cam, _ = gradcam_maps(network, network.normalize(pixels.to(network.device)), layer)
         heat = overlay(pixels, cam.cpu(), scale)
-        save_png(labelled_grid(heat, names, confident, cell=heat.shape[-1]), folder / "gradcam.png")
+        grid = labelled_grid(heat, names, confident, columns, cell=heat.shape[-1])
+        save_png(grid, folder / "gradcam.png")
         print(folder / "gradcam.png")
 
 
