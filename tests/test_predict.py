@@ -143,7 +143,6 @@ def test_generative_models_and_agents_are_sent_to_the_command_that_fits(
         check_classifier(task, None, tmp_path)
 
 
-@pytest.mark.slow
 def test_an_imdb_classifier_reads_text_files(tmp_path, data_dir, capsys):
     root = write_aclimdb(tmp_path / "imdb")
     run = trained(
