@@ -1,4 +1,4 @@
-"""`dlpy train|eval|sample|visualize|report|list`: the command line.
+"""`dlpy train|eval|sample|visualize|predict|export|report|list`: the command line.
 
 Whatever goes wrong with the input, the user reads one line, `dlpy: error: ...`, naming the key,
 override or file at fault, and the exit status is non-zero; tracebacks are for dlpy's own bugs.
@@ -23,7 +23,8 @@ commands:
   train [overrides]        train; Hydra overrides such as model=resnet optimizer.lr=1e-3
                            (dlpy train --help lists the config groups; -m runs a sweep)
   eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split; an agent plays
-                           episodes=20 greedy and sampled episodes; record=true writes episode.gif
+                           episodes=20 greedy and sampled episodes; record=true writes episode.gif;
+                           several run dirs: each classifier and their ensemble (mean probability)
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
                            predictions) as PNGs into <run dir>/samples/; for a character model,
                            print text: length=400 temperature=0.2,0.5,1.0,1.2
@@ -33,6 +34,14 @@ commands:
                            [layer= index=0 n=16 target=<class>], deepdream image=FILE,
                            style_transfer image=FILE style=FILE; the last two also on
                            weights=vgg16|vgg19|inception_v3 (ImageNet)
+  predict <run dir> <file|folder|glob> ... [topk=3] [gradcam=true]
+                           a classifier's top classes for image files (text files for IMDB),
+                           printed and saved in <run dir>/predictions/: predictions.csv and a
+                           captioned grid, predictions.png (gradcam.png with gradcam=true)
+  export <run dir> format=onnx|torchscript
+                           an image classifier with its preprocessing as <run dir>/export/
+                           model.onnx or model.torchscript (input: uint8 pixels NCHW), checked
+                           against PyTorch on the test split (export.json)
   report <sweep dir>       every job's overrides and final metrics, mean and std over seeds,
                            best first; also saved as report.csv (by configuration) and jobs.csv
                            in the sweep folder
@@ -40,7 +49,7 @@ commands:
 """
 
 
-COMMANDS = ("train", "eval", "sample", "visualize", "report", "list")
+COMMANDS = ("train", "eval", "sample", "visualize", "predict", "export", "report", "list")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,71 +1,47 @@
-"""The subcommands that read what a run left: `dlpy eval`, `sample`, `visualize`, `report`, `list`.
+"""The subcommands that read what a run left: `dlpy eval`, `sample`, `visualize`, `predict`,
+`export`, `report`, `list`.
 
 Each takes a run folder (or a sweep folder), rebuilds the run's data and task from its saved
-config, loads the best checkpoint, and writes or prints what was asked. dlpy/cli.py imports this
-module only when one of them runs: it imports torch, which `dlpy --help` does without.
+config (dlpy/runs.py), loads the best checkpoint, and writes or prints what was asked; predict
+and export live in dlpy/predict.py and dlpy/export.py, ensembles in dlpy/ensemble.py. dlpy/cli.py
+imports this module only when one of them runs: it imports torch, which `dlpy --help` does
+without.
 """
 
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from dlpy import CONF_DIR, presets, visualize
-from dlpy.build import build_data, build_task
+from dlpy.ensemble import evaluate_ensemble
 from dlpy.errors import DlpyError, unknown
-from dlpy.io import load_checkpoint, resolve_checkpoint
+from dlpy.export import export_command
 from dlpy.plots import save_png
 from dlpy.precision import resolve_device
+from dlpy.predict import predict_command
 from dlpy.registry import ALL
 from dlpy.report import write_report
+from dlpy.runs import TRUE, load_run, own_options, paths_and_overrides
 from dlpy.tasks.language_model import CharLanguageModel
 from dlpy.tasks.reinforce import Reinforce
-from dlpy.trainer import Trainer
-
-TRUE = ("true", "1", "yes")
-
-
-def load_run(args: list[str], usage: str) -> tuple[Path, DictConfig, Trainer]:
-    """A run folder's config (with key=value overrides) and a trainer holding its best weights."""
-    if not args or args[0].startswith("-"):
-        raise DlpyError(f"usage: {usage}")
-    run_dir = Path(args[0])
-    config_file = run_dir / ".hydra" / "config.yaml"
-    if not config_file.is_file():
-        raise DlpyError(f"{config_file} not found: is {run_dir} a dlpy run folder?")
-    cfg = OmegaConf.merge(OmegaConf.load(config_file), OmegaConf.from_dotlist(args[1:]))
-    opts = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer = Trainer(
-        device=opts["device"], precision=opts["precision"], channels_last=opts["channels_last"]
-    )
-    data = build_data(cfg).to(trainer.device)
-    data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
-    trainer.setup(build_task(cfg), data)
-    checkpoint = resolve_checkpoint(run_dir, "best.pt")
-    trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
-    return run_dir, cfg, trainer
-
-
-def own_options(args: list[str], names: set[str] | tuple[str, ...]) -> tuple[dict, list[str]]:
-    """The command's own key=value options, apart from the config overrides of the run."""
-    own = {}
-    rest = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and key in names:
-            own[key] = value
-        else:
-            rest.append(arg)
-    return own, rest
 
 
 def eval_command(args: list[str]) -> None:
     """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled
     episodes instead, and with record=true also writes one greedy episode to
-    <run dir>/episode.gif."""
+    <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py)."""
     own, rest = own_options(args, ("episodes", "record"))
-    usage = "dlpy eval <run dir> [key=value ...] (an agent also: episodes=20 record=true)"
+    runs, overrides = paths_and_overrides(rest)
+    if len(runs) > 1:
+        if own:
+            raise DlpyError("dlpy eval: episodes= and record= apply to one agent, not an ensemble")
+        evaluate_ensemble(runs, overrides)
+        return
+    usage = (
+        "dlpy eval <run dir> [<run dir> ...] [key=value ...] "
+        "(an agent also: episodes=20 record=true)"
+    )
     run_dir, _, trainer = load_run(rest, usage)
     task = trainer.task
     if own and not isinstance(task, Reinforce):
@@ -200,6 +176,8 @@ COMMANDS = {
     "eval": eval_command,
     "sample": sample_command,
     "visualize": visualize_command,
+    "predict": predict_command,
+    "export": export_command,
     "report": report_command,
     "list": list_command,
 }

@@ -124,14 +124,22 @@ class ReviewData(TensorData):
 
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
         rows = self.splits[split][idx]
-        ids = self.ids[rows].long()
-        if (
-            self.mode == "multi_hot"
-        ):  # which vocabulary words occur in the review (padding excluded)
-            x = torch.zeros(len(ids), self.vocab_size, device=ids.device).scatter_(1, ids, 1.0)
-            x[:, PAD] = 0
-            return x, self.labels[rows]
-        return ids, self.labels[rows]
+        return self.inputs(self.ids[rows].long()), self.labels[rows]
+
+    def inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """Padded word indices as the network's input: multi-hot rows, or the indices."""
+        if self.mode == "index":
+            return ids
+        # which vocabulary words occur in the review (padding excluded)
+        x = torch.zeros(len(ids), self.vocab_size, device=ids.device).scatter_(1, ids, 1.0)
+        x[:, PAD] = 0
+        return x
+
+    def encode_texts(self, texts: list[str]) -> torch.Tensor:
+        """New reviews as the network's input, tokenised and indexed as the training reviews."""
+        tokens = [tokenize(text) for text in texts]
+        ids = encode(tokens, self.vocabulary, self.mode, self.ids.shape[1])
+        return self.inputs(ids.long().to(self.ids.device))
 
 
 def check_imdb(mode: str, num_features: int | None, vocab_size: int, num_classes: int) -> None:

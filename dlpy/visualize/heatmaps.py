@@ -52,6 +52,17 @@ def class_index(classes: list[str], target: str) -> int:
     )
 
 
+def overlay(pixels: torch.Tensor, cam: torch.Tensor, scale: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) images scaled up by `scale` with their Grad-CAM maps (N, H, W) on top.
+
+    -> uint8 (N, 3, scale * H, scale * W).
+    """
+    big = F.interpolate(pixels.float(), scale_factor=scale, mode="nearest") / 255
+    big = big.expand(-1, 3, -1, -1)
+    heat = jet(resize(cam[:, None], big.shape[-2:])[:, 0])
+    return ((0.5 * big + 0.5 * heat) * 255).round().to(torch.uint8)  # Chollet blends 0.4 heat
+
+
 def gradcam(
     network: Network,
     data: ImageData,
@@ -72,22 +83,18 @@ def gradcam(
     wanted = None if target is None else class_index(network.classes, target)
     pixels, labels = held_out_images(data, index, n)
     scale = max(1, 168 // pixels.shape[-1])  # room for the caption under each image
-    big = F.interpolate(pixels.float(), scale_factor=scale, mode="nearest") / 255
-    big = big.expand(-1, 3, -1, -1)
     images = {}
     for name in network.chosen(layer, network.conv_layers()[-1:]):
         cam, pred = gradcam_maps(network, network.normalize(pixels), name, wanted)
-        heat = jet(resize(cam[:, None], big.shape[-2:])[:, 0])
-        overlay = 0.5 * big + 0.5 * heat  # Chollet blends 0.4 heat
         captions = [
             f"{network.classes[p]} / {network.classes[y]}"
             for p, y in zip(pred.tolist(), labels.tolist(), strict=False)
         ]
         stem = f"gradcam_{name}" if wanted is None else f"gradcam_{name}_class{wanted}"
         images[stem] = labelled_grid(
-            (overlay * 255).round().to(torch.uint8),
+            overlay(pixels, cam, scale),
             captions,
             (pred == labels).tolist(),
-            cell=big.shape[-1],
+            cell=scale * pixels.shape[-1],
         )
     return images
