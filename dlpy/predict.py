@@ -16,10 +16,11 @@ from collections.abc import Callable
 from glob import glob
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from dlpy.data.folder import EXTENSIONS, read_image
+from dlpy.data.image_cache import why_unreadable
 from dlpy.data.text import ReviewData
 from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError, first_line
@@ -40,6 +41,9 @@ USAGE = "dlpy predict <run dir> <file|folder|glob> ... [topk=3] [gradcam=true] [
 GRID_LIMIT = 64  # images drawn in the grids; the CSV and the printout have every file
 CELL = 112  # pixels of an image in the grids: room for a caption of about 18 characters
 GLOB = "*?["
+# the files of a folder that predict reads; a file named on the command line is tried whatever
+# its suffix (PIL tells an image by its content)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
 def check_classifier(task: Task, data: object, run_dir: Path) -> None:
@@ -178,8 +182,16 @@ def network_inputs(
         files, texts = read_all(files, read_text)
         return files, data.encode_texts(texts) if texts else None
     _, channels, size, _ = data.test.x.shape
-    files, images = read_all(files, lambda path: read_image(path, size, channels))
+    files, images = read_all(files, lambda path: read_picture(path, size, channels))
     return files, torch.stack(images) if images else None
+
+
+def read_picture(path: Path, size: int, channels: int) -> torch.Tensor:
+    """uint8 (channels, size, size), decoded as an image folder decodes its files (dlpy/data)."""
+    pixels, reason = why_unreadable(path, size, channels)
+    if pixels is None:
+        raise ValueError(reason)
+    return torch.from_numpy(np.ascontiguousarray(pixels))
 
 
 def predict_command(args: list[str]) -> None:
@@ -192,7 +204,7 @@ def predict_command(args: list[str]) -> None:
     data = trainer.data
     check_classifier(trainer.task, data, run_dir)
     topk, gradcam = parse_options(own, data)
-    suffixes = {".txt"} if isinstance(data, ReviewData) else EXTENSIONS
+    suffixes = {".txt"} if isinstance(data, ReviewData) else IMAGE_SUFFIXES
     files, problems = expand(paths[1:], suffixes)
     for problem in problems:
         print(f"dlpy predict: skipped {problem}", file=sys.stderr)

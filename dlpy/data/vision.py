@@ -208,6 +208,16 @@ def per_class_subset(split: Split, per_class: int, seed: int) -> Split:
     return Split(split.x[keep], split.y[keep])
 
 
+def check_labels(name: str, train: Split, test: Split, num_classes: int, root: str | Path) -> None:
+    """No label at or above the class count: it would index past the network's outputs."""
+    labels = int(max(train.y.max(), test.y.max()))
+    if labels >= num_classes:
+        raise DlpyError(
+            f"the {name} label files hold class {labels}, but there are {num_classes} "
+            f"classes: a label file under {root} is corrupted"
+        )
+
+
 def labelled_images(
     class_name: str,
     *,
@@ -238,12 +248,7 @@ def labelled_images(
     test_files = keep_classes(test_files, classes, num_classes)
     want = {"channels": channels, "image_size": image_size, "num_classes": num_classes}
     check_images(cls.__name__, train_files, want, mean, std)
-    labels = int(max(train_files.y.max(), test_files.y.max()))
-    if labels >= num_classes:
-        raise DlpyError(
-            f"the {cls.__name__} label files hold class {labels}, but there are {num_classes} "
-            f"classes: a label file under {root} is corrupted"
-        )
+    check_labels(cls.__name__, train_files, test_files, num_classes, root)
     train, val = hold_out(train_files, val_size, split_seed)
     train = per_class_subset(train, per_class, split_seed)
     data = ImageData(
