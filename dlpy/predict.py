@@ -191,7 +191,7 @@ def read_picture(path: Path, size: int, channels: int) -> torch.Tensor:
     pixels, reason = why_unreadable(path, size, channels)
     if pixels is None:
         raise ValueError(reason)
-    return torch.from_numpy(np.ascontiguousarray(pixels))
+    return torch.from_numpy(np.array(pixels))  # a copy: PIL's pixels are read-only
 
 
 def predict_command(args: list[str]) -> None:

@@ -128,6 +128,7 @@ def test_a_callback_of_ones_own_added_from_the_config_receives_every_hook(
     assert state["callbacks"]["Recorder"] == {"hooks": 8}
 
 
+@pytest.mark.slow  # trains in a subprocess that finds a package installed in a temporary folder
 def test_a_callback_of_an_installed_package_is_found_through_its_entry_point(data_dir, tmp_path):
     site = tmp_path / "site"
     (site / "mine-0.1.dist-info").mkdir(parents=True)

@@ -131,6 +131,7 @@ def test_report_groups_seeds_with_mean_and_std_best_first(tmp_path, mode):
     assert len(jobs) == 6 and {j["status"] for j in jobs} == {"finished", "diverged", "unfinished"}
 
 
+@pytest.mark.slow  # starts dlpy report in a subprocess
 def test_report_of_a_folder_without_jobs_says_so(tmp_path):
     proc = dlpy("report", str(tmp_path), cwd=tmp_path, check=False)
     assert (
