@@ -97,6 +97,30 @@ def weights_only() -> AbstractContextManager:
     return environ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "1")
 
 
+def torchvision_weights(arch: str, key: str) -> tuple[torch.nn.Module, Any]:
+    """torchvision's network `arch` with its default (ImageNet) weights, and the weights' own
+    preprocessing (`transforms()`), from torch's hub cache or downloaded there.
+
+    torchvision's code fetches the file; dlpy refuses a pickle that would run code, and offline
+    names the URL and the file to put in the cache. `key` begins the message: the option at fault.
+    """
+    # heavy: kept off the start-up path (torchvision takes about 1.5 s to import)
+    from torchvision import models
+
+    weights = models.get_model_weights(arch).DEFAULT
+    try:
+        with weights_only():  # a file put in the hub cache by hand must not run code
+            net = models.get_model(arch, weights=weights)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
+        # offline (URLError is an OSError), a cut file, or one that carries code
+        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
+        raise DlpyError(
+            f"{key}: cannot load {weights} ({first_line(err)}); without a network, download "
+            f"{weights.url} elsewhere and put it at {where}"
+        ) from None
+    return net, weights.transforms()
+
+
 def resolve_checkpoint(path: str | Path, name: str = "last.pt") -> Path:
     """A run folder stands for its checkpoints/<name>; a file stands for itself."""
     path = Path(path).expanduser()

@@ -17,21 +17,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from torchvision import datasets
 
-# Fashion-MNIST's class names (Xiao et al., 2017), in label order; "T-shirt/top" loses its slash,
-# which cannot be in a folder's name.
-CLASSES = [
-    "T-shirt_top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+# Fashion-MNIST's class names (Xiao et al., 2017) as torchvision lists them, in label order;
+# "T-shirt/top" loses its slash, which cannot be in a folder's name.
+CLASSES = [name.replace("/", "_") for name in datasets.FashionMNIST.classes]
 
 
 def read_idx(path: Path) -> np.ndarray:

@@ -9,7 +9,6 @@ classes.
 """
 
 import logging
-import pickle
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlpy.errors import DlpyError, check_choice, check_number, first_line
-from dlpy.io import load_checkpoint, resolve_checkpoint, weights_only
+from dlpy.io import load_checkpoint, resolve_checkpoint, torchvision_weights
 from dlpy.models.layers import dense_layers
 from dlpy.registry import MODELS
 
@@ -152,19 +151,7 @@ def imagenet(arch: str) -> tuple[nn.Module, tuple[list, list], int]:
     from torchvision import models
 
     check_choice("model.arch", arch, models.list_models(module=models))
-    weights = models.get_model_weights(arch).DEFAULT
-    try:
-        with weights_only():  # a file put in the hub cache by hand must not run code
-            net = models.get_model(arch, weights=weights)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
-        # offline (URLError is an OSError), a cut file, or one that carries code
-        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise DlpyError(
-            f"model.weights=imagenet: cannot load {weights} for model.arch={arch} "
-            f"({first_line(err)}); without a network, download {weights.url} elsewhere and put "
-            f"it at {where}"
-        ) from None
-    preprocess = weights.transforms()
+    net, preprocess = torchvision_weights(arch, "model.weights=imagenet")
     # The data sets already resize and centre-crop their images: the network sees crop_size.
     return net, (preprocess.mean, preprocess.std), preprocess.crop_size[0]
 

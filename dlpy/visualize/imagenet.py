@@ -1,12 +1,9 @@
 """torchvision's ImageNet VGG and Inception, the networks the book dreams and paints with."""
 
-import pickle
-from pathlib import Path
-
 import torch
 
-from dlpy.errors import DlpyError, first_line, unknown
-from dlpy.io import weights_only
+from dlpy.errors import DlpyError, unknown
+from dlpy.io import torchvision_weights
 from dlpy.visualize.network import Network
 
 # The book's layers under their torchvision names. Its VGG19 style layers block1_conv1 ...
@@ -39,23 +36,9 @@ def pretrained(name: str, device: torch.device) -> Network:
 
     torchvision's own code fetches the file; dlpy only refuses a pickle that would run code.
     """
-    # torchvision takes about 1.5 s to import: only when one of its networks is asked for
-    from torchvision import models
-
     if name not in PRETRAINED:
         raise DlpyError(f"weights={name}: {unknown('network', name, PRETRAINED)}")
-    weights = models.get_model_weights(name).DEFAULT
-    try:
-        with weights_only():  # a file put in the hub cache by hand must not run code
-            net = models.get_model(name, weights=weights)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as err:
-        # offline (URLError is an OSError), or a cut file
-        where = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
-        raise DlpyError(
-            f"weights={name}: cannot load {weights} ({first_line(err)}); without a network, "
-            f"download {weights.url} elsewhere and put it at {where}"
-        ) from None
-    preprocess = weights.transforms()
+    net, preprocess = torchvision_weights(name, f"weights={name}")
     mean = torch.tensor(preprocess.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(preprocess.std, device=device).view(1, 3, 1, 1)
     return Network(
