@@ -6,7 +6,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-STARTED = time.time()  # for time/startup_s: seconds from start-up to the first training step
+
+def process_start() -> float:
+    """When this process started, as time.time() reads: from /proc on Linux (so start-up counts
+    the interpreter's own start and its imports before dlpy's), else now."""
+    try:
+        ticks = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]
+        uptime = Path("/proc/uptime").read_text().split()[0]
+        age = float(uptime) - int(ticks) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.time()
+    return time.time() - max(age, 0.0)
+
+
+STARTED = process_start()  # for time/startup_s: seconds from start-up to the first training step
 
 __version__ = "0.1.0"
 

@@ -19,6 +19,7 @@ from dlpy.data.base import Batch
 from dlpy.errors import Diverged, DlpyError
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+CHOICES = (*PRECISIONS, "auto")  # auto: bf16 where the hardware runs it natively, else fp32
 
 
 def resolve_device(name: str) -> torch.device:
@@ -41,6 +42,32 @@ def resolve_device(name: str) -> torch.device:
     if not available.get(device.type, False):
         raise DlpyError(f"trainer.device={name}: no such device is available on this machine")
     return device
+
+
+def native_bf16(device: torch.device) -> str | None:
+    """What runs bf16 matmuls natively on `device` (AMX, AVX512-BF16, the GPU), or None.
+
+    Without such units bf16 is emulated and no faster than fp32. torch's cpuinfo reads the CPU's
+    flags on every OS; on the 2-core Zen 4 of docs/performance.md, bf16 autocast trains the
+    default CNN about 2x faster than fp32.
+    """
+    if device.type == "cuda":
+        return "this GPU" if torch.cuda.is_bf16_supported(including_emulation=False) else None
+    if device.type != "cpu":
+        return None
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "this CPU's AMX"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "this CPU's AVX512-BF16"
+    return None
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """trainer.precision=auto: bf16 autocast where the hardware runs it natively, else fp32."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
 
 
 def set_kernels(deterministic: bool, threads: float) -> None:
@@ -85,6 +112,7 @@ class Precision:
         self, device: torch.device, precision: str, grad_clip: float, channels_last: bool
     ) -> None:
         self.device = device
+        self.name = precision  # as resolved: fp32, bf16 or fp16, never auto
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
         self.grad_clip = grad_clip  # > 0: the largest global gradient norm
@@ -123,33 +151,44 @@ class Precision:
         optimizer: Optimizer,
         scheduler: LRScheduler | None,
         agree: Callable[[bool], bool] | None = None,
-    ) -> bool:
-        """Back-propagate `loss` (scaled), clip, step the optimizer, then its schedule; False,
-        with the weights left alone, when the loss is NaN or infinite (under DDP, `agree` makes
-        every process skip when one does).
+    ) -> torch.Tensor:
+        """Back-propagate `loss` (scaled), clip, step the optimizer, then its schedule. Returns
+        whether the loss was NaN or infinite, a 0-d bool tensor on the device: that step left
+        the weights alone (under DDP, `agree` makes every process skip when one does).
+
+        No step waits for the device where the optimizer can skip a step itself: the fused
+        kernels of Adam, AdamW, SGD and Adagrad (fused=True, dlpy's default) take GradScaler's
+        `found_inf` flag and then leave the weights, the moments and the step count as they
+        were. The trainer reads the flags back at logging steps (`Trainer.settle`). Other
+        optimizers, and DDP, whose processes must agree, read the flag here: one sync a step.
 
         Gradients are cleared first: a GAN's generator loss also reaches the discriminator's
-        parameters, and those gradients must not leak into the discriminator's next step.
+        parameters, and those gradients must not leak into the discriminator's next step. A
+        skipped step still advances the schedule, which follows the trainer's step count.
         """
         optimizer.zero_grad(set_to_none=True)
-        # One device sync per step. The fp16 scaler's own skipping of steps whose scaled
-        # gradients overflow is something else, and goes on below (it scales down and retries).
-        nonfinite = not torch.isfinite(loss.detach()).all()
-        if agree is not None:
-            nonfinite = agree(nonfinite)
-        if nonfinite:
-            return False
+        bad = ~torch.isfinite(loss.detach()).all()
+        on_device = agree is None and fused(optimizer)
+        if not on_device and (agree(bool(bad)) if agree else bool(bad)):  # the one sync
+            advance(scheduler)
+            return bad.new_ones(())
         with torch.autocast(self.device.type, enabled=False):
             self.scaler.scale(loss).backward()
         if self.grad_clip:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for group in optimizer.param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-        self.scaler.step(optimizer)
-        self.scaler.update()
-        if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
-            scheduler.step()  # a plateau steps per evaluation instead (`Trainer.fit`)
-        return True
+        if self.scaler.is_enabled():
+            # fp16: the scaler skips a step whose gradients hold an inf or NaN (as a NaN loss's
+            # do), on the device for a fused optimizer, and backs the scale off
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        elif on_device:
+            skip_if(optimizer, bad)
+        else:
+            optimizer.step()
+        advance(scheduler)
+        return bad
 
     def state_dict(self) -> dict[str, Any]:
         """The loss scale and its growth tracker: a resumed fp16 run goes on with the same."""
@@ -157,3 +196,26 @@ class Precision:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scaler.load_state_dict(state)
+
+
+def fused(optimizer: Optimizer) -> bool:
+    """Whether every parameter group steps with fused kernels, which take a found_inf flag (a
+    checkpoint from before fused=True brings its groups' own setting back on resume)."""
+    supported = getattr(optimizer, "_step_supports_amp_scaling", False)
+    return supported and all(group.get("fused") for group in optimizer.param_groups)
+
+
+def skip_if(optimizer: Optimizer, bad: torch.Tensor) -> None:
+    """A fused optimizer's step, which its kernels skip on the device when `bad` is set: the
+    flag GradScaler hands them for overflowing fp16 gradients (torch/amp/grad_scaler.py)."""
+    optimizer.found_inf = bad.float()
+    optimizer.grad_scale = None
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf, optimizer.grad_scale
+
+
+def advance(scheduler: LRScheduler | None) -> None:
+    if scheduler is not None and not isinstance(scheduler, ReduceLROnPlateau):
+        scheduler.step()  # a plateau steps per evaluation instead (`Trainer.fit`)

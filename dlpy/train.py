@@ -19,6 +19,7 @@ from dlpy.build import build_data, build_task, build_trainer
 from dlpy.checkpointing import seed_everything
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
+from dlpy.precision import native_bf16
 from dlpy.tasks.base import Task
 from dlpy.trainer import Trainer
 
@@ -47,6 +48,8 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     check_seed(cfg.seed)
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
+    if trainer.is_main:
+        announce(cfg, trainer, run_dir)
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)
     task = build_task(cfg)
@@ -65,6 +68,19 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     log.info("test: %s", "  ".join(f"{k} {v:.4f}" for k, v in tested.items()))
     log.info("run folder: %s", run_dir)
     return metrics
+
+
+def announce(cfg: DictConfig, trainer: Trainer, run_dir: str | Path) -> None:
+    """The run's first line, before the data load: what trains where, and where it is kept."""
+    model, dataset = cfg.model.name, cfg.dataset.name
+    device, precision = trainer.device, trainer.precision.name
+    log.info("training %s on %s: %s, %s; run folder %s", model, dataset, device, precision, run_dir)
+    if precision == "fp32" and (unit := native_bf16(device)):
+        log.info(
+            "%s runs bf16 natively: trainer.precision=bf16 (or auto) trains up to 2x faster "
+            "(docs/performance.md)",
+            unit,
+        )
 
 
 def check_seed(seed: object) -> None:

@@ -20,7 +20,13 @@ from dlpy import distributed, optim
 from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
-from dlpy.precision import Precision, resolve_device, set_kernels, stop_on_nan
+from dlpy.precision import (
+    Precision,
+    resolve_device,
+    resolve_precision,
+    set_kernels,
+    stop_on_nan,
+)
 from dlpy.signals import StopRequest, handling, interrupted
 from dlpy.tasks.base import Task
 from dlpy.trainer_options import check_options
@@ -60,6 +66,7 @@ class Trainer:
         self.ddp = distributed.DataParallel(resolve_device(device)) if strategy == "ddp" else None
         self.device = self.ddp.device if self.ddp else resolve_device(device)
         self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
+        precision = resolve_precision(precision, self.device)
         self.precision = Precision(self.device, precision, grad_clip, channels_last)
         self.checkpointer = Checkpointer(self, config, resume)
         self.max_epochs = max_epochs
@@ -93,7 +100,8 @@ class Trainer:
         self.epoch_sums = {}  # the epoch's logged numbers, summed on the device
         self.epoch_batches = 0
         self.nan_skipped = 0
-        self.nonfinite = []  # this step's optimizers whose loss was NaN or infinite
+        self.flags = []  # this step's (optimizer index, NaN flag on the device), one per backward
+        self.unsettled = []  # the steps whose flags have not been read back (`settle`)
         self.should_stop = False
         self.stop_request = StopRequest()  # SIGINT or SIGTERM noted, to stop after the step
         self.train_time = 0.0
@@ -146,17 +154,15 @@ class Trainer:
         for batch in islice(batches, int(self.steps_per_epoch) - self.batch):
             self.first_step_at = self.first_step_at or time.time()
             batch = self.precision.move(batch)
+            self.flags = []
             logs = self.training_step(batch)
             self.step += 1
             self.batch += 1
             samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every slice
             self.train_samples += samples
-            if self.nonfinite:
-                self.nan_step(logs)  # stops the run, or skips this batch (trainer.on_nan)
-            else:
-                self.epoch_batches += 1
-                for key, value in logs.items():  # the sums stay on the device: no sync per step
-                    self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
+            self.unsettled.append((self.epoch, self.step, logs, self.flags))
+            if self.step % self.log_every_n_steps == 0:
+                self.settle()
             self._call("on_train_batch_end", logs, samples)
             now = time.perf_counter()
             self.train_time += now - tick  # so far: a checkpoint inside the epoch has it
@@ -164,6 +170,7 @@ class Trainer:
             self.stop_if_requested()
             if self.should_stop or (self.max_steps and self.step >= self.max_steps):
                 break  # a task may stop the run mid-epoch (an agent that solved its environment)
+        self.settle()
         if self.ddp:  # the epoch's numbers over every process's batches
             self.epoch_sums = self.ddp.mean(self.epoch_sums)
         self.epoch += 1
@@ -174,17 +181,36 @@ class Trainer:
         signum = self.stop_request.agreed(self.ddp)
         if signum is None:
             return
+        self.settle()
         self.checkpointer.gather_own_states()
         self._call("on_interrupt")
         raise interrupted(signum, self.epoch, self.step)
 
-    def nan_step(self, logs: dict[str, Any]) -> None:
+    def settle(self) -> None:
+        """Read back the NaN flags of the steps since the last read, in one sync, and count each
+        step's numbers into the epoch's sums, or act on its non-finite loss (trainer.on_nan).
+
+        The trainer settles every log_every_n_steps steps, at the end of an epoch, before a
+        checkpoint and whenever the epoch's means are read: a GPU never waits within a step.
+        """
+        unsettled, self.unsettled = self.unsettled, []
+        flags = [flag for *_, step_flags in unsettled for _, flag in step_flags]
+        bad = iter(torch.stack(flags).tolist() if flags else ())
+        for epoch, step, logs, step_flags in unsettled:
+            nonfinite = [index for index, _ in step_flags if next(bad)]
+            if nonfinite:
+                self.nan_step(logs, nonfinite, epoch, step)  # stops, or skips (trainer.on_nan)
+                continue
+            self.epoch_batches += 1
+            for key, value in logs.items():  # the sums stay on the device
+                self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
+
+    def nan_step(self, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int) -> None:
         """A loss of this step was NaN or infinite and no optimizer stepped on it: stop (raises
         Diverged), or count the batch skipped (trainer.on_nan)."""
-        losses = stop_on_nan(self.on_nan, logs, self.nonfinite, self.epoch, self.step)
-        self.nonfinite = []
+        losses = stop_on_nan(self.on_nan, logs, nonfinite, epoch, step)
         self.nan_skipped += 1
-        skipped = (self.step, losses, self.nan_skipped)
+        skipped = (step, losses, self.nan_skipped)
         log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", *skipped)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
@@ -205,10 +231,11 @@ class Trainer:
         none (one that went on would wait for the others' gradients forever)."""
         index = self.optimizers.index(optimizer)
         agree = self.ddp and partial(self.ddp.agree_to_skip, signum=self.stop_request.signum)
-        if not self.precision.step(loss, optimizer, self.schedulers[index], agree):
-            self.nonfinite.append(index)
+        bad = self.precision.step(loss, optimizer, self.schedulers[index], agree)
+        self.flags.append((index, bad))
 
     def epoch_means(self) -> dict[str, float]:
+        self.settle()
         batches = max(1, self.epoch_batches)
         return {key: float(total) / batches for key, total in self.epoch_sums.items()}
 
@@ -246,4 +273,5 @@ class Trainer:
 
     def save(self, path: str | Path) -> None:
         """A checkpoint of everything needed to continue exactly (dlpy/checkpointing.py)."""
+        self.settle()
         self.checkpointer.save(path)

@@ -4,7 +4,7 @@ from typing import Any
 
 from dlpy import distributed
 from dlpy.errors import DlpyError, check_choice, check_number
-from dlpy.precision import PRECISIONS
+from dlpy.precision import CHOICES
 
 ON_NAN = ("stop", "skip")  # a NaN or infinite loss: stop the run (diverged), or skip the batch
 NUMBERS = ("max_epochs", "max_steps", "grad_clip", "limit_train_batches", "limit_eval_batches")
@@ -19,7 +19,7 @@ def check_options(options: dict[str, Any]) -> None:
         raise DlpyError(
             "trainer.max_epochs and trainer.max_steps are both 0: the run would never train"
         )
-    check_choice("trainer.precision", options["precision"], PRECISIONS)
+    check_choice("trainer.precision", options["precision"], CHOICES)
     check_choice("trainer.mode", options["mode"], ("min", "max"))
     check_choice("trainer.on_nan", options["on_nan"], ON_NAN)
     distributed.check_strategy(options["strategy"])

@@ -1,138 +1,331 @@
-"""One training epoch of the default CNN on Fashion-MNIST, three ways, on this machine.
+"""dlpy's training loop against plain PyTorch loops, on six networks, side by side in one run.
 
-  (a) dlpy: `dlpy train trainer.max_epochs=1` as a user runs it (a subprocess); its epoch
-      time is metrics.json's time/train_s, start-up is time/startup_s.
-  (b) a plain PyTorch loop over a torchvision DataLoader with ToTensor/Normalize transforms.
-  (c) a minimal plain loop over tensors normalised once in memory, as most people write it
-      (NCHW), and (c') the same loop in the channels_last layout dlpy's `cnn` preset uses, which
-      isolates what dlpy's loop itself costs.
+For each network, the same number of training steps on Fashion-MNIST (batch 128, its preset's
+optimizer with a constant rate), timed three ways, each in a fresh process:
 
-All train the same network (dlpy's `cnn` preset) with Adam on the same 55,000 images
-(Fashion-MNIST train minus dlpy's validation split), batch 128, on the CPU.
+  (a) dlpy:  `dlpy train model=<preset> ...` as a user runs it (progress bar, TensorBoard,
+             checkpoints); its time is metrics.json's time/train_s.
+  (b) a DataLoader loop over torchvision's FashionMNIST with ToTensor/Normalize transforms.
+  (c) a minimal loop over tensors normalised once in memory, with the same network, optimizer,
+      batch size, layout, precision and gradient clipping as (a): what dlpy's loop itself costs
+      is a/c.
 
-    python scripts/benchmark.py [--workers N] [--data-dir DIR]
+The runs are interleaved (a, c, b for every network, then again: this machine is noisy) and the
+table holds medians. It also prints the FLOP/s (a) achieves, counted with
+torch.utils.flop_counter, against the 4096x4096 matmul rate measured here in fp32 and bf16, and
+start-up: process start to dlpy's first training step, `dlpy --help`, `dlpy list` and
+`dlpy train --help`, each against `python -c "import torch"`.
+
+    python scripts/benchmark.py [--networks mlp,cnn] [--repeats 3] [--precision bf16]
+                                [--compile] [--channels-last on|off] [--steps-scale 0.5]
 """
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from torch.utils.data import DataLoader, Subset
-from torchvision import datasets, transforms
-
-from dlpy import CONF_DIR
-from dlpy.build import build_data, build_task
-
-OVERRIDES = ["trainer.device=cpu", "scheduler=none"]
+DLPY = [sys.executable, "-m", "dlpy"]
+COMMON = ["trainer.device=cpu", "scheduler=none"]  # a constant rate: (c) has no schedule either
 
 
-def config(data_dir):
+@dataclass(frozen=True)
+class Network:
+    overrides: tuple[str, ...]  # what picks it in `dlpy train`
+    steps: int  # training steps timed: a few seconds of work on 2 CPU cores
+    convnet: bool = False  # the a/b target (0.65) is for convnets
+    loss: str = "cross_entropy"
+
+
+NETWORKS = {
+    "mlp": Network(("model=mlp",), steps=400),
+    "pytorch_convnet": Network(("model=pytorch_convnet",), steps=60, convnet=True),
+    "cnn": Network((), steps=120, convnet=True),  # the default run: model=cnn
+    "resnet20": Network(("model=resnet",), steps=12, convnet=True),
+    "lstm": Network(("model=lstm",), steps=60),
+    "vae": Network(("model=vae",), steps=400, loss="neg_elbo"),
+}
+
+
+# -- the three loops, each run in a process of its own (--run) ----------------------------------
+
+
+def compose(name: str, extra: list[str]):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from dlpy import CONF_DIR
+
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("train", [f"data_dir={data_dir}", *OVERRIDES] if data_dir else OVERRIDES)
+        return hydra_compose("train", [*NETWORKS[name].overrides, *COMMON, *extra])
 
 
-def fresh_net(cfg, channels_last=False):
+def loss_of(kind: str, net, x, y):
+    import torch
+    import torch.nn.functional as F
+
+    if kind == "cross_entropy":
+        return F.cross_entropy(net(x), y)
+    logits, mu, logvar = net(x)  # the dense VAE: Bernoulli reconstruction + KL (Kingma, Welling)
+    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+    kl = -0.5 * torch.sum(1 + logvar.float() - mu.float().pow(2) - logvar.float().exp(), dim=1)
+    return (recon + kl).mean()
+
+
+def plain_loop(name: str, extra: list[str], batches, flop_batch=None) -> dict:
+    """Train on `batches` as a PyTorch tutorial does: the seconds, and the FLOPs of one step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from dlpy.build import build_task
+
+    cfg = compose(name, extra)
     torch.manual_seed(0)
-    net = build_task(cfg).net.to(
-        memory_format=torch.channels_last if channels_last else torch.preserve_format
-    )
-    return net, torch.optim.Adam(net.parameters(), lr=cfg.optimizer.lr)
+    channels_last = cfg.trainer.channels_last
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    task = build_task(cfg)
+    net = task.net.to(memory_format=layout)
+    opt = task.optimizer_factory(net.parameters())
+    if cfg.trainer.compile:
+        net.compile()
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.precision]
+    kind = NETWORKS[name].loss
+    clip = cfg.trainer.grad_clip
+
+    def step(x, y):
+        if x.ndim == 4:
+            x = x.contiguous(memory_format=layout)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            loss = loss_of(kind, net, x, y)
+        opt.zero_grad()
+        loss.backward()
+        if clip:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+        opt.step()
+
+    start = time.perf_counter()
+    samples = 0
+    for x, y in batches:
+        step(x, y)
+        samples += len(y)
+    seconds = time.perf_counter() - start
+    flops = None
+    if flop_batch is not None:  # one more step, counted (forward and backward)
+        with FlopCounterMode(display=False) as counter:
+            step(*flop_batch)
+        flops = counter.get_total_flops() / len(flop_batch[1])
+    return {"seconds": seconds, "samples": samples, "flops_per_sample": flops}
 
 
-def dlpy_epoch(data_dir):
-    with tempfile.TemporaryDirectory() as run:
-        args = [
-            sys.executable,
-            "-m",
-            "dlpy",
-            "train",
-            "trainer.max_epochs=1",
-            f"hydra.run.dir={run}",
-            *OVERRIDES,
-        ]
-        subprocess.run(
-            args + ([f"data_dir={data_dir}"] if data_dir else []), check=True, capture_output=True
-        )
-        metrics = json.loads((Path(run) / "metrics.json").read_text())
-    return metrics["time/train_s"], metrics["time/startup_s"]
+def tensor_run(name: str, extra: list[str]) -> dict:
+    import torch
+
+    from dlpy.build import build_data
+
+    cfg = compose(name, extra)
+    data = build_data(cfg)
+    x = data.normalize(data.train.x)
+    y = data.train.y
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    indices = order.split(cfg.dataset.batch_size)[: NETWORKS[name].steps]
+    batches = ((x[i], y[i]) for i in indices)  # gathered in the loop, as dlpy gathers them
+    return plain_loop(name, extra, batches, flop_batch=(x[indices[0]], y[indices[0]]))
 
 
-def dataloader_epoch(cfg, data, train_idx, workers):
-    mean, std = tuple(cfg.dataset.mean), tuple(cfg.dataset.std)
-    dataset = datasets.FashionMNIST(
-        data.root,
-        train=True,
-        transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]),
+def dataloader_run(name: str, extra: list[str], workers: int) -> dict:
+    from itertools import islice
+
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from dlpy.build import build_data
+
+    cfg = compose(name, extra)
+    build_data(cfg)  # leaves the files in torchvision's layout under dataset.root
+    pipeline = [transforms.ToTensor()]
+    if cfg.dataset.get("scaling", "standard") != "unit":  # the VAE reads pixels in [0, 1]
+        pipeline.append(transforms.Normalize(tuple(cfg.dataset.mean), tuple(cfg.dataset.std)))
+    images = datasets.FashionMNIST(
+        Path(cfg.dataset.root).expanduser(), train=True, transform=transforms.Compose(pipeline)
     )
     loader = DataLoader(
-        Subset(dataset, train_idx),
-        batch_size=cfg.dataset.batch_size,
-        shuffle=True,
-        num_workers=workers,
+        images, batch_size=cfg.dataset.batch_size, shuffle=True, num_workers=workers
     )
-    net, opt = fresh_net(cfg)
+    return plain_loop(name, extra, islice(loader, NETWORKS[name].steps))
+
+
+def dlpy_run(name: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as run:
+        args = [
+            "train",
+            *NETWORKS[name].overrides,
+            *COMMON,
+            *extra,
+            "trainer.max_epochs=1",
+            f"trainer.limit_train_batches={NETWORKS[name].steps}",
+            "trainer.limit_eval_batches=1",
+            f"hydra.run.dir={run}",
+        ]
+        subprocess.run([*DLPY, *args], check=True, capture_output=True)
+        metrics = json.loads((Path(run) / "metrics.json").read_text())
+    samples = metrics["train/samples_per_s"] * metrics["time/train_s"]
+    return {"seconds": metrics["time/train_s"], "samples": samples, **metrics}
+
+
+def in_process(way: str, name: str, extra: list[str], workers: int) -> dict:
+    """One measurement in a fresh interpreter, so that no loop inherits another's warm caches."""
+    command = [
+        sys.executable,
+        __file__,
+        "--run",
+        way,
+        "--networks",
+        name,
+        "--workers",
+        str(workers),
+    ]
+    done = subprocess.run([*command, "--", *extra], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+# -- the machine's own rates and start-up -------------------------------------------------------
+
+
+def matmul_rate(dtype_name: str, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matmul in this process (2 n^3 FLOPs each), the best of `repeats`."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    a @ b  # the first call picks and caches the kernel
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
+def wall(command: list[str]) -> float:
     start = time.perf_counter()
-    for x, y in loader:
-        loss = F.cross_entropy(net(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    subprocess.run(command, check=True, capture_output=True)
     return time.perf_counter() - start
 
 
-def tensor_epoch(cfg, data, channels_last=False):
-    x, y = data.normalize(data.train.x), data.train.y
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    net, opt = fresh_net(cfg, channels_last)
-    start = time.perf_counter()
-    for idx in torch.randperm(len(y)).split(cfg.dataset.batch_size):
-        loss = F.cross_entropy(net(x[idx].contiguous(memory_format=layout)), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return time.perf_counter() - start
+STARTUP = {
+    "python -c 'import torch'": [sys.executable, "-c", "import torch"],
+    "dlpy --help": [*DLPY, "--help"],
+    "dlpy list": [*DLPY, "list"],
+    "dlpy train --help": [*DLPY, "train", "--help"],
+}
 
 
-def main():
+# -- the table ----------------------------------------------------------------------------------
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated names")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for (b)")
-    parser.add_argument("--data-dir", help="dlpy data_dir (default: dlpy's)")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile in (a), (b), (c)")
+    parser.add_argument("--channels-last", choices=("on", "off"), help="default: the preset's")
+    parser.add_argument("--steps-scale", type=float, default=1.0, help="more or fewer steps")
+    parser.add_argument("--no-dataloader", action="store_true", help="skip (b)")
+    parser.add_argument("--run", choices=("tensors", "dataloader", "dlpy"), help=argparse.SUPPRESS)
+    parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    names = args.networks.split(",")
+    for name in names:
+        if name not in NETWORKS:
+            parser.error(f"--networks: unknown network {name!r}; choose from {', '.join(NETWORKS)}")
+    if args.steps_scale != 1.0:
+        for name in names:
+            net = NETWORKS[name]
+            NETWORKS[name] = Network(
+                **{**net.__dict__, "steps": max(2, round(net.steps * args.steps_scale))}
+            )
 
-    cfg = config(args.data_dir)
-    data = build_data(cfg)
-    data.root = Path(
-        cfg.dataset.root
-    ).expanduser()  # where dlpy left the files, in torchvision's layout
-    # the same 55,000 images dlpy trains on: the split is seeded, so recompute its indices
-    perm = torch.randperm(
-        len(data.train) + len(data.val),
-        generator=torch.Generator().manual_seed(cfg.dataset.split_seed),
-    )
-    train_idx = perm[cfg.dataset.val_size :].tolist()
+    if args.run:  # a child process: one measurement, printed as JSON
+        run = {"tensors": tensor_run, "dlpy": dlpy_run}.get(args.run)
+        result = (
+            run(names[0], args.extra) if run else dataloader_run(names[0], args.extra, args.workers)
+        )
+        print(json.dumps(result))
+        return
 
-    threads = torch.get_num_threads()
-    print(f"torch {torch.__version__}, {threads} threads; one epoch of {len(train_idx)} images")
-    c = tensor_epoch(cfg, data)
-    print(f"(c)  minimal tensor loop     {c:7.1f} s/epoch")
-    c_nhwc = tensor_epoch(cfg, data, channels_last=True)
-    print(f"(c') the same, channels_last {c_nhwc:7.1f} s/epoch")
-    b = dataloader_epoch(cfg, data, train_idx, args.workers)
-    print(f"(b)  DataLoader loop ({args.workers} wkr) {b:7.1f} s/epoch")
-    a, startup = dlpy_epoch(args.data_dir)
-    print(f"(a)  dlpy train              {a:7.1f} s/epoch")
-    print(
-        f"a/b = {a / b:.2f} (target <= 0.65)   a/c = {a / c:.2f} (target <= 1.05)   "
-        f"a/c' = {a / c_nhwc:.2f} (same layout: dlpy's own cost)"
-    )
-    print(f"dlpy start-up to first training step: {startup:.1f} s")
+    extra = [f"trainer.precision={args.precision}"]
+    if args.compile:
+        extra.append("trainer.compile=true")
+    if args.channels_last:
+        extra.append(f"trainer.channels_last={args.channels_last == 'on'}")
+
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {extra}")
+    rates = {d: matmul_rate(d) for d in ("float32", "bfloat16")}
+    print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
+    peak = rates["bfloat16" if args.precision == "bf16" else "float32"]
+
+    ways = ["dlpy", "tensors"] + ([] if args.no_dataloader else ["dataloader"])
+    results = {(name, way): [] for name in names for way in ways}
+    startup = {key: [] for key in [*STARTUP, "dlpy train: first step"]}
+    for repeat in range(args.repeats):
+        for name in names:
+            for way in ways:  # a, c, b, then the next network: interleaved
+                result = (
+                    dlpy_run(name, extra)
+                    if way == "dlpy"
+                    else in_process(way, name, extra, args.workers)
+                )
+                results[name, way].append(result)
+                if way == "dlpy":
+                    startup["dlpy train: first step"].append(result["time/startup_s"])
+                print(
+                    f"  repeat {repeat + 1} {name:16s} {way:10s} {result['seconds']:6.2f} s",
+                    flush=True,
+                )
+        for key, command in STARTUP.items():
+            startup[key].append(wall(command))
+
+    def us_per_sample(name: str, way: str) -> float:
+        runs = results[name, way]
+        return statistics.median(1e6 * r["seconds"] / r["samples"] for r in runs)
+
+    def ratio(name: str, way: str) -> float:  # the median of the paired ratios of one repeat
+        pairs = zip(results[name, "dlpy"], results[name, way], strict=True)
+        return statistics.median(
+            (a["seconds"] / a["samples"]) / (o["seconds"] / o["samples"]) for a, o in pairs
+        )
+
+    print()
+    print(f"medians of {args.repeats} interleaved repeats; us per training sample")
+    header = f"{'network':16s} {'steps':>5s} {'(a) dlpy':>9s} {'(b) DL':>8s} {'(c) min':>8s}"
+    print(f"{header} {'a/b':>5s} {'a/c':>5s} {'GFLOP/s':>8s} {'of peak':>7s}")
+    for name in names:
+        a = us_per_sample(name, "dlpy")
+        c = us_per_sample(name, "tensors")
+        b = us_per_sample(name, "dataloader") if "dataloader" in ways else float("nan")
+        a_b = ratio(name, "dataloader") if "dataloader" in ways else float("nan")
+        flops = results[name, "tensors"][0]["flops_per_sample"]
+        achieved = flops / (a * 1e-6)
+        print(
+            f"{name:16s} {NETWORKS[name].steps:5d} {a:9.1f} {b:8.1f} {c:8.1f} "
+            f"{a_b:5.2f} {ratio(name, 'tensors'):5.2f} {achieved / 1e9:8.1f} {achieved / peak:7.1%}"
+        )
+    print("targets: a/c <= 1.03 on every network, a/b <= 0.65 on every convnet")
+    print()
+    torch_s = statistics.median(startup["python -c 'import torch'"])
+    for key, times in startup.items():
+        seconds = statistics.median(times)
+        print(f"{key:28s} {seconds:5.2f} s  ({seconds / torch_s:.2f}x import torch)")
 
 
 if __name__ == "__main__":

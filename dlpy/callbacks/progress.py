@@ -50,7 +50,7 @@ class ProgressBar(Callback):
     ) -> None:
         self.samples += batch_size
         self.bar.update(1)
-        if self.enabled and trainer.epoch_batches % self.refresh_every == 0:
+        if self.enabled and trainer.batch % self.refresh_every == 0:
             means = {key.split("/")[-1]: f"{v:.4f}" for key, v in trainer.epoch_means().items()}
             samples_s = self.samples / (time.perf_counter() - self.start)
             self.bar.set_postfix(**means, samples_s=f"{samples_s:.0f}")
