@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
             raise DlpyError(unknown("command", command, COMMANDS))
         if command == "train":
             train_command(rest)
+        elif command == "list":
+            from dlpy import listing  # light: its cache spares torch's import
+
+            listing.list_command(rest)
         else:
             from dlpy import commands  # heavy (torch): `dlpy train` and --help start without it
 

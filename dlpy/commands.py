@@ -13,14 +13,13 @@ from pathlib import Path
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from dlpy import CONF_DIR, presets, visualize
+from dlpy import visualize
 from dlpy.ensemble import evaluate_ensemble
 from dlpy.errors import DlpyError, unknown
 from dlpy.export import export_command
 from dlpy.plots import save_png
 from dlpy.precision import resolve_device
 from dlpy.predict import predict_command
-from dlpy.registry import ALL
 from dlpy.report import write_report
 from dlpy.runs import TRUE, load_run, own_options, paths_and_overrides
 from dlpy.tasks.language_model import CharLanguageModel
@@ -150,28 +149,6 @@ def report_command(args: list[str]) -> None:
     print(f"\nsaved: {sweep / 'report.csv'} (by configuration), {sweep / 'jobs.csv'} (every job)")
 
 
-def list_command(args: list[str]) -> None:
-    """Every registered builder with its description, then every config preset with the first
-    comment line of its file."""
-    for registry in ALL:
-        print(f"{registry.kind}s:")
-        for name, description in registry.items():
-            print(f"  {name:16s} {description}")
-    print("\nconfig presets (dlpy train <group>=<preset>):")
-    for group in sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()):
-        print(f"  {group}:")
-        for name in presets(group):
-            print(f"    {name:22s} {about(Path(CONF_DIR) / group / f'{name}.yaml')}")
-
-
-def about(preset: Path) -> str:
-    """A preset's description: the first comment line of its YAML file (not `# @package`)."""
-    for line in preset.read_text().splitlines():
-        if line.startswith("#") and not line.startswith("# @"):
-            return line.lstrip("# ")
-    return ""
-
-
 COMMANDS = {
     "eval": eval_command,
     "sample": sample_command,
@@ -179,5 +156,4 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "report": report_command,
-    "list": list_command,
 }

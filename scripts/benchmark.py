@@ -21,20 +21,20 @@ start-up: process start to dlpy's first training step, `dlpy --help`, `dlpy list
 """
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 DLPY = [sys.executable, "-m", "dlpy"]
-COMMON = ["trainer.device=cpu", "scheduler=none"]  # a constant rate: (c) has no schedule either
+COMMON = ["scheduler=none"]  # a constant rate: (c) has no schedule either
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Network:
     overrides: tuple[str, ...]  # what picks it in `dlpy train`
     steps: int  # training steps timed: a few seconds of work on 2 CPU cores
@@ -77,19 +77,48 @@ def loss_of(kind: str, net, x, y):
     return (recon + kl).mean()
 
 
+class RecurrentFlops:
+    """The FLOPs of the recurrent layers, which FlopCounterMode misses: the CPU runs them as one
+    fused op. Per step and direction a layer multiplies its input and its state by the weights of
+    each gate (4 for an LSTM, 3 for a GRU): 2 FLOPs a weight; backward costs twice forward."""
+
+    GATES = {"LSTM": 4, "GRU": 3, "RNN": 1}
+
+    def __init__(self, net) -> None:
+        self.flops = 0
+        for module in net.modules():
+            if type(module).__name__ in self.GATES:
+                module.register_forward_hook(self.count)
+
+    def count(self, module, inputs, output) -> None:
+        x = inputs[0]
+        if not hasattr(x, "shape"):  # a packed sequence: its real steps
+            steps = len(x.data)
+        else:
+            steps = x.shape[0] * x.shape[1]  # batch_first or not: batch x time
+        gates = self.GATES[type(module).__name__]
+        directions = 2 if module.bidirectional else 1
+        for layer in range(module.num_layers):
+            width = module.input_size if layer == 0 else module.hidden_size * directions
+            weights = gates * module.hidden_size * (width + module.hidden_size)
+            self.flops += 3 * 2 * steps * weights * directions
+
+
 def plain_loop(name: str, extra: list[str], batches, flop_batch=None) -> dict:
     """Train on `batches` as a PyTorch tutorial does: the seconds, and the FLOPs of one step."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from dlpy.build import build_task
+    from dlpy.precision import resolve_device
 
     cfg = compose(name, extra)
+    device = resolve_device(cfg.trainer.device)
     torch.manual_seed(0)
     channels_last = cfg.trainer.channels_last
     layout = torch.channels_last if channels_last else torch.contiguous_format
     task = build_task(cfg)
-    net = task.net.to(memory_format=layout)
+    net = task.net.to(device, memory_format=layout)
     opt = task.optimizer_factory(net.parameters())
     if cfg.trainer.compile:
         net.compile()
@@ -100,7 +129,7 @@ def plain_loop(name: str, extra: list[str], batches, flop_batch=None) -> dict:
     def step(x, y):
         if x.ndim == 4:
             x = x.contiguous(memory_format=layout)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             loss = loss_of(kind, net, x, y)
         opt.zero_grad()
         loss.backward()
@@ -111,14 +140,17 @@ def plain_loop(name: str, extra: list[str], batches, flop_batch=None) -> dict:
     start = time.perf_counter()
     samples = 0
     for x, y in batches:
-        step(x, y)
+        step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         samples += len(y)
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the queued kernels are part of the time
     seconds = time.perf_counter() - start
     flops = None
     if flop_batch is not None:  # one more step, counted (forward and backward)
+        recurrent = RecurrentFlops(net)
         with FlopCounterMode(display=False) as counter:
             step(*flop_batch)
-        flops = counter.get_total_flops() / len(flop_batch[1])
+        flops = (counter.get_total_flops() + recurrent.flops) / len(flop_batch[1])
     return {"seconds": seconds, "samples": samples, "flops_per_sample": flops}
 
 
@@ -126,12 +158,13 @@ def tensor_run(name: str, extra: list[str]) -> dict:
     import torch
 
     from dlpy.build import build_data
+    from dlpy.precision import resolve_device
 
     cfg = compose(name, extra)
-    data = build_data(cfg)
+    data = build_data(cfg).to(resolve_device(cfg.trainer.device))  # where dlpy keeps it
     x = data.normalize(data.train.x)
     y = data.train.y
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).to(x.device)
     indices = order.split(cfg.dataset.batch_size)[: NETWORKS[name].steps]
     batches = ((x[i], y[i]) for i in indices)  # gathered in the loop, as dlpy gathers them
     return plain_loop(name, extra, batches, flop_batch=(x[indices[0]], y[indices[0]]))
@@ -179,16 +212,8 @@ def dlpy_run(name: str, extra: list[str]) -> dict:
 
 def in_process(way: str, name: str, extra: list[str], workers: int) -> dict:
     """One measurement in a fresh interpreter, so that no loop inherits another's warm caches."""
-    command = [
-        sys.executable,
-        __file__,
-        "--run",
-        way,
-        "--networks",
-        name,
-        "--workers",
-        str(workers),
-    ]
+    command = [sys.executable, __file__, "--run", way, "--networks", name]
+    command += ["--workers", str(workers), "--steps", str(NETWORKS[name].steps)]
     done = subprocess.run([*command, "--", *extra], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -196,18 +221,21 @@ def in_process(way: str, name: str, extra: list[str], workers: int) -> dict:
 # -- the machine's own rates and start-up -------------------------------------------------------
 
 
-def matmul_rate(dtype_name: str, n: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of an n x n matmul in this process (2 n^3 FLOPs each), the best of `repeats`."""
+def matmul_rate(dtype_name: str, device: str, n: int = 4096, repeats: int = 5) -> float:
+    """FLOP/s of an n x n matmul on `device` (2 n^3 FLOPs each), the best of `repeats`."""
     import torch
 
     dtype = getattr(torch, dtype_name)
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
     a @ b  # the first call picks and caches the kernel
     best = float("inf")
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best
 
@@ -234,11 +262,13 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated names")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for (b)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/gpu_check.sh)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile in (a), (b), (c)")
     parser.add_argument("--channels-last", choices=("on", "off"), help="default: the preset's")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="more or fewer steps")
     parser.add_argument("--no-dataloader", action="store_true", help="skip (b)")
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)  # a child's, as scaled
     parser.add_argument("--run", choices=("tensors", "dataloader", "dlpy"), help=argparse.SUPPRESS)
     parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -246,12 +276,9 @@ def main() -> None:
     for name in names:
         if name not in NETWORKS:
             parser.error(f"--networks: unknown network {name!r}; choose from {', '.join(NETWORKS)}")
-    if args.steps_scale != 1.0:
-        for name in names:
-            net = NETWORKS[name]
-            NETWORKS[name] = Network(
-                **{**net.__dict__, "steps": max(2, round(net.steps * args.steps_scale))}
-            )
+    for name in names:  # a child process is told its steps; the parent scales them
+        steps = args.steps or max(2, round(NETWORKS[name].steps * args.steps_scale))
+        NETWORKS[name] = dataclasses.replace(NETWORKS[name], steps=steps)
 
     if args.run:  # a child process: one measurement, printed as JSON
         run = {"tensors": tensor_run, "dlpy": dlpy_run}.get(args.run)
@@ -261,7 +288,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    extra = [f"trainer.precision={args.precision}"]
+    extra = [f"trainer.device={args.device}", f"trainer.precision={args.precision}"]
     if args.compile:
         extra.append("trainer.compile=true")
     if args.channels_last:
@@ -270,7 +297,7 @@ def main() -> None:
     import torch
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {extra}")
-    rates = {d: matmul_rate(d) for d in ("float32", "bfloat16")}
+    rates = {d: matmul_rate(d, args.device) for d in ("float32", "bfloat16")}
     print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
     peak = rates["bfloat16" if args.precision == "bf16" else "float32"]
 

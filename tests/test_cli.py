@@ -14,7 +14,9 @@ from dlpy.train import train
 
 
 def dlpy(*args, cwd, data_dir=None, check=True):
+    # the cache of `dlpy list` goes to the test's folder, not the home's
     env = {**os.environ, "DLPY_DATA_DIR": str(data_dir or "/nonexistent")}
+    env["XDG_CACHE_HOME"] = str(cwd / ".cache")
     proc = subprocess.run(
         [sys.executable, "-m", "dlpy", *args],
         cwd=cwd,
@@ -48,6 +50,20 @@ def test_list_prints_every_registered_name_with_a_description(tmp_path):
     for registry in ALL:
         for name, description in registry.items():
             assert f"  {name}" in out and description in out
+
+
+@pytest.mark.slow
+def test_list_reads_its_cache_without_torch_until_a_module_changes(tmp_path, monkeypatch):
+    first = dlpy("list", cwd=tmp_path).stdout
+    no_torch = tmp_path / "no_torch" / "torch"
+    no_torch.mkdir(parents=True)
+    (no_torch / "__init__.py").write_text("raise ImportError('torch was imported')")
+    monkeypatch.setenv("PYTHONPATH", str(no_torch.parent))  # a torch that cannot be imported
+    assert dlpy("list", cwd=tmp_path).stdout == first
+    (cache,) = (tmp_path / ".cache" / "dlpy").glob("registries-*.json")
+    cache.write_text("{half a file")
+    broken = dlpy("list", cwd=tmp_path, check=False)  # unreadable: rebuilt, so torch is needed
+    assert "torch was imported" in broken.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,56 @@
+"""fp32 against bf16 autocast on every Fashion-MNIST preset: test accuracy and training time.
+
+Each preset trains to the end twice, once per precision, as a user runs it (a subprocess each),
+and the table gives test accuracy, the difference in points and the time per epoch. bf16 can
+become dlpy's default only where every preset stays within 0.3 points of fp32.
+
+    python scripts/benchmark_precision.py [--presets default,mlp] [override ...]
+
+Extra overrides go to every run (trainer.threads=1 to measure on one core).
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PRESETS = {
+    "default": [],  # dlpy train: the small CNN, 3 epochs
+    "mlp": ["experiment=fashion_mnist_mlp"],
+    "cnn": ["experiment=fashion_mnist_cnn"],
+    "resnet20": ["experiment=fashion_mnist_resnet20"],
+}
+PRECISIONS = ("fp32", "bf16")
+
+
+def train(preset: str, precision: str, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as run:
+        command = [sys.executable, "-m", "dlpy", "train", *PRESETS[preset], *extra]
+        command += [f"trainer.precision={precision}", f"hydra.run.dir={run}"]
+        subprocess.run(command + ["~callbacks.progress_bar"], check=True, capture_output=True)
+        return json.loads((Path(run) / "metrics.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", default="default,mlp,cnn,resnet20")
+    parser.add_argument("extra", nargs="*", help="overrides for every run")
+    args = parser.parse_args()
+    print(f"{'preset':10s} {'fp32 acc':>9s} {'bf16 acc':>9s} {'diff':>6s}", end="")
+    print(f" {'fp32 s/ep':>10s} {'bf16 s/ep':>10s} {'speed-up':>9s}", flush=True)
+    for preset in args.presets.split(","):
+        runs = {p: train(preset, p, args.extra) for p in PRECISIONS}
+        acc = {p: 100 * runs[p]["test/acc"] for p in PRECISIONS}
+        epoch_s = {p: runs[p]["time/train_s"] / runs[p]["epochs"] for p in PRECISIONS}
+        print(
+            f"{preset:10s} {acc['fp32']:9.2f} {acc['bf16']:9.2f} {acc['bf16'] - acc['fp32']:+6.2f}"
+            f" {epoch_s['fp32']:10.1f} {epoch_s['bf16']:10.1f}"
+            f" {epoch_s['fp32'] / epoch_s['bf16']:8.2f}x",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
