@@ -124,7 +124,7 @@ class ReviewData(TensorData):
 
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
         rows = self.splits[split][idx]
-        return self.inputs(self.ids[rows].long()), self.labels[rows]
+        return self.inputs(self.ids.index_select(0, rows).long()), self.labels[rows]
 
     def inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """Padded word indices as the network's input: multi-hot rows, or the indices."""
