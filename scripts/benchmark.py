@@ -171,7 +171,8 @@ def tensor_run(name: str, extra: list[str]) -> dict:
     y = data.train.y
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0)).to(x.device)
     indices = order.split(cfg.dataset.batch_size)[: NETWORKS[name].steps]
-    batches = ((x[i], y[i]) for i in indices)  # gathered in the loop, as dlpy gathers them
+    # gathered in the loop, whole rows at a time, as dlpy gathers them
+    batches = ((x.index_select(0, i), y.index_select(0, i)) for i in indices)
     return plain_loop(name, extra, batches, flop_batch=(x[indices[0]], y[indices[0]]))
 
 

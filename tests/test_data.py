@@ -360,3 +360,22 @@ def test_dcgan_trains_on_64_pixel_images_from_a_folder(make_cfg, tmp_path):
     )
     train(cfg, tmp_path / "run")
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/fid"] > 0
+
+
+def test_training_batches_normalised_once_equal_those_normalised_batch_by_batch(
+    make_cfg, monkeypatch
+):
+    from dlpy.data import vision
+
+    def epoch():
+        data = build_data(make_cfg())
+        data.seed(0)
+        return list(data.train_batches()), data
+
+    once, data = epoch()
+    assert data.normalized is not None  # no augmentation: the images were normalised once
+    monkeypatch.setattr(vision, "NORMALIZED_BYTES", 0)  # too big to keep: batch by batch
+    each, data = epoch()
+    assert data.normalized is None and len(once) == len(each)
+    for (x1, y1), (x2, y2) in zip(once, each, strict=True):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2)
