@@ -19,6 +19,10 @@ start-up: process start to dlpy's first training step, `dlpy --help`, `dlpy list
 
     python scripts/benchmark.py [--networks mlp,cnn] [--repeats 3] [--precision bf16]
                                 [--compile] [--channels-last on|off] [--steps-scale 0.5]
+                                [--device cuda] [override ...]
+
+Overrides after the options go to every run, the plain loops included (trainer.threads=1 to
+measure one core, under `taskset -c 0`).
 """
 
 import argparse
@@ -117,6 +121,8 @@ def plain_loop(name: str, extra: list[str], batches, flop_batch=None, tutorial=F
 
     cfg = compose(name, extra)
     device = resolve_device(cfg.trainer.device)
+    if cfg.trainer.threads:  # as dlpy sets them (trainer.threads=1: one core's numbers)
+        torch.set_num_threads(cfg.trainer.threads)
     torch.manual_seed(0)
     channels_last = cfg.trainer.channels_last and not tutorial
     layout = torch.channels_last if channels_last else torch.contiguous_format
@@ -305,7 +311,7 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    extra = [f"trainer.device={args.device}", f"trainer.precision={args.precision}"]
+    extra = [f"trainer.device={args.device}", f"trainer.precision={args.precision}", *args.extra]
     if args.compile:
         extra.append("trainer.compile=true")
     if args.channels_last:
@@ -313,6 +319,9 @@ def main() -> None:
 
     import torch
 
+    for override in args.extra:  # the matmul rate at the runs' own thread count
+        if override.startswith("trainer.threads=") and int(override.partition("=")[2]):
+            torch.set_num_threads(int(override.partition("=")[2]))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {extra}")
     rates = {d: matmul_rate(d, args.device) for d in ("float32", "bfloat16")}
     print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
