@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
 def train_command(args: list[str]) -> None:
     """Hydra's run (or sweep, with -m) of dlpy/job.py, after dlpy's own checks of the arguments."""
     # Hydra and its plugins take a while to import: `dlpy --help` and `dlpy list` do without them
+    if "-h" in args or "--help" in args:
+        print(train_help(args), end="")
+        return
     from dlpy import job, sweep
 
     check_flags(args)
@@ -100,6 +103,32 @@ def train_command(args: list[str]) -> None:
     sys.argv = ["dlpy train", *args]
     with handling(raise_interrupted), config_errors_in_one_line():
         job.main()
+
+
+def train_help(args: list[str]) -> str:
+    """`dlpy train --help`: the config groups with their presets, then the config the other
+    arguments compose.
+
+    Hydra's own --help lists the same, but builds a config repository for every option of every
+    group, Hydra's own groups included: 2 s on 2 cores. This reads the presets from conf/ and
+    composes once (`--hydra-help` still shows Hydra's flags).
+    """
+    from hydra import compose, initialize_config_dir  # Hydra's: for the help, not for dlpy -h
+    from omegaconf import OmegaConf, open_dict
+
+    check_group_choices(args)
+    overrides = [arg for arg in args if not arg.startswith("-")]
+    with config_errors_in_one_line(), initialize_config_dir(CONF_DIR, version_base="1.3"):
+        cfg = compose("train", overrides, return_hydra_config=True)
+    header = cfg.hydra.help.header
+    with open_dict(cfg):
+        del cfg["hydra"]
+    groups = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+    lines = [header, "", "== Config groups == (group=preset; dlpy list describes each)", ""]
+    lines += [f"{group}: {', '.join(presets(group))}" for group in groups]
+    lines += ["", "== Config == (override anything: key=value, +new.key=value, ~key)", ""]
+    lines += [OmegaConf.to_yaml(cfg), "Hydra's own flags: dlpy train --hydra-help", ""]
+    return "\n".join(lines)
 
 
 def check_flags(args: list[str]) -> None:

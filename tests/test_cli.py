@@ -252,3 +252,13 @@ def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_pat
         "sample", str(run), "temperature=x", "trainer.device=cpu", cwd=tmp_path, check=False
     )
     assert refused.returncode == 2 and "temperature" in refused.stderr
+
+
+def test_train_help_lists_every_group_with_its_presets_and_the_composed_config(capsys):
+    from dlpy.cli import main
+
+    assert main(["train", "--help", "model=mlp", "trainer.max_epochs=7"]) == 0
+    out = capsys.readouterr().out
+    assert "model: autoencoder, char_lstm," in out and "optimizer: adam, adamw, rmsprop, sgd" in out
+    assert "  max_epochs: 7\n" in out and "name: mlp\n" in out
+    assert "hydra" not in out.partition("== Config ==")[2].replace("--hydra-help", "")
