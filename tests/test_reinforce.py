@@ -193,6 +193,26 @@ def test_the_config_reads_the_sizes_from_the_environment(make_cfg):
     assert (cfg.dataset.num_features, cfg.dataset.num_actions) == (4, 2)
 
 
+def test_ppo_is_the_default_and_acrobot_keeps_its_preset(make_cfg):
+    task = make_cfg("model=reinforce", "dataset=cartpole").model.task
+    assert (task.advantage, task.normalize, task.entropy_coef) == ("ppo", False, 0.0)
+    task = make_cfg("model=reinforce", "dataset=acrobot").model.task
+    assert (task.advantage, task.normalize, task.entropy_coef) == ("ppo", True, 0.01)
+
+
+def test_each_advantage_takes_the_settings_it_was_measured_with(make_cfg):
+    def settings(*overrides):
+        cfg = make_cfg("model=reinforce", "dataset=cartpole", *overrides)
+        task = cfg.model.task
+        return task.gamma, task.gae_lambda, task.steps_per_update, cfg.optimizer.lr
+
+    assert settings() == (0.98, 0.8, 32, 1e-3)  # PPO's
+    assert settings("model.task.advantage=a2c") == (0.99, 0.95, 16, 3e-3)
+    assert settings("model.task.advantage=reinforce")[::3] == (0.99, 3e-3)
+    # an override still wins over the advantage's own
+    assert settings("model.task.advantage=a2c", "optimizer.lr=0.01")[3] == 0.01
+
+
 def test_ppo_options_out_of_range_are_refused_naming_the_key(make_cfg):
     for option, key in (
         ("minibatches=0", "minibatches"),
@@ -260,9 +280,11 @@ def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
-    # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
+    # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps);
+    # a policy that does not learn keeps them that short, so 100 episodes come quickly
     cfg = make_cfg(
         *TINY,
+        "optimizer.lr=0",
         "dataset.reward_threshold=5",
         "trainer.max_epochs=1000",
         "trainer.limit_train_batches=0",
