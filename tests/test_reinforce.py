@@ -18,6 +18,7 @@ from dlpy.io import load_checkpoint
 from dlpy.plots import save_gif
 from dlpy.registry import DATASETS
 from dlpy.tasks.advantages import discounted_returns, gae
+from dlpy.tasks.ppo import clipped_surrogate, ppo_update
 from dlpy.train import train
 
 TINY = [
@@ -79,6 +80,66 @@ def test_gae_with_lambda_1_is_the_bootstrapped_return_minus_the_value():
     assert torch.allclose(advantages, returns - values, atol=1e-6)
 
 
+def test_the_clipped_surrogate_by_hand_and_where_its_gradient_stops():
+    # ratios 1.5, 1.1, 0.5, 0.9 (clip 0.2) against advantages 1, 1, -1, -1
+    ratios = torch.tensor([1.5, 1.1, 0.5, 0.9])
+    log_probs = ratios.log().requires_grad_()
+    advantages = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    loss = clipped_surrogate(log_probs, torch.zeros(4), advantages, clip=0.2)
+    # min(r A, clip(r) A): 1.2 (clipped), 1.1, -0.8 (clipped), -0.9
+    assert torch.isclose(loss, -torch.tensor(1.2 + 1.1 - 0.8 - 0.9) / 4)
+    loss.backward()
+    # d(-r A / 4)/d log r = -r A / 4 where r is within the clip range; zero where clipped: the
+    # policy moved far enough in the direction the advantage favours
+    expected = torch.tensor([0.0, -1.1 / 4, 0.0, 0.9 / 4])
+    assert torch.allclose(log_probs.grad, expected)
+
+
+def test_the_clipped_surrogate_still_pulls_back_a_ratio_moved_the_wrong_way():
+    # r = 0.5 with a positive advantage (or 1.5 with a negative one): min() keeps the unclipped
+    # term, so the gradient stays and undoes the move (the bound is pessimistic, eq. 7)
+    log_probs = torch.tensor([0.5, 1.5]).log().requires_grad_()
+    clipped_surrogate(log_probs, torch.zeros(2), torch.tensor([1.0, -1.0]), 0.2).backward()
+    assert torch.allclose(log_probs.grad, torch.tensor([-0.5 / 2, 1.5 / 2]))
+
+
+class TinyPolicy(torch.nn.Module):
+    """Logits and values linear in the observation, as PolicyMLP has them."""
+
+    def __init__(self):
+        super().__init__()
+        self.actor, self.critic = torch.nn.Linear(3, 2), torch.nn.Linear(3, 1)
+
+    def forward(self, obs):
+        return self.actor(obs)
+
+    def value(self, obs):
+        return self.critic(obs).squeeze(-1)
+
+
+def test_a_ppo_update_takes_a_step_per_minibatch_of_every_epoch():
+    torch.manual_seed(0)
+    net = TinyPolicy()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    losses = []
+
+    def step(loss):
+        losses.append(loss.detach())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    obs, actions = torch.randn(12, 3), torch.randint(0, 2, (12,))
+    rollout = (obs, actions, torch.randn(12), torch.randn(12))
+    before = torch.log_softmax(net(obs), -1).detach()
+    options = {"value_coef": 0.5, "entropy_coef": 0.01, "normalize": True}
+    logs = ppo_update(net, step, rollout, epochs=3, minibatches=4, clip=0.2, **options)
+    assert len(losses) == 3 * 4 and all(loss.ndim == 0 for loss in losses)
+    assert set(logs) == {"loss/policy", "loss/value", "policy/entropy", "policy/clip_frac"}
+    assert 0 < logs["policy/clip_frac"] <= 1  # so large a rate pushes some ratios past the clip
+    assert not torch.allclose(torch.log_softmax(net(obs), -1), before)
+
+
 # -- the environment as data -----------------------------------------------------------------------
 
 
@@ -132,6 +193,36 @@ def test_the_config_reads_the_sizes_from_the_environment(make_cfg):
     assert (cfg.dataset.num_features, cfg.dataset.num_actions) == (4, 2)
 
 
+def test_ppo_is_the_default_and_acrobot_keeps_its_preset(make_cfg):
+    task = make_cfg("model=reinforce", "dataset=cartpole").model.task
+    assert (task.advantage, task.normalize, task.entropy_coef) == ("ppo", False, 0.0)
+    task = make_cfg("model=reinforce", "dataset=acrobot").model.task
+    assert (task.advantage, task.normalize, task.entropy_coef) == ("ppo", True, 0.01)
+
+
+def test_each_advantage_takes_the_settings_it_was_measured_with(make_cfg):
+    def settings(*overrides):
+        cfg = make_cfg("model=reinforce", "dataset=cartpole", *overrides)
+        task = cfg.model.task
+        return task.gamma, task.gae_lambda, task.steps_per_update, cfg.optimizer.lr
+
+    assert settings() == (0.98, 0.8, 32, 1e-3)  # PPO's
+    assert settings("model.task.advantage=a2c") == (0.99, 0.95, 16, 3e-3)
+    assert settings("model.task.advantage=reinforce")[::3] == (0.99, 3e-3)
+    # an override still wins over the advantage's own
+    assert settings("model.task.advantage=a2c", "optimizer.lr=0.01")[3] == 0.01
+
+
+def test_ppo_options_out_of_range_are_refused_naming_the_key(make_cfg):
+    for option, key in (
+        ("minibatches=0", "minibatches"),
+        ("epochs=1.5", "epochs"),
+        ("clip=-1", "clip"),
+    ):
+        with pytest.raises(DlpyError, match=f"model.task.{key} must be"):
+            build_task(make_cfg(*TINY, f"model.task.{option}"))
+
+
 @pytest.mark.slow
 def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
     """An episode still running at an update waits for the next; no step is used twice or lost."""
@@ -157,7 +248,7 @@ def test_whole_episode_rollouts_hold_exactly_the_episodes_that_ended(make_cfg):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c"])
+@pytest.mark.parametrize("advantage", ["reinforce", "baseline", "a2c", "ppo"])
 def test_one_update_changes_the_policy_and_the_critic_it_trains(advantage, make_cfg, tmp_path):
     cfg = make_cfg(
         *TINY,
@@ -189,9 +280,11 @@ def test_the_same_seed_plays_the_same_first_episodes(make_cfg, tmp_path):
 
 @pytest.mark.slow
 def test_a_run_stops_when_solved_and_reports_it(make_cfg, tmp_path):
-    # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps)
+    # a threshold a random policy meets (CartPole episodes of a random policy last about 22 steps);
+    # a policy that does not learn keeps them that short, so 100 episodes come quickly
     cfg = make_cfg(
         *TINY,
+        "optimizer.lr=0",
         "dataset.reward_threshold=5",
         "trainer.max_epochs=1000",
         "trainer.limit_train_batches=0",

@@ -1,4 +1,5 @@
-"""Policy gradients on an environment: REINFORCE (Williams 1992), with a learned baseline, and A2C.
+"""Policy gradients on an environment: REINFORCE (Williams 1992), with a learned baseline, A2C,
+and PPO (Schulman et al. 2017).
 
 `batches(data)` plays the environment instead of reading stored samples: each batch is a rollout
 collected by the current policy, and `training_step` turns it into one update. The trainer runs
@@ -24,42 +25,46 @@ from dlpy.plots import save_gif
 from dlpy.registry import TASKS
 from dlpy.tasks.advantages import discounted_returns, gae
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
+from dlpy.tasks.ppo import policy_terms, ppo_update
 
 log = logging.getLogger(__name__)
-ADVANTAGES = ("reinforce", "baseline", "a2c")
+ADVANTAGES = ("reinforce", "baseline", "a2c", "ppo")
 EVAL_SEED = 1_000_000  # evaluation episodes start from seeds the training copies never use
 
 
 @TASKS.register("reinforce")
 class Reinforce(Task):
-    """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, or
-    A2C; with an entropy bonus."""
+    """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, A2C,
+    or PPO; with an entropy bonus."""
 
     def __init__(
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        advantage: str = "a2c",
-        gamma: float = 0.99,
-        gae_lambda: float = 0.95,
+        advantage: str = "ppo",
+        gamma: float = 0.98,
+        gae_lambda: float = 0.8,
         normalize: bool = False,
-        steps_per_update: int = 16,
+        steps_per_update: int = 32,
         episodes_per_update: int = 8,
         value_coef: float = 0.5,
         entropy_coef: float = 0.0,
         max_env_steps: int = 0,
         eval_episodes: int = 20,
+        epochs: int = 10,
+        minibatches: int = 4,
+        clip: float = 0.2,
     ) -> None:
         super().__init__(optimizer)
         check_choice("model.task.advantage", advantage, ADVANTAGES)
         for key, value in (("gamma", gamma), ("gae_lambda", gae_lambda)):
             if not 0 <= value <= 1:
                 raise DlpyError(f"model.task.{key} must be in [0, 1], got {value!r}")
-        check_number("model.task.steps_per_update", steps_per_update, at_least=1, integer=True)
-        check_number(
-            "model.task.episodes_per_update", episodes_per_update, at_least=1, integer=True
-        )
-        check_number("model.task.eval_episodes", eval_episodes, at_least=1, integer=True)
+        counts = {"steps_per_update": steps_per_update, "episodes_per_update": episodes_per_update}
+        counts |= {"eval_episodes": eval_episodes, "epochs": epochs, "minibatches": minibatches}
+        for key, value in counts.items():
+            check_number(f"model.task.{key}", value, at_least=1, integer=True)
+        check_number("model.task.clip", clip)
         self.net = net
         self.advantage = advantage
         self.gamma = gamma
@@ -71,6 +76,7 @@ class Reinforce(Task):
         self.episodes_per_update = episodes_per_update
         self.max_env_steps = max_env_steps
         self.eval_episodes = eval_episodes
+        self.ppo = {"epochs": epochs, "minibatches": minibatches, "clip": clip}
         self.data: EnvData | None = None
         self.rows = []
 
@@ -101,7 +107,7 @@ class Reinforce(Task):
     # -- rollouts -------------------------------------------------------------------------------
 
     def batches(self, data: EnvData) -> Iterator[Batch]:
-        collect = self.steps if self.advantage == "a2c" else self.episodes
+        collect = self.steps if self.advantage in ("a2c", "ppo") else self.episodes
         if self.clock is None:  # env steps per second count from the first rollout of this process
             self.clock = (time.perf_counter(), data.env_steps)
         while True:
@@ -198,15 +204,16 @@ class Reinforce(Task):
         return obs, actions, values, advantages, returns
 
     def training_step(self, batch: Batch, step: int) -> Logs:
+        if self.advantage == "ppo":
+            return self.ppo_step(batch)
         targets = self.a2c_targets if self.advantage == "a2c" else self.episode_targets
         obs, actions, values, advantages, returns = targets(batch)
         if self.normalize and len(advantages) > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        log_probs = F.log_softmax(self.net(obs), dim=-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+        log_probs, entropy = policy_terms(self.net(obs), actions)
         # (1) policy: raise the log-probability of actions in proportion to their advantage
         # (Williams 1992)
-        policy_loss = -(log_probs.gather(1, actions[:, None]).squeeze(1) * advantages).mean()
+        policy_loss = -(log_probs * advantages).mean()
         loss = policy_loss - self.entropy_coef * entropy
         logs = {"loss/policy": policy_loss.detach(), "policy/entropy": entropy.detach()}
         if values is not None:
@@ -215,6 +222,16 @@ class Reinforce(Task):
             loss = loss + self.value_coef * value_loss
             logs["loss/value"] = value_loss.detach()
         self.trainer.backward(loss, self.optimizer)
+        return logs | self.progress()
+
+    def ppo_step(self, batch: Batch) -> Logs:
+        """PPO: A2C's rollout and GAE targets, then several epochs of clipped minibatch steps."""
+        with torch.no_grad():
+            obs, actions, _, advantages, returns = self.a2c_targets(batch)
+        step = partial(self.trainer.backward, optimizer=self.optimizer)
+        coefs = {"value_coef": self.value_coef, "entropy_coef": self.entropy_coef}
+        rollout = (obs, actions, advantages, returns)
+        logs = ppo_update(self.net, step, rollout, **self.ppo, **coefs, normalize=self.normalize)
         return logs | self.progress()
 
     def progress(self) -> Logs:
