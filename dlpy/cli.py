@@ -84,10 +84,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_command(args: list[str]) -> None:
     """Hydra's run (or sweep, with -m) of dlpy/job.py, after dlpy's own checks of the arguments."""
-    # Hydra and its plugins take a while to import: `dlpy --help` and `dlpy list` do without them
     if "-h" in args or "--help" in args:
         print(train_help(args), end="")
         return
+    # Hydra and its plugins take a while to import: `dlpy --help` and `dlpy list` do without them
     from dlpy import job, sweep
 
     check_flags(args)

@@ -167,13 +167,17 @@ class Precision:
         skipped step still advances the schedule, which follows the trainer's step count.
         """
         optimizer.zero_grad(set_to_none=True)
-        bad = ~torch.isfinite(loss.detach()).all()
+        finite = torch.isfinite(loss.detach())
+        bad = (finite.all() if finite.ndim else finite).logical_not_()  # a 0-d loss needs no all()
         on_device = agree is None and fused(optimizer)
         if not on_device and (agree(bool(bad)) if agree else bool(bad)):  # the one sync
             advance(scheduler)
             return bad.new_ones(())
-        with torch.autocast(self.device.type, enabled=False):
-            self.scaler.scale(loss).backward()
+        if self.dtype is None:
+            loss.backward()
+        else:  # the backward pass outside autocast, as torch.amp's recipe runs it
+            with torch.autocast(self.device.type, enabled=False):
+                self.scaler.scale(loss).backward()
         if self.grad_clip:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for group in optimizer.param_groups for p in group["params"]]

@@ -90,6 +90,7 @@ class ImageData(Shuffled):
         self.scale = self.scale.to(device)
         self.shift = self.shift.to(device)
         self.normalized = None
+        self.normalized_train()  # now, with the data's loading, not inside the first step
         self.move_generator(device)
         return self
 

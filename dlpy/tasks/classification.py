@@ -7,7 +7,7 @@ from dlpy.data.base import Batch, DataSet
 from dlpy.data.vision import ImageData
 from dlpy.plots import labelled_grid
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, l1_penalty
+from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, with_l1
 
 
 @TASKS.register("classification")
@@ -35,7 +35,7 @@ class Classification(Task):
         # y is class indices, or (N, classes) probabilities after MixUp/CutMix: cross-entropy
         # takes both
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.trainer.backward(loss + l1_penalty(self.net, self.l1), self.optimizer)
+        self.trainer.backward(with_l1(loss, self.net, self.l1), self.optimizer)
         label = y.argmax(1) if y.is_floating_point() else y  # a mixed image's larger share
         return {
             "train/loss": loss.detach(),

@@ -5,7 +5,7 @@ from torch import nn
 
 from dlpy.data.base import Batch, DataSet
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, l1_penalty
+from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, with_l1
 
 
 @TASKS.register("regression")
@@ -25,7 +25,7 @@ class Regression(Task):
         x, y, *_ = batch
         pred = self.net(x).squeeze(-1)
         loss = F.mse_loss(pred, y)
-        self.trainer.backward(loss + l1_penalty(self.net, self.l1), self.optimizer)
+        self.trainer.backward(with_l1(loss, self.net, self.l1), self.optimizer)
         return {"train/loss": loss.detach(), "train/mae": (pred.detach() - y).abs().mean()}
 
     def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
