@@ -12,7 +12,7 @@ set), in a fresh folder:
 The serial sweep runs its jobs in one process with torch's default threads (one per core); the
 joblib launcher runs one job per core with one torch thread each. The three run in turn, --repeat
 times (default 3), and the script prints each one's median wall time and the medians of the paired
-ratios parallel / serial (the target: at most 0.7 on 2 cores) and parallel / serial-1. Extra
+ratios parallel / serial (the target: at most 0.8 on 2 cores) and parallel / serial-1. Extra
 overrides go to every sweep (a quick check on tiny data: --data-dir <folder> trainer=debug).
 """
 
@@ -99,7 +99,7 @@ def main():
         each = " ".join(f"{t:.1f}" for t in times)
         print(f"{name + ':':34} {statistics.median(times):6.1f} s   ({each})")
     ratio = statistics.median(map(truediv, parallel, serial))
-    print(f"ratio parallel / serial:           {ratio:6.2f}   (target: at most 0.7 on 2 cores)")
+    print(f"ratio parallel / serial:           {ratio:6.2f}   (target: at most 0.8 on 2 cores)")
     ratio_1 = statistics.median(map(truediv, parallel, serial_1))
     print(f"ratio parallel / serial, 1 thread: {ratio_1:6.2f}")
 
