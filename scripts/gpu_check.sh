@@ -89,14 +89,21 @@ def poisoned(batch, i):  # the loss of step 3 is NaN, on the device: no host syn
 
 task.training_step = poisoned
 seen = {}
-task.register_forward_pre_hook(lambda m, a: seen.update({trainer.step: [p.clone() for p in m.parameters()]}) if m.training else None)
+
+
+def before_step(net, args):  # the weights each training step starts from, by step index
+    if net.training:
+        seen[trainer.step] = [p.detach().clone() for p in net.parameters()]
+
+
+task.net.register_forward_pre_hook(before_step)
 try:
     trainer.fit(task, build_data(cfg))
     sys.exit("the NaN loss did not stop the run")
 except Diverged as err:
     print(err)
     assert "step 4" in str(err), err
-after_nan = [p for p in task.parameters()]
+after_nan = list(task.net.parameters())
 assert all(torch.equal(a, b) for a, b in zip(seen[3], seen[4])), "the NaN step changed the weights"
 assert all(p.isfinite().all() for p in after_nan)
 print("the NaN step left every weight as it was")
