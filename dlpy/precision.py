@@ -157,7 +157,7 @@ class Precision:
         the weights alone (under DDP, `agree` makes every process skip when one does).
 
         No step waits for the device where the optimizer can skip a step itself: the fused
-        kernels of Adam, AdamW, SGD and Adagrad (fused=True, dlpy's default) take GradScaler's
+        kernels of Adam, AdamW and SGD (fused=True, dlpy's default) take GradScaler's
         `found_inf` flag and then leave the weights, the moments and the step count as they
         were. The trainer reads the flags back at logging steps (`Trainer.settle`). Other
         optimizers, and DDP, whose processes must agree, read the flag here: one sync a step.
