@@ -43,6 +43,11 @@ def environ(name: str, value: str) -> Iterator[None]:
             os.environ[name] = before
 
 
+def groups() -> list[str]:
+    """The config groups: the folders of conf/, by name."""
+    return sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
+
+
 def presets(group: str) -> list[str]:
     """The presets of a config group: conf/<group>/*.yaml, by name."""
     return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))

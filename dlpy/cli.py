@@ -11,7 +11,7 @@ import sys
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from dlpy import CONF_DIR, environ, presets
+from dlpy import CONF_DIR, environ, groups, presets
 from dlpy.errors import DlpyError, report, unknown
 from dlpy.signals import handling, raise_interrupted
 
@@ -135,9 +135,8 @@ def train_help(args: list[str]) -> str:
     header = cfg.hydra.help.header
     with open_dict(cfg):
         del cfg["hydra"]
-    groups = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir())
     lines = [header, "", "== Config groups == (group=preset; dlpy list describes each)", ""]
-    lines += [f"{group}: {', '.join(presets(group))}" for group in groups]
+    lines += [f"{group}: {', '.join(presets(group))}" for group in groups()]
     lines += ["", "== Config == (override anything: key=value, +new.key=value, ~key)", ""]
     lines += [OmegaConf.to_yaml(cfg), "Hydra's own flags: dlpy train --hydra-help", ""]
     return "\n".join(lines)
@@ -168,12 +167,12 @@ def config_errors_in_one_line() -> AbstractContextManager:
 def check_group_choices(args: list[str]) -> None:
     """`model=nosuch` fails here with the known presets and the closest match, before Hydra
     starts."""
-    groups = {p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()}
+    known = set(groups())
     for arg in args:
         key, sep, value = arg.lstrip("+~").partition("=")
         if sep and not key.partition("@")[0]:
             raise DlpyError(f"override {arg!r} names no key: write key=value")
-        if not sep or key not in groups or any(c in value for c in "()[]{}"):
+        if not sep or key not in known or any(c in value for c in "()[]{}"):
             continue  # not a group choice, or a sweep function Hydra expands itself
         for choice in value.split(","):
             if choice not in presets(key) and choice != "null":

@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from dlpy import CONF_DIR, __version__, presets
+from dlpy import CONF_DIR, __version__, groups, presets
 from dlpy.registry import ALL
 
 Listing = list[tuple[str, list[tuple[str, str]]]]  # (kind, [(name, description), ...])
@@ -27,7 +27,7 @@ def list_command(args: list[str]) -> None:
         for name, description in items:
             print(f"  {name:16s} {description}")
     print("\nconfig presets (dlpy train <group>=<preset>):")
-    for group in sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir()):
+    for group in groups():
         print(f"  {group}:")
         for name in presets(group):
             print(f"    {name:22s} {about(Path(CONF_DIR) / group / f'{name}.yaml')}")
