@@ -30,7 +30,7 @@ benchmark: $(STAMP) data
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,render,sweep,cluster,export]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,render,sweep,cluster,export,track]'
 	touch $@
 
 # Debian/Ubuntu ship Fashion-MNIST as a package; elsewhere torchvision downloads it on first use.
