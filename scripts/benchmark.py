@@ -19,7 +19,12 @@ start-up: process start to dlpy's first training step, `dlpy --help`, `dlpy list
 
     python scripts/benchmark.py [--networks mlp,cnn] [--repeats 3] [--precision bf16]
                                 [--compile] [--channels-last on|off] [--steps-scale 0.5]
-                                [--device cuda] [override ...]
+                                [--device cuda] [--also trainer.compile=true ...]
+                                [override ...]
+
+--also KEY=VALUE (repeatable) adds a variant of (a), dlpy with that override, interleaved with
+the others, and a column of its time per sample against (a)'s: how a default such as
+channels_last or torch.compile is chosen per network (docs/performance.md).
 
 Overrides after the options go to every run, the plain loops included (trainer.threads=1 to
 measure one core, under `taskset -c 0`).
@@ -291,6 +296,9 @@ def main() -> None:
     parser.add_argument("--channels-last", choices=("on", "off"), help="default: the preset's")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="more or fewer steps")
     parser.add_argument("--no-dataloader", action="store_true", help="skip (b)")
+    parser.add_argument(
+        "--also", action="append", default=[], metavar="KEY=VALUE", help="a variant of (a)"
+    )
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)  # a child's, as scaled
     parser.add_argument("--run", choices=("tensors", "dataloader", "dlpy"), help=argparse.SUPPRESS)
     parser.add_argument("extra", nargs="*", help=argparse.SUPPRESS)
@@ -327,17 +335,18 @@ def main() -> None:
     print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
     peak = rates["bfloat16" if args.precision == "bf16" else "float32"]
 
-    ways = ["dlpy", "tensors"] + ([] if args.no_dataloader else ["dataloader"])
+    ways = ["dlpy", *args.also, "tensors"] + ([] if args.no_dataloader else ["dataloader"])
     results = {(name, way): [] for name in names for way in ways}
     startup = {key: [] for key in [*STARTUP, "dlpy train: first step"]}
     for repeat in range(args.repeats):
         for name in names:
             for way in ways:  # a, c, b, then the next network: interleaved
-                result = (
-                    dlpy_run(name, extra)
-                    if way == "dlpy"
-                    else in_process(way, name, extra, args.workers)
-                )
+                if way == "dlpy":
+                    result = dlpy_run(name, extra)
+                elif way in args.also:  # a variant of (a): its override comes last, and wins
+                    result = dlpy_run(name, [*extra, way])
+                else:
+                    result = in_process(way, name, extra, args.workers)
                 results[name, way].append(result)
                 if way == "dlpy":
                     startup["dlpy train: first step"].append(result["time/startup_s"])
@@ -352,8 +361,8 @@ def main() -> None:
         runs = results[name, way]
         return statistics.median(1e6 * r["seconds"] / r["samples"] for r in runs)
 
-    def ratio(name: str, way: str) -> float:  # the median of the paired ratios of one repeat
-        pairs = zip(results[name, "dlpy"], results[name, way], strict=True)
+    def ratio(name: str, way: str, base: str = "dlpy") -> float:  # median of paired ratios
+        pairs = zip(results[name, base], results[name, way], strict=True)
         return statistics.median(
             (a["seconds"] / a["samples"]) / (o["seconds"] / o["samples"]) for a, o in pairs
         )
@@ -374,6 +383,13 @@ def main() -> None:
             f"{a_b:5.2f} {ratio(name, 'tensors'):5.2f} {achieved / 1e9:8.1f} {achieved / peak:7.1%}"
         )
     print("targets: a/c <= 1.03 on every network, a/b <= 0.65 on every convnet")
+    if args.also:
+        print()
+        print("variants of (a): time per sample against (a)'s, below 1 is faster")
+        print(f"{'network':16s} " + " ".join(f"{way:>28s}" for way in args.also))
+        for name in names:
+            cells = " ".join(f"{ratio(name, 'dlpy', way):28.2f}" for way in args.also)
+            print(f"{name:16s} {cells}")
     print()
     torch_s = statistics.median(startup["python -c 'import torch'"])
     for key, times in startup.items():
