@@ -1,0 +1,86 @@
+"""history.csv: every number a run logged, one row per epoch, for curves without TensorBoard.
+
+Keras's `History` (model.fit's return value, which Chollet plots in ch. 4-5) and Lightning's
+CSVLogger keep the same table; `dlpy plot` draws it (dlpy/curves.py).
+"""
+
+import csv
+import io
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dlpy.callbacks.base import Callback
+from dlpy.callbacks.tensorboard import learning_rates
+from dlpy.io import atomic_write
+from dlpy.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from dlpy.trainer import Trainer
+
+FILE = "history.csv"
+# The columns every row begins with; the numbers of the epoch follow in the order first logged.
+FIRST = ["epoch", "step", "time"]
+
+Row = dict[str, Any]
+
+
+def read_history(path: str | Path) -> list[Row]:
+    """The rows of a history.csv as strings ({} cells left out); [] when there is none."""
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        return []
+    return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text))]
+
+
+def write_history(rows: list[Row], path: str | Path) -> None:
+    """Rows as CSV, atomically: the columns are every key of any row, an absent value empty."""
+    columns = list(dict.fromkeys(FIRST + [k for row in rows for k in row]))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(out.getvalue().encode()))
+
+
+@CALLBACKS.register("history")
+class History(Callback):
+    """<run>/history.csv after every epoch: its mean training numbers, evaluation and rates.
+
+    Each row holds `epoch` (epochs done), `step`, `time` (seconds since the run started
+    training, evaluation included, a resumed run counting on), the learning rates, the epoch's
+    means of the training numbers and the validation numbers. The file is rewritten whole and
+    atomically after every epoch, so a killed run keeps each finished epoch's row; a resumed run
+    drops the rows past its checkpoint's epoch and goes on from there.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / FILE
+        self.rows: list[Row] = []
+        self.offset = 0.0  # the seconds of the run before its resume
+        self.started = time.perf_counter()
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self.started = time.perf_counter()
+        # an epoch's row is written before its checkpoint: a kill in between leaves a row that
+        # the resumed run trains again
+        kept = read_history(self.path) if trainer.step else []
+        self.rows = [row for row in kept if int(float(row["epoch"])) <= trainer.epoch]
+
+    def seconds(self) -> float:
+        return self.offset + time.perf_counter() - self.started
+
+    def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+        row = {"epoch": trainer.epoch, "step": trainer.step, "time": round(self.seconds(), 3)}
+        row |= learning_rates(trainer.optimizers)
+        row |= trainer.epoch_means()
+        row |= metrics
+        self.rows.append(row)
+        write_history(self.rows, self.path)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"time": self.seconds()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.offset = state.get("time", 0.0)
