@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
             summary_command(rest)
         elif command == "plot":
-            from dlpy.curves import plot_command  # matplotlib, without torch
+            from dlpy.curves import plot_command  # heavy (matplotlib)
 
             plot_command(rest)
         elif command == "list":

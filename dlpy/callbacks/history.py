@@ -1,47 +1,21 @@
 """history.csv: every number a run logged, one row per epoch, for curves without TensorBoard.
 
 Keras's `History` (model.fit's return value, which Chollet plots in ch. 4-5) and Lightning's
-CSVLogger keep the same table; `dlpy plot` draws it (dlpy/curves.py).
+CSVLogger keep the same table; `dlpy plot` draws it (dlpy/curves.py, which also reads and
+writes the file).
 """
 
-import csv
-import io
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlpy.callbacks.base import Callback
 from dlpy.callbacks.tensorboard import learning_rates
-from dlpy.io import atomic_write
+from dlpy.curves import FILE, Row, read_history, write_history
 from dlpy.registry import CALLBACKS
 
 if TYPE_CHECKING:
     from dlpy.trainer import Trainer
-
-FILE = "history.csv"
-# The columns every row begins with; the numbers of the epoch follow in the order first logged.
-FIRST = ["epoch", "step", "time"]
-
-Row = dict[str, Any]
-
-
-def read_history(path: str | Path) -> list[Row]:
-    """The rows of a history.csv as strings ({} cells left out); [] when there is none."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return []
-    return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text))]
-
-
-def write_history(rows: list[Row], path: str | Path) -> None:
-    """Rows as CSV, atomically: the columns are every key of any row, an absent value empty."""
-    columns = list(dict.fromkeys(FIRST + [k for row in rows for k in row]))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write(path, lambda f: f.write(out.getvalue().encode()))
 
 
 @CALLBACKS.register("history")
