@@ -174,12 +174,13 @@ def job_values(job: Job, keys: list[str]) -> tuple[str, ...]:
     return tuple(job["overrides"].get(k, "") for k in keys)
 
 
-def number(value: float | None) -> str:
+def number(value: float | None, like: float | None = None) -> str:
     """A metric as the tables print it: four decimals, a count (parameters, FLOPs) whole, or
-    nothing."""
+    nothing; `like`: printed as that number would be (a std as its mean)."""
     if value is None:
         return ""
-    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.4f}"
+    large = abs(value if like is None else like) >= 10_000
+    return f"{value:,.0f}" if large else f"{value:.4f}"
 
 
 def cell(value: object) -> str:
@@ -203,9 +204,9 @@ def groups_table(grouped: list[Row], summary: Summary) -> str:
         means = []
         for m in summary.metrics:
             std = row[f"{m} std"]
-            means.append(
-                number(row[f"{m} mean"]) + (f" ± {number(std)}" if std is not None else "")
-            )
+            mean = row[f"{m} mean"]
+            spread = f" ± {number(std, like=mean)}" if std is not None else ""
+            means.append(number(mean) + spread)
         rows.append([row["config"]] + [row[k] for k in summary.group_keys] + [runs] + means)
     return markdown(["config"] + summary.group_keys + ["runs"] + summary.metrics, rows)
 
