@@ -9,11 +9,13 @@ reads no image file; other data sets are built for it (a vocabulary, an environm
 totals in metrics.json (`model/params`, `model/flops_per_sample`, ...).
 """
 
+import copy
 import logging
 import textwrap
 from collections.abc import Sequence
 
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from torch import nn
 from torchinfo import ModelStatistics
@@ -21,6 +23,7 @@ from torchinfo import summary as torchinfo_summary
 
 from dlpy import CONF_DIR
 from dlpy.build import build_data, build_task
+from dlpy.cli import check_group_choices
 from dlpy.data.base import DataSet
 from dlpy.data.env import EnvData
 from dlpy.data.vision import ImageData
@@ -169,8 +172,7 @@ def visualize_layers(task: Task, inputs: tuple[torch.Tensor, ...]) -> list[str] 
     dlpy.visualize.Network finds them (the modules with a 4-D output); it freezes the network it
     is given, so it gets a copy.
     """
-    import copy
-
+    # heavy: dlpy.visualize imports every kind of picture, which only dlpy summary needs here
     from dlpy.visualize.network import IMAGE_TASKS, Network
 
     x = inputs[0]
@@ -226,10 +228,6 @@ def table(stat: ModelStatistics, memory: bool = False) -> str:
 
 def compose_config(overrides: list[str]) -> DictConfig:
     """The config `dlpy train` would run with these overrides, composed without running it."""
-    from hydra import compose, initialize_config_dir
-
-    from dlpy.cli import check_group_choices
-
     check_group_choices(overrides)
     with initialize_config_dir(CONF_DIR, version_base="1.3"):
         return compose("train", overrides)
