@@ -136,8 +136,9 @@ def plot_run(run_dir: Path, metric: str | None) -> list[Path]:
         fig, (ax,) = figure(1)
         for column in columns:
             role = column.partition("/")[0] if column != name else None
-            style = "o" if role == "train" else "-"  # Chollet's "bo" and "b"
-            ax.plot(*values(rows, column), style, color="C0", label=LABELS.get(role) or column)
+            epochs, ys = values(rows, column)
+            style = "o" if role == "train" or len(epochs) == 1 else "-"  # Chollet's "bo" and "b"
+            ax.plot(epochs, ys, style, color="C0", label=LABELS.get(role) or column)
         words = " and ".join(LABELS[c.partition("/")[0]].lower() for c in columns if c != name)
         label_axes(ax, f"{words.capitalize()} {name}" if words else name, name)
         paths.append(save(fig, run_dir / "plots" / f"{file_name(name)}.png"))
@@ -181,7 +182,8 @@ def sweep_figure(configs: list[tuple[str, list[list[Row]]]], name: str, columns:
             if not runs:
                 continue
             epochs, mean, low, high = mean_interval(runs, rng)
-            line = ax.plot(epochs, mean, label=f"{config} ({len(runs)} runs)")[0]
+            label = f"{config} ({len(runs)} runs)"
+            line = ax.plot(epochs, mean, marker="o", markersize=3, label=label)[0]
             ax.fill_between(epochs, low, high, color=line.get_color(), alpha=0.2)
         role = column.partition("/")[0] if column != name else None
         title = f"{LABELS[role]} {name}".strip() + ": mean and 95% CI over seeds"

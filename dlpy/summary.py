@@ -208,7 +208,7 @@ def log_summary(task: Task, inputs: tuple[torch.Tensor, ...]) -> dict[str, float
     """The run log's summary: top-level layers and totals; returns metrics.json's numbers."""
     stats = summarize(task, inputs, depth=1)
     for name, stat in stats.items():
-        log.info("%s of one %s sample:\n%s", name, shape(inputs[0]), table(stat))
+        log.info("%s, one sample of %s:\n%s", name, shape(inputs[0]), table(stat))
     for line in totals(task, stats):
         log.info("%s", line)
     return model_numbers(task, stats)

@@ -56,7 +56,8 @@ def test_the_summary_changes_neither_the_weights_nor_the_random_state(make_cfg):
     before = {k: v.clone() for k, v in task.state_dict().items()}
     rng = torch.get_rng_state()
     summarize(task, example_inputs(cfg))
-    assert task.training and torch.equal(torch.get_rng_state(), rng)
+    assert all(module.training for module in task.modules())  # back in training mode
+    assert torch.equal(torch.get_rng_state(), rng)
     assert all(torch.equal(before[k], v) for k, v in task.state_dict().items())
 
 
