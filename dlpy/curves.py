@@ -124,7 +124,8 @@ def label_axes(ax: "Axes", title: str, metric: str) -> None:
     ax.set_xlabel("Epochs")
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    ax.legend()
+    entries = len(ax.get_legend_handles_labels()[1])
+    ax.legend(fontsize="small", ncols=1 + entries // 12)  # a big sweep's legend in columns
 
 
 def plot_run(run_dir: Path, metric: str | None) -> list[Path]:

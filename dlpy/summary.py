@@ -235,6 +235,8 @@ def compose_config(overrides: list[str]) -> DictConfig:
 
 def summary_command(args: Sequence[str]) -> None:
     """`dlpy summary [overrides] [depth=3]`: the configured model's summary, nothing trained."""
+    if any(arg.startswith("-") for arg in args):
+        raise DlpyError("usage: dlpy summary [overrides as for dlpy train] [depth=3]")
     depth = 3
     overrides = []
     for arg in args:
