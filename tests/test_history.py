@@ -65,6 +65,7 @@ def test_a_resumed_run_drops_the_rows_past_its_checkpoint_and_goes_on(make_cfg, 
 
 
 def test_every_epoch_leaves_the_file_whole_with_the_rows_so_far(tmp_path):
+    (tmp_path / ".history.csv.x1y2.tmp").write_text("epoch,st")  # what a killed write left
     history = History(tmp_path)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     trainer = SimpleNamespace(epoch=0, step=0, optimizers=[optimizer], epoch_means=dict)

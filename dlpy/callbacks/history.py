@@ -37,6 +37,8 @@ class History(Callback):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self.started = time.perf_counter()
+        for stale in self.path.parent.glob(f".{FILE}.*.tmp"):  # a write cut short by a kill
+            stale.unlink()
         # an epoch's row is written before its checkpoint: a kill in between leaves a row that
         # the resumed run trains again
         kept = read_history(self.path) if trainer.step else []
