@@ -45,11 +45,29 @@ commands:
   report <sweep dir>       every job's overrides and final metrics, mean and std over seeds,
                            best first; also saved as report.csv (by configuration) and jobs.csv
                            in the sweep folder
+  summary [overrides]      the configured model, not trained: per-layer output shape, parameters
+                           and MACs (torchinfo), trainable and frozen counts, the layers
+                           dlpy visualize layer= takes; depth=3 levels of layers
+  plot <run|sweep dir> [metric=loss]
+                           learning curves as PNGs in <dir>/plots/: train against validation
+                           (history.csv); a sweep: one curve per configuration, mean and 95%
+                           interval over seeds
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
 
-COMMANDS = ("train", "eval", "sample", "visualize", "predict", "export", "report", "list")
+COMMANDS = (
+    "train",
+    "eval",
+    "sample",
+    "visualize",
+    "predict",
+    "export",
+    "report",
+    "summary",
+    "plot",
+    "list",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
             raise DlpyError(unknown("command", command, COMMANDS))
         if command == "train":
             train_command(rest)
+        elif command == "summary":
+            from dlpy.summary import summary_command  # heavy (torch, torchinfo)
+
+            summary_command(rest)
+        elif command == "plot":
+            from dlpy.curves import plot_command  # heavy (matplotlib)
+
+            plot_command(rest)
         elif command == "list":
             from dlpy import listing  # light: its cache spares torch's import
 

@@ -1,7 +1,8 @@
 """`dlpy report <sweep dir>`: each job's overrides and final numbers, and their spread over seeds.
 
 A job is a folder holding .hydra/overrides.yaml; its numbers come from metrics.json. Jobs are
-grouped by the overrides that vary across the sweep, seed aside, and the groups are ranked by the
+grouped by the overrides that vary across the sweep, seed aside (a group's `config` column names
+them in one short string, as `dlpy plot` labels its curves), and the groups are ranked by the
 monitored metric (trainer.monitor and trainer.mode of the jobs' config), best first. A job whose
 status is not `finished` (failed, diverged, interrupted, or no metrics.json at all: killed or
 still running) is listed with its error line and left out of the means.
@@ -22,7 +23,9 @@ from dlpy.errors import DlpyError
 
 # Final numbers worth comparing, in the order of the columns; the fold<k>/... numbers of
 # K-fold runs are left out.
-SCORES = ("test/", "val/", "eval/")
+SCORES = ("test/", "val/", "eval/", "model/")
+# Of the model's sizes (dlpy/summary.py), the two that set size against accuracy
+SIZES = ("model/params", "model/flops_per_sample")
 
 Job = dict  # folder, overrides, status, error, scores, monitor: as read_job makes it
 Row = dict  # one line of a CSV file: column -> value
@@ -47,7 +50,7 @@ def read_job(folder: Path, sweep_dir: Path) -> Job:
     metrics = read_metrics(folder / "metrics.json")
     config = yaml.safe_load((folder / ".hydra" / "config.yaml").read_text()) or {}
     trainer = config.get("trainer") or {}
-    scores = {k: v for k, v in metrics.items() if k.startswith(SCORES) and is_number(v)}
+    scores = {k: v for k, v in metrics.items() if is_score(k) and is_number(v)}
     return {
         "folder": folder.relative_to(sweep_dir).as_posix() or ".",
         "overrides": overrides,
@@ -64,6 +67,23 @@ def read_metrics(path: Path) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
     except ValueError:
         return {"status": "unreadable", "error": f"{path} is not JSON"}
+
+
+def is_score(key: str) -> bool:
+    """A final number the report compares: an evaluation's, or one of the model's sizes."""
+    return key.startswith(SCORES[:-1]) or key in SIZES
+
+
+def config_name(keys: list[str], values: tuple[str, ...]) -> str:
+    """`model=mlp,lr=0.001`: a configuration, named by its overrides that vary but the seed.
+
+    A key is shortened to its last part where no other key ends the same; "all" names the one
+    configuration of a sweep over seeds alone.
+    """
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    short = [end if last.count(end) == 1 else key for key, end in zip(keys, last, strict=True)]
+    pairs = [f"{k}={v}" for k, v in zip(short, values, strict=True) if v != ""]
+    return ",".join(pairs) or "all"
 
 
 def is_number(value: object) -> bool:
@@ -95,7 +115,7 @@ def summarize(jobs: list[Job]) -> Summary:
     monitor, mode = Counter(job["monitor"] for job in jobs).most_common(1)[0][0]
     groups = {}
     for job in jobs:
-        groups.setdefault(tuple(job["overrides"].get(k, "") for k in group_keys), []).append(job)
+        groups.setdefault(job_values(job, group_keys), []).append(job)
 
     def rank(item):
         values = [
@@ -122,7 +142,8 @@ def grouped_rows(summary: Summary) -> list[Row]:
     rows = []
     for values, members in summary.groups:
         done = [job for job in members if job["status"] == "finished"]
-        row = dict(zip(summary.group_keys, values, strict=False))
+        row = {"config": config_name(summary.group_keys, values)}
+        row |= dict(zip(summary.group_keys, values, strict=False))
         row["runs"] = len(done)
         row["not_finished"] = len(members) - len(done)
         for metric in summary.metrics:
@@ -134,10 +155,11 @@ def grouped_rows(summary: Summary) -> list[Row]:
 
 
 def job_rows(jobs: list[Job], summary: Summary) -> list[Row]:
-    """A row per job: its folder, varying overrides, status, metrics and error."""
+    """A row per job: its folder, configuration, varying overrides, status, metrics and error."""
     return [
         {
             "folder": job["folder"],
+            "config": config_name(summary.group_keys, job_values(job, summary.group_keys)),
             **{k: job["overrides"].get(k, "") for k in summary.keys},
             "status": job["status"],
             **{m: job["scores"].get(m) for m in summary.metrics},
@@ -147,9 +169,18 @@ def job_rows(jobs: list[Job], summary: Summary) -> list[Row]:
     ]
 
 
-def number(value: float | None) -> str:
-    """A metric as the tables print it: four decimals, or nothing."""
-    return "" if value is None else f"{value:.4f}"
+def job_values(job: Job, keys: list[str]) -> tuple[str, ...]:
+    """The job's values of the overrides `keys` ("" where it has none): its group."""
+    return tuple(job["overrides"].get(k, "") for k in keys)
+
+
+def number(value: float | None, like: float | None = None) -> str:
+    """A metric as the tables print it: four decimals, a count (parameters, FLOPs) whole, or
+    nothing; `like`: printed as that number would be (a std as its mean)."""
+    if value is None:
+        return ""
+    large = abs(value if like is None else like) >= 10_000
+    return f"{value:,.0f}" if large else f"{value:.4f}"
 
 
 def cell(value: object) -> str:
@@ -173,9 +204,11 @@ def groups_table(grouped: list[Row], summary: Summary) -> str:
         means = []
         for m in summary.metrics:
             std = row[f"{m} std"]
-            means.append(number(row[f"{m} mean"]) + (f" ± {std:.4f}" if std is not None else ""))
-        rows.append([row[k] for k in summary.group_keys] + [runs] + means)
-    return markdown(summary.group_keys + ["runs"] + summary.metrics, rows)
+            mean = row[f"{m} mean"]
+            spread = f" ± {number(std, like=mean)}" if std is not None else ""
+            means.append(number(mean) + spread)
+        rows.append([row["config"]] + [row[k] for k in summary.group_keys] + [runs] + means)
+    return markdown(["config"] + summary.group_keys + ["runs"] + summary.metrics, rows)
 
 
 def jobs_table(per_job: list[Row], metrics: list[str]) -> str:

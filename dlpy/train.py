@@ -17,9 +17,11 @@ from omegaconf import DictConfig
 from dlpy import STARTED, distributed
 from dlpy.build import build_data, build_task, build_trainer
 from dlpy.checkpointing import seed_everything
+from dlpy.data.base import DataSet
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.precision import native_bf16
+from dlpy.summary import example_inputs, log_summary
 from dlpy.tasks.base import Task
 from dlpy.trainer import Trainer
 
@@ -53,6 +55,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)
     task = build_task(cfg)
+    sizes = model_summary(task, cfg, data) if trainer.is_main else {}
     check_output_folder(run_dir, need=checkpoint_bytes(task))
     try:
         trainer.fit(task, data)
@@ -61,7 +64,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
             stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
         raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
-    metrics |= run_numbers(trainer, start) | task.summary()
+    metrics |= run_numbers(trainer, start) | task.summary() | sizes
     if trainer.is_main:  # data-parallel runs: rank 0 writes
         save_json(metrics, Path(run_dir) / "metrics.json")
     tested = {k: v for k, v in metrics.items() if k.startswith(("test/", "eval/"))}
@@ -81,6 +84,16 @@ def announce(cfg: DictConfig, trainer: Trainer, run_dir: str | Path) -> None:
             "(docs/performance.md)",
             unit,
         )
+
+
+def model_summary(task: Task, cfg: DictConfig, data: DataSet) -> Metrics:
+    """The model's summary in the log (dlpy/summary.py), and its sizes for metrics.json; a model
+    torchinfo cannot follow trains without them."""
+    try:
+        return log_summary(task, example_inputs(cfg, data))
+    except DlpyError as err:
+        log.warning("no model summary: %s", err)
+        return {}
 
 
 def check_seed(seed: object) -> None:
@@ -142,6 +155,7 @@ def cross_validate(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     metrics = {key: sum(run[key] for run in runs) / len(runs) for key in scores}
     for k, run in enumerate(runs):
         metrics |= {f"fold{k}/{key}": run[key] for key in scores if key.startswith("val/")}
+    metrics |= {key: value for key, value in first.items() if key.startswith("model/")}
     metrics["folds"] = len(runs)
     metrics["time/total_s"] = time.perf_counter() - start
     metrics["status"] = "finished"

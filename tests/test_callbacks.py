@@ -14,6 +14,7 @@ from dlpy.callbacks import (
     Callback,
     Checkpoint,
     EarlyStopping,
+    History,
     ImageFiles,
     ProgressBar,
     TensorBoard,
@@ -30,6 +31,7 @@ def test_the_default_group_builds_the_callbacks_of_every_run_with_the_checkpoint
     assert [type(cb) for cb in trainer.callbacks] == [
         ProgressBar,
         TensorBoard,
+        History,
         ImageFiles,
         Checkpoint,
     ]  # early stopping at patience 0 is no callback at all

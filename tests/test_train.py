@@ -8,6 +8,7 @@ import torch
 from conftest import presets
 from omegaconf import OmegaConf
 
+from dlpy.curves import read_history
 from dlpy.io import load_checkpoint
 from dlpy.train import train
 
@@ -42,12 +43,22 @@ def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_p
     for key in (*tested, cfg.trainer.monitor, "time/total_s", "train/samples_per_s"):
         assert math.isfinite(metrics[key]), key
     assert metrics["steps"] == 2 and metrics["status"] == "finished"
+    history = read_history(tmp_path / "history.csv")  # agents and GANs too
+    assert [row["epoch"] for row in history] == ["1"] and history[0]["step"] == "2"
+    assert metrics["model/params"] == _parameters(cfg)  # every network: both of a GAN
+    assert metrics["model/flops_per_sample"] > 0
     if dataset != "cartpole":
         assert list(
             (tmp_path / "images").glob("*_epoch001.png" if dataset != "text" else "*_epoch001.txt")
         )
     after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
     assert any(not torch.equal(before[k], after[f"net.{k}"]) for k in before), "no weight changed"
+
+
+def _parameters(cfg):
+    from dlpy.build import build_task
+
+    return sum(p.numel() for p in build_task(cfg).net.parameters())
 
 
 def _net_weights(cfg):

@@ -8,6 +8,7 @@ Importing this package registers every built-in callback in dlpy.registry.CALLBA
 from dlpy.callbacks.base import Callback, improved
 from dlpy.callbacks.checkpoint import Checkpoint
 from dlpy.callbacks.early_stopping import EarlyStopping
+from dlpy.callbacks.history import History
 from dlpy.callbacks.images import ImageFiles
 from dlpy.callbacks.progress import ProgressBar
 from dlpy.callbacks.tensorboard import TensorBoard
@@ -16,6 +17,7 @@ __all__ = [
     "Callback",
     "Checkpoint",
     "EarlyStopping",
+    "History",
     "ImageFiles",
     "ProgressBar",
     "TensorBoard",
