@@ -19,9 +19,11 @@ from dlpy import catalog  # noqa: F401  (importing it registers every built-in b
 from dlpy.callbacks import Callback, Checkpoint
 from dlpy.data.base import DataSet
 from dlpy.errors import DlpyError, check_number, first_line
+from dlpy.hparams import run_hparams
 from dlpy.registry import (
     CALLBACKS,
     DATASETS,
+    LOGGERS,
     MODELS,
     OPTIMIZERS,
     SCHEDULERS,
@@ -115,26 +117,36 @@ def trial(build: Callable[[], Any], key: str, name: str, kwargs: dict[str, Any])
 
 
 def build_trainer(cfg: DictConfig, run_dir: str | Path) -> Trainer:
-    """The trainer of cfg.trainer, with the callbacks of cfg.callbacks."""
+    """The trainer of cfg.trainer, with the callbacks of cfg.callbacks and the trackers of
+    cfg.logger."""
     opts = OmegaConf.to_container(cfg.trainer, resolve=True)
     config = resolved(cfg)
-    cbs = build_callbacks(config.get("callbacks"), run_dir, hparams=flatten(config))
+    hparams = run_hparams(config)
+    cbs = build_callbacks(config.get("callbacks"), run_dir, hparams)
+    cbs += build_callbacks(config.get("logger"), run_dir, hparams, group="logger")
+    cbs.sort(key=lambda callback: isinstance(callback, Checkpoint))  # it saves the others' state
     check_kwargs(Trainer, opts, "trainer", key="trainer")
     return Trainer(**opts, scheduler=scheduler_factory(cfg), callbacks=cbs, config=config)
 
 
 def build_callbacks(
-    entries: dict[str, Any] | None, run_dir: str | Path, hparams: dict[str, Any]
+    entries: dict[str, Any] | None,
+    run_dir: str | Path,
+    hparams: dict[str, Any],
+    group: str = "callbacks",
 ) -> list[Callback]:
-    """The callbacks of the config's `callbacks` group (resolved), built through CALLBACKS.
+    """The callbacks of the config's `callbacks` group (resolved), built through CALLBACKS, or
+    the trackers of its `logger` group, through LOGGERS.
 
-    A builder that takes `run_dir` (a str) or `hparams` (the flat config) gets them from dlpy, not
-    from the config. Checkpoint runs last wherever its entry stands: it saves the others' state.
+    A builder that takes `run_dir` (a str) or `hparams` (dlpy.hparams: what the run is compared
+    by) gets them from dlpy, not from the config. Checkpoint runs last wherever its entry stands:
+    it saves the others' state.
     """
+    registry = LOGGERS if group == "logger" else CALLBACKS
     given = {"run_dir": str(run_dir), "hparams": hparams}
     built = []
     for entry, value in (entries or {}).items():
-        key = f"callbacks.{entry}"
+        key = f"{group}.{entry}"
         if value is None:
             continue  # `callbacks.<entry>: null` turns one off where `~` cannot: in a preset
         if not isinstance(value, dict):
@@ -145,22 +157,10 @@ def build_callbacks(
         name = kwargs.pop("name")
         if clash := sorted(given.keys() & kwargs.keys()):
             raise DlpyError(f"{key}.{clash[0]} is dlpy's to give (the run), not the config's")
-        takes = inspect.signature(CALLBACKS.get(name, key)).parameters
-        callback = CALLBACKS.build(
+        takes = inspect.signature(registry.get(name, key)).parameters
+        callback = registry.build(
             name, key=key, **kwargs, **{k: v for k, v in given.items() if k in takes}
         )
         if callback is not None:  # None: off with these options (early stopping at patience 0)
             built.append(callback)
     return sorted(built, key=lambda callback: isinstance(callback, Checkpoint))
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": 1}} -> {"a.b": 1}; lists become strings (TensorBoard hparams take scalars)."""
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            scalar = isinstance(value, (int, float, str, bool))
-            flat[f"{prefix}{key}"] = value if scalar else str(value)
-    return flat

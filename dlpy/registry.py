@@ -168,4 +168,5 @@ TASKS = Registry("task")
 OPTIMIZERS = Registry("optimizer")
 SCHEDULERS = Registry("scheduler")
 CALLBACKS = Registry("callback")
-ALL = (DATASETS, MODELS, TASKS, OPTIMIZERS, SCHEDULERS, CALLBACKS)
+LOGGERS = Registry("logger")  # callbacks too; the `logger` config group chooses among them
+ALL = (DATASETS, MODELS, TASKS, OPTIMIZERS, SCHEDULERS, CALLBACKS, LOGGERS)

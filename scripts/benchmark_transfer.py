@@ -27,7 +27,7 @@ TARGET = ["dataset.classes=[5,6,7,8,9]", "dataset.num_classes=5", "dataset.val_s
 COMMON = [
     "~callbacks.progress_bar",
     "~callbacks.image_files",
-    "~callbacks.tensorboard",
+    "~logger",
     "dataset=fashion_mnist",
 ]
 

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from conftest import FAST
 
-from dlpy.build import build_callbacks, build_trainer, flatten
+from dlpy.build import build_callbacks, build_trainer
 from dlpy.callbacks import (
     Callback,
     Checkpoint,
@@ -24,20 +24,20 @@ from dlpy.registry import CALLBACKS
 from dlpy.train import train
 
 
-def test_the_default_group_builds_the_callbacks_of_every_run_with_the_checkpoint_last(
+def test_the_default_groups_build_the_callbacks_of_every_run_with_the_checkpoint_last(
     make_cfg, tmp_path
 ):
     trainer = build_trainer(make_cfg(fast=False), tmp_path)
     assert [type(cb) for cb in trainer.callbacks] == [
         ProgressBar,
-        TensorBoard,
         History,
         ImageFiles,
+        TensorBoard,  # the logger group's
         Checkpoint,
     ]  # early stopping at patience 0 is no callback at all
-    tensorboard = trainer.callbacks[1]
+    tensorboard = trainer.callbacks[3]
     assert tensorboard.run_dir == str(tmp_path)
-    assert tensorboard.hparams == flatten(trainer.checkpointer.config)
+    assert tensorboard.hparams["model"] == "cnn" and tensorboard.hparams["seed"] == 0
     stopping = make_cfg("callbacks.early_stopping.patience=2", fast=False)
     assert [type(cb) for cb in build_trainer(stopping, tmp_path).callbacks][-2:] == [
         EarlyStopping,
@@ -48,7 +48,7 @@ def test_the_default_group_builds_the_callbacks_of_every_run_with_the_checkpoint
 def test_the_checkpoint_runs_last_wherever_its_entry_stands_and_a_null_entry_is_off(tmp_path):
     entries = {
         "checkpoint": {"name": "checkpoint"},
-        "tensorboard": None,  # what a preset writes, where it cannot delete the key
+        "progress_bar": None,  # what a preset writes, where it cannot delete the key
         "image_files": {"name": "image_files"},
     }
     assert [type(cb) for cb in build_callbacks(entries, tmp_path, {})] == [ImageFiles, Checkpoint]
@@ -56,9 +56,7 @@ def test_the_checkpoint_runs_last_wherever_its_entry_stands_and_a_null_entry_is_
 
 def test_a_run_without_tensorboard_writes_no_events_and_finishes(run_cli, tmp_path):
     run = tmp_path / "run"
-    status, _, err = run_cli(
-        "train", *FAST, "model=mlp", "~callbacks.tensorboard", f"hydra.run.dir={run}"
-    )
+    status, _, err = run_cli("train", *FAST, "model=mlp", "~logger", f"hydra.run.dir={run}")
     assert status == 0, err
     assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
     assert (run / "checkpoints" / "best.pt").is_file()
@@ -171,8 +169,11 @@ BAD = [  # (override, the start of the one error line after `dlpy: error: `)
     ("callbacks.early_stopping.patience=abc", "callbacks.early_stopping.patience must be a num"),
     ("callbacks.early_stopping.patience=true", "callbacks.early_stopping.patience must be a num"),
     ("+callbacks.early_stopping.bogus=1", "callbacks.early_stopping (callback 'early_stopping')"),
-    ("callbacks.tensorboard=5", "callbacks.tensorboard must be a mapping"),
-    ("callbacks.tensorboard.name=nosuch", "callbacks.tensorboard.name: Unknown callback"),
+    ("callbacks.image_files=5", "callbacks.image_files must be a mapping"),
+    ("callbacks.image_files.name=nosuch", "callbacks.image_files.name: Unknown callback"),
+    ("logger.tensorboard=5", "logger.tensorboard must be a mapping"),
+    ("logger.tensorboard.name=nosuch", "logger.tensorboard.name: Unknown logger"),
+    ("+logger.tensorboard.run_dir=x", "logger.tensorboard.run_dir is dlpy's to give"),
     ("+callbacks.mine={every:1}", "callbacks.mine.name is missing"),
     ("+callbacks.checkpoint.run_dir=x", "callbacks.checkpoint.run_dir is dlpy's to give"),
     ("+callbacks.progress_bar.refresh_every=0", "callbacks.progress_bar (callback 'progress_bar')"),

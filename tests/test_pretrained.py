@@ -26,7 +26,7 @@ from dlpy.train import train
 FAST_ARCHS = ["resnet18", "mobilenet_v3_small", "efficientnet_b0"]
 SLOW_ARCHS = ["resnet50", "vgg16", "convnext_tiny"]  # 100-530 MB of weights to write and load
 SMALL = ["model=pretrained", "model.size=32"]  # 32x32 inputs: a CPU step in a fraction of a second
-QUIET = ["~callbacks.image_files", "~callbacks.tensorboard"]
+QUIET = ["~callbacks.image_files", "~logger"]
 
 
 def weights_file(arch):

@@ -135,8 +135,13 @@ def test_a_ppo_update_takes_a_step_per_minibatch_of_every_epoch():
     options = {"value_coef": 0.5, "entropy_coef": 0.01, "normalize": True}
     logs = ppo_update(net, step, rollout, epochs=3, minibatches=4, clip=0.2, **options)
     assert len(losses) == 3 * 4 and all(loss.ndim == 0 for loss in losses)
-    assert set(logs) == {"loss/policy", "loss/value", "policy/entropy", "policy/clip_frac"}
-    assert 0 < logs["policy/clip_frac"] <= 1  # so large a rate pushes some ratios past the clip
+    assert set(logs) == {
+        "train/policy_loss",
+        "train/value_loss",
+        "train/entropy",
+        "train/clip_frac",
+    }
+    assert 0 < logs["train/clip_frac"] <= 1  # so large a rate pushes some ratios past the clip
     assert not torch.allclose(torch.log_softmax(net(obs), -1), before)
 
 

@@ -46,7 +46,7 @@ class NaNAt(Classification):
 
 
 def started(make_cfg, tmp_path, *overrides):
-    cfg = make_cfg("model=mlp", "scheduler=none", "~callbacks.tensorboard", *overrides)
+    cfg = make_cfg("model=mlp", "scheduler=none", "~logger", *overrides)
     trainer = build_trainer(cfg, tmp_path)
     data = build_data(cfg)
     data.seed(cfg.seed)

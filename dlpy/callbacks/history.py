@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dlpy.callbacks.base import Callback
-from dlpy.callbacks.tensorboard import learning_rates
+from dlpy.callbacks.loggers import learning_rates
 from dlpy.curves import FILE, Row, read_history, write_history
 from dlpy.registry import CALLBACKS
 
@@ -49,7 +49,7 @@ class History(Callback):
 
     def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
         row = {"epoch": trainer.epoch, "step": trainer.step, "time": round(self.seconds(), 3)}
-        row |= learning_rates(trainer.optimizers)
+        row |= learning_rates(trainer)
         row |= trainer.epoch_means()
         row |= metrics
         self.rows.append(row)

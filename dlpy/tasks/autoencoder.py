@@ -51,6 +51,8 @@ def first_images(data: ImageData, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 class Reconstruction(Task):
     """Shared by both tasks: one optimizer over the network, sums of per-image terms to evaluate."""
 
+    headline_metrics = ("test/recon",)
+
     def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss terms of each image of a batch: {"recon": (n,) tensor, ...}."""
         raise NotImplementedError(f"{type(self).__name__} must define terms")
@@ -98,7 +100,7 @@ class Autoencoder(Reconstruction):
     def training_step(self, batch: Batch, step: int) -> Logs:
         loss = self.terms(*batch)["recon"].mean()
         self.trainer.backward(loss, self.optimizer)
-        return {"loss/recon": loss.detach()}
+        return {"train/recon": loss.detach()}
 
     def examples(self, data: ImageData, n: int = 16) -> Logs:
         """Rows of inputs (noisy ones when denoising) above their reconstructions."""
@@ -128,6 +130,8 @@ class VAE(Reconstruction):
     """Negative ELBO: Bernoulli reconstruction (BCE summed over pixels) + beta * KL to the
     N(0, I) prior (Kingma and Welling 2014; beta-VAE: Higgins et al. 2017)."""
 
+    headline_metrics = ("test/neg_elbo",)
+
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, beta: float = 1.0) -> None:
         super().__init__(optimizer)
         self.net = net
@@ -143,8 +147,8 @@ class VAE(Reconstruction):
         terms = {key: value.mean() for key, value in self.terms(*batch).items()}
         self.trainer.backward(terms["recon"] + self.beta * terms["kl"], self.optimizer)
         return {
-            "loss/recon": terms["recon"].detach(),
-            "loss/kl": terms["kl"].detach(),
+            "train/recon": terms["recon"].detach(),
+            "train/kl": terms["kl"].detach(),
             "train/neg_elbo": terms["neg_elbo"].detach(),
         }
 

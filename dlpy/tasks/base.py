@@ -33,6 +33,11 @@ class Task(nn.Module):
     """
 
     net: nn.Module  # the task's network: a subclass sets it in __init__
+    # The names of configure_optimizers' optimizers, in its order, for their rates (lr/<name>);
+    # none: each is named after its class (lr/adam).
+    optimizer_names: tuple[str, ...] = ()
+    # The final numbers that compare this family's runs (TensorBoard's HPARAMS columns).
+    headline_metrics: tuple[str, ...] = ("test/loss",)
 
     def __init__(self, optimizer: OptimizerFactory) -> None:
         super().__init__()

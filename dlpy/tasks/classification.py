@@ -14,6 +14,8 @@ from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, with_l
 class Classification(Task):
     """Cross-entropy on class logits; reports loss and accuracy."""
 
+    headline_metrics = ("test/acc", "test/loss")
+
     def __init__(
         self,
         net: nn.Module,

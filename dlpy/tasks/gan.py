@@ -25,6 +25,9 @@ from dlpy.tasks.base import Logs, OptimizerFactory, Task
 class GAN(Task):
     """DCGAN: the discriminator tells real from generated (BCE); the generator learns to fool it."""
 
+    optimizer_names = ("discriminator", "generator")  # configure_optimizers' order
+    headline_metrics = ("test/fid",)
+
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1) -> None:
         super().__init__(optimizer)
         self.net = net
@@ -51,9 +54,9 @@ class GAN(Task):
         fake_loss = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         loss = real_loss + fake_loss
         return loss, {
-            "loss/d": loss,
-            "d/real": torch.sigmoid(d_real).mean(),
-            "d/fake": torch.sigmoid(d_fake).mean(),
+            "train/loss_d": loss,
+            "train/d_real": torch.sigmoid(d_real).mean(),
+            "train/d_fake": torch.sigmoid(d_fake).mean(),
         }
 
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -72,7 +75,7 @@ class GAN(Task):
             self._loss_g = self.generator_loss(fake)
             self.trainer.backward(self._loss_g, self.opt_g)
         return {key: value.detach() for key, value in logs.items()} | {
-            "loss/g": self._loss_g.detach()
+            "train/loss_g": self._loss_g.detach()
         }
 
     def generate(self, n: int, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -132,9 +135,9 @@ class WGANGP(GAN):
         gp = gradient_penalty(self.net.discriminator, real, fake)
         # the critic maximises the Wasserstein estimate: minimise its negative plus the penalty
         return -wasserstein + self.gp_weight * gp, {
-            "wasserstein": wasserstein,
-            "loss/gp": gp,
-            "loss/d": -wasserstein + self.gp_weight * gp,
+            "train/wasserstein": wasserstein,
+            "train/gp": gp,
+            "train/loss_d": -wasserstein + self.gp_weight * gp,
         }
 
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:

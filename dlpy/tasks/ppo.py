@@ -52,7 +52,9 @@ def ppo_update(
     obs, actions, advantages, returns = rollout
     with torch.no_grad():
         old_log_probs, _ = policy_terms(net(obs), actions)
-    sums = dict.fromkeys(("loss/policy", "loss/value", "policy/entropy", "policy/clip_frac"), 0.0)
+    sums = dict.fromkeys(
+        ("train/policy_loss", "train/value_loss", "train/entropy", "train/clip_frac"), 0.0
+    )
     steps = 0
     for _ in range(epochs):
         for idx in torch.randperm(len(obs)).chunk(minibatches):

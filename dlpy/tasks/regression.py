@@ -13,6 +13,8 @@ class Regression(Task):
     """Mean squared error on one number per sample; reports MSE and MAE (and a naive forecast's
     MAE where the data gives one: Chollet 6.3's common-sense baseline)."""
 
+    headline_metrics = ("test/mae",)
+
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, l1: float = 0.0) -> None:
         super().__init__(optimizer)
         self.net = net

@@ -37,6 +37,8 @@ class Reinforce(Task):
     """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, A2C,
     or PPO; with an entropy bonus."""
 
+    headline_metrics = ("eval/return_mean",)
+
     def __init__(
         self,
         net: nn.Module,
@@ -215,12 +217,12 @@ class Reinforce(Task):
         # (Williams 1992)
         policy_loss = -(log_probs * advantages).mean()
         loss = policy_loss - self.entropy_coef * entropy
-        logs = {"loss/policy": policy_loss.detach(), "policy/entropy": entropy.detach()}
+        logs = {"train/policy_loss": policy_loss.detach(), "train/entropy": entropy.detach()}
         if values is not None:
             # (2) critic: regress the state values on the (bootstrapped) returns
             value_loss = F.mse_loss(values, returns)
             loss = loss + self.value_coef * value_loss
-            logs["loss/value"] = value_loss.detach()
+            logs["train/value_loss"] = value_loss.detach()
         self.trainer.backward(loss, self.optimizer)
         return logs | self.progress()
 
