@@ -198,6 +198,8 @@ def check_group_choices(args: list[str]) -> None:
         key, sep, value = arg.lstrip("+~").partition("=")
         if sep and not key.partition("@")[0]:
             raise DlpyError(f"override {arg!r} names no key: write key=value")
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]  # several presets at once: logger=[tensorboard,mlflow]
         if not sep or key not in known or any(c in value for c in "()[]{}"):
             continue  # not a group choice, or a sweep function Hydra expands itself
         for choice in value.split(","):

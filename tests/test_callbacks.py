@@ -39,8 +39,9 @@ def test_the_default_groups_build_the_callbacks_of_every_run_with_the_checkpoint
     assert tensorboard.run_dir == str(tmp_path)
     assert tensorboard.hparams["model"] == "cnn" and tensorboard.hparams["seed"] == 0
     stopping = make_cfg("callbacks.early_stopping.patience=2", fast=False)
-    assert [type(cb) for cb in build_trainer(stopping, tmp_path).callbacks][-2:] == [
+    assert [type(cb) for cb in build_trainer(stopping, tmp_path).callbacks][-3:] == [
         EarlyStopping,
+        TensorBoard,
         Checkpoint,
     ]
 

@@ -126,7 +126,7 @@ def test_multirun_leaves_one_folder_per_job_with_hparams(tmp_path, data_dir):
     for job, model in zip(jobs, ("cnn", "mlp"), strict=False):
         assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
         assert f"name: {model}" in (job / ".hydra" / "config.yaml").read_text()
-        events = b"".join(p.read_bytes() for p in job.glob("events.out.tfevents.*"))
+        events = b"".join(p.read_bytes() for p in job.glob("hparams/events.out.tfevents.*"))
         assert b"_hparams_/session_start_info" in events  # what TensorBoard's HPARAMS tab reads
 
 

@@ -164,7 +164,7 @@ def test_every_train_command_names_existing_groups_and_presets(args):
     for override in overrides_of(args):
         key, sep, value = override.lstrip("+~").partition("=")
         if sep and key in groups:
-            for choice in value.split(","):
+            for choice in value.strip("[]").split(","):  # logger=[tensorboard,mlflow] too
                 assert (CONF / key / f"{choice}.yaml").is_file(), f"no conf/{key}/{choice}.yaml"
         elif sep:
             top = key.split(".")[0]
