@@ -71,7 +71,8 @@ class TensorBoard(Logger):
         self.writer.flush()
 
     def on_fit_end(self, trainer: "Trainer") -> None:
-        self.writer.flush()  # a run that stopped early keeps its curves up to the last step
+        if self.writer is not None:  # a run that stopped early keeps its curves up to its step
+            self.writer.flush()
 
     def on_test_end(self, trainer: "Trainer", metrics: Scalars) -> None:
         # The final val/ numbers (the best checkpoint's) stay out of the curves, where they would
