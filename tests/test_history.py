@@ -37,7 +37,7 @@ def test_a_run_writes_a_row_per_epoch_of_every_logged_number(make_cfg, tmp_path)
         "epoch",
         "step",
         "time",
-        "lr",
+        "lr/adam",
         "train/loss",
         "train/acc",
         "val/loss",
@@ -68,7 +68,8 @@ def test_every_epoch_leaves_the_file_whole_with_the_rows_so_far(tmp_path):
     (tmp_path / ".history.csv.x1y2.tmp").write_text("epoch,st")  # what a killed write left
     history = History(tmp_path)
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    trainer = SimpleNamespace(epoch=0, step=0, optimizers=[optimizer], epoch_means=dict)
+    task = SimpleNamespace(optimizer_names=())
+    trainer = SimpleNamespace(epoch=0, step=0, optimizers=[optimizer], task=task, epoch_means=dict)
     history.on_fit_start(trainer)
     for epoch in (1, 2):
         trainer.epoch = epoch
@@ -108,14 +109,14 @@ def test_the_interval_holds_the_mean_of_the_seeds_and_narrows_with_agreement():
 def test_plot_of_a_run_draws_training_against_validation(make_cfg, tmp_path, run_cli):
     train(make_cfg("model=mlp", "trainer.max_epochs=2"), tmp_path)
     paths = plot_run(tmp_path, None)
-    assert sorted(p.name for p in paths) == ["acc.png", "loss.png", "lr.png"]
+    assert sorted(p.name for p in paths) == ["acc.png", "loss.png", "lr_adam.png"]
     with Image.open(tmp_path / "plots" / "loss.png") as image:
         assert image.format == "PNG" and image.size == (640, 480)
     status, out, err = run_cli("plot", str(tmp_path), "metric=val/acc")
     assert status == 0 and out.strip() == str(tmp_path / "plots" / "val_acc.png")
     status, _, err = run_cli("plot", str(tmp_path), "metric=accuracy")
     assert status == 2 and err.count("\n") == 1
-    assert "metric=accuracy" in err and "known metrics: acc, loss, lr" in err
+    assert "metric=accuracy" in err and "known metrics: acc, loss, lr/adam" in err
 
 
 def fake_job(folder, overrides, accs):
