@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from dlpy.accumulate import WHOLE, Window
 from dlpy.data.base import Batch
 from dlpy.errors import Diverged, DlpyError
 
@@ -151,10 +152,18 @@ class Precision:
         optimizer: Optimizer,
         scheduler: LRScheduler | None,
         agree: Callable[[bool], bool] | None = None,
+        window: Window = WHOLE,
+        earlier: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Back-propagate `loss` (scaled), clip, step the optimizer, then its schedule. Returns
         whether the loss was NaN or infinite, a 0-d bool tensor on the device: that step left
         the weights alone (under DDP, `agree` makes every process skip when one does).
+
+        With trainer.accumulate, `window` says where this micro-batch stands in its optimizer
+        step (dlpy/accumulate.py): the gradients are cleared before its first micro-batch, the
+        loss is scaled by 1 / the window's size, and the optimizer steps after the last. The
+        flag then carries the `earlier` micro-batches' flags: one non-finite micro-batch skips the
+        whole step.
 
         No step waits for the device where the optimizer can skip a step itself: the fused
         kernels of Adam, AdamW and SGD (fused=True, dlpy's default) take GradScaler's
@@ -166,18 +175,20 @@ class Precision:
         parameters, and those gradients must not leak into the discriminator's next step. A
         skipped step still advances the schedule, which follows the trainer's step count.
         """
-        optimizer.zero_grad(set_to_none=True)
+        if window.first:
+            optimizer.zero_grad(set_to_none=True)
         finite = torch.isfinite(loss.detach())
         bad = (finite.all() if finite.ndim else finite).logical_not_()  # a 0-d loss needs no all()
+        if earlier is not None:
+            bad = bad.logical_or_(earlier)
         on_device = agree is None and fused(optimizer)
         if not on_device and (agree(bool(bad)) if agree else bool(bad)):  # the one sync
-            advance(scheduler)
+            if window.last:
+                advance(scheduler)
             return bad.new_ones(())
-        if self.dtype is None:
-            loss.backward()
-        else:  # the backward pass outside autocast, as torch.amp's recipe runs it
-            with torch.autocast(self.device.type, enabled=False):
-                self.scaler.scale(loss).backward()
+        self.backward(window.scale(loss))
+        if not window.last:
+            return bad
         if self.grad_clip:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -193,6 +204,13 @@ class Precision:
             optimizer.step()
         advance(scheduler)
         return bad
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.dtype is None:
+            loss.backward()
+        else:  # the backward pass outside autocast, as torch.amp's recipe runs it
+            with torch.autocast(self.device.type, enabled=False):
+                self.scaler.scale(loss).backward()
 
     def state_dict(self) -> dict[str, Any]:
         """The loss scale and its growth tracker: a resumed fp16 run goes on with the same."""

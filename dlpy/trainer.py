@@ -2,12 +2,14 @@
 
 The inner step belongs to the task (dlpy/tasks), which calls back into `Trainer.backward`. Beside
 the loop, one concern per module: precision.py (device, autocast, loss scaling, the optimizer
-step), checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGTERM).
+step), accumulate.py (several batches per optimizer step), ema.py (the weights' moving average),
+checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGTERM).
 """
 
 import logging
 import time
 from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -16,10 +18,12 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from dlpy import accumulate as acc
 from dlpy import distributed, optim
 from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
+from dlpy.ema import EMA
 from dlpy.precision import (
     Precision,
     resolve_device,
@@ -48,6 +52,9 @@ class Trainer:
         monitor: str = "val/acc",
         mode: str = "max",
         log_every_n_steps: int = 50,
+        val_every_n_epochs: int = 1,
+        accumulate: int = 1,
+        ema: float = 0.0,
         limit_train_batches: float = 0,
         limit_eval_batches: float = 0,
         deterministic: bool = False,
@@ -74,6 +81,9 @@ class Trainer:
         self.monitor = monitor
         self.mode = mode
         self.log_every_n_steps = max(1, log_every_n_steps)
+        self.val_every_n_epochs = val_every_n_epochs
+        self.accumulate = accumulate  # batches per optimizer step (dlpy/accumulate.py)
+        self.ema_decay = ema  # > 0: evaluate a moving average of the weights (dlpy/ema.py)
         self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
         self.compile = compile
@@ -91,12 +101,19 @@ class Trainer:
         self.precision.place(task)
         if self.ddp:
             self.ddp.shard(data)
-        self.steps_per_epoch = min(data.steps_per_epoch(), self.limit_train_batches or float("inf"))
+        limit = self.limit_train_batches or float("inf")
+        self.batches_per_epoch = min(
+            data.steps_per_epoch(), limit
+        )  # micro-batches, when accumulating
+        self.steps_per_epoch = -(-self.batches_per_epoch // self.accumulate)  # optimizer steps
         self.optimizers = []  # the task's, and one schedule each (None where none is configured)
         self.schedulers = []
         self.epoch = 0
         self.step = 0
         self.batch = 0  # batches done in the current epoch: a checkpoint may stop inside one
+        self.window = acc.WHOLE  # the batch's place in its optimizer step (trainer.accumulate)
+        self.validated = False  # whether this epoch ended with a validation (val_every_n_epochs)
+        self.ema = None
         self.epoch_sums = {}  # the epoch's logged numbers, summed on the device
         self.epoch_batches = 0
         self.nan_skipped = 0
@@ -113,6 +130,13 @@ class Trainer:
         """Train until max_epochs or max_steps, an early stop, a NaN loss or a signal."""
         self.setup(task, data)
         self.optimizers = task.configure_optimizers()
+        acc.check_task(self.accumulate, len(self.optimizers), bool(self.ddp), type(task).__name__)
+        if self.ema_decay:
+            self.ema = EMA(task.net, self.ema_decay)
+            log.info(
+                "trainer.ema=%g: val, test and the examples use the weights' moving average",
+                self.ema_decay,
+            )
         steps = optim.total_steps(self.max_epochs, self.max_steps, self.steps_per_epoch)
         plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
         self.schedulers = [plan(optimizer) for optimizer in self.optimizers]
@@ -129,7 +153,9 @@ class Trainer:
             with handling(self.stop_request):  # SIGINT and SIGTERM wait for the end of the step
                 while not self.finished():
                     self.run_epoch()
-                    metrics = self.evaluate("val")
+                    # every val_every_n_epochs epochs, and always after the last
+                    self.validated = self.epoch % self.val_every_n_epochs == 0 or self.finished()
+                    metrics = self.evaluate("val") if self.validated else {}
                     optim.step_plateaus(self.schedulers, metrics.get(self.monitor))
                     self.checkpointer.gather_own_states()
                     self._call("on_epoch_end", metrics)
@@ -151,14 +177,14 @@ class Trainer:
         self._call("on_epoch_start")
         tick = time.perf_counter()
         batches = self.checkpointer.skip_done(self.task.batches(self.data), self.batch)
-        for batch in islice(batches, int(self.steps_per_epoch) - self.batch):
+        batches = islice(batches, int(self.batches_per_epoch) - self.batch)
+        for window in acc.windows(batches, self.accumulate):
             self.first_step_at = self.first_step_at or time.time()
-            batch = self.precision.move(batch)
-            self.flags = []
-            logs = self.training_step(batch)
+            logs, samples = self.train_window(window)
+            if self.ema:
+                self.ema.update()
             self.step += 1
-            self.batch += 1
-            samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every slice
+            self.batch += len(window)
             self.train_samples += samples
             self.unsettled.append((self.epoch, self.step, logs, self.flags))
             if self.step % self.log_every_n_steps == 0:
@@ -213,6 +239,25 @@ class Trainer:
         skipped = (step, losses, self.nan_skipped)
         log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", *skipped)
 
+    def train_window(self, window: list[Batch]) -> tuple[dict[str, Any], int]:
+        """One optimizer step over the window's batches (one, without trainer.accumulate): the
+        mean of their logged numbers, and the samples they held (DDP: every process's)."""
+        self.flags = []
+        logs = []
+        samples = 0
+        sizes = [len(batch[0]) for batch in window]
+        for index, batch in enumerate(window):
+            self.window = acc.Window(index, len(window), sizes[index] / sum(sizes))
+            backwards = len(self.flags)
+            batch = self.precision.move(batch)
+            logs.append(self.training_step(batch))
+            acc.one_backward_only(
+                self.accumulate, len(self.flags) - backwards, type(self.task).__name__
+            )
+            samples += len(batch[0]) * (self.ddp.world if self.ddp else 1)
+        self.window = acc.WHOLE
+        return acc.mean_logs(logs), samples
+
     def training_step(self, batch: Batch) -> dict[str, Any]:
         """The task's step; under DDP through the wrapper, which back-propagates after it."""
         if self.ddp:
@@ -231,7 +276,9 @@ class Trainer:
         none (one that went on would wait for the others' gradients forever)."""
         index = self.optimizers.index(optimizer)
         agree = self.ddp and partial(self.ddp.agree_to_skip, signum=self.stop_request.signum)
-        bad = self.precision.step(loss, optimizer, self.schedulers[index], agree)
+        window = self.window
+        earlier = None if window.first else self.flags[-1][1]  # a bad micro-batch spoils the step
+        bad = self.precision.step(loss, optimizer, self.schedulers[index], agree, window, earlier)
         self.flags.append((index, bad))
 
     def epoch_means(self) -> dict[str, float]:
@@ -248,7 +295,7 @@ class Trainer:
             batches = islice(batches, self.limit_eval_batches)
         seen = []  # the samples of each batch evaluated here: its weight in the mean over processes
         batches = (seen.append(len(batch[0])) or batch for batch in batches)
-        with self.precision.evaluating(self.task):
+        with self.averaged(), self.precision.evaluating(self.task):
             metrics = self.task.evaluate(batches, split)
         return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
@@ -262,9 +309,13 @@ class Trainer:
     def examples(self) -> dict[str, torch.Tensor]:
         """The task's example images at this step, computed once however many callbacks ask."""
         if self.examples_cache is None or self.examples_cache[0] != self.step:
-            with self.precision.evaluating(self.task):
+            with self.averaged(), self.precision.evaluating(self.task):
                 self.examples_cache = (self.step, self.task.examples(self.data))
         return self.examples_cache[1]
+
+    def averaged(self) -> AbstractContextManager:
+        """Evaluation's weights: the moving average with trainer.ema, else the trained ones."""
+        return self.ema.applied(self.task) if self.ema else nullcontext()
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
