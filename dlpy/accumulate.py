@@ -79,11 +79,11 @@ def check_task(accumulate: int, optimizers: int, ddp: bool, task: str) -> None:
         )
 
 
-def one_backward_only(accumulate: int, backwards: int, task: str) -> None:
-    """A task that steps its optimizer several times in one batch (PPO's epochs of minibatches)
-    cannot make one step out of several batches."""
-    if accumulate > 1 and backwards > 1:
+def one_backward_each(window: Window, backwards: int, task: str) -> None:
+    """Before a backward pass, given those of the window so far: a task that steps its optimizer
+    several times in one batch (PPO's epochs of minibatches) cannot make one step of several."""
+    if window.size > 1 and backwards > window.index:
         raise DlpyError(
-            f"trainer.accumulate={accumulate}: {task} takes several optimizer steps per batch "
+            f"trainer.accumulate={window.size}: {task} takes several optimizer steps per batch "
             "(PPO's minibatch epochs, say); accumulate trains tasks with one step per batch"
         )

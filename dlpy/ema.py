@@ -14,6 +14,7 @@ Validation, the final test, the example images and `dlpy eval`, `predict` and `e
 averaged weights; checkpoints hold both, so a resumed run averages on exactly.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +25,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from dlpy.errors import DlpyError
 
+log = logging.getLogger(__name__)
 PREFIX = "module."  # AveragedModel's state_dict keys: the averaged network's, under module.
 
 
@@ -39,6 +41,9 @@ class EMA:
     """The moving average of one network's weights and buffers."""
 
     def __init__(self, net: nn.Module, decay: float) -> None:
+        log.info(
+            "trainer.ema=%g: val, test and the examples use the weights' moving average", decay
+        )
         self.decay = decay
         self.averaged = AveragedModel(
             net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True

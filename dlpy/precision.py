@@ -5,6 +5,7 @@ pass through the loss scaler, gradient clipping, the optimizer step and the sche
 Tasks reach it through `Trainer.backward`, so no task touches GradScaler, clipping or devices.
 """
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -19,6 +20,7 @@ from dlpy.accumulate import WHOLE, Window
 from dlpy.data.base import Batch
 from dlpy.errors import Diverged, DlpyError
 
+log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHOICES = (*PRECISIONS, "auto")  # auto: bf16 where the hardware runs it natively, else fp32
 
@@ -92,16 +94,19 @@ def nonfinite_terms(logs: dict[str, Any]) -> str:
 
 
 def stop_on_nan(
-    on_nan: str, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int
-) -> str:
-    """trainer.on_nan after a non-finite loss: `stop` raises Diverged naming the terms at fault
-    (`loss/d = nan`), else the optimizer; `skip` returns them, for the warning."""
+    on_nan: str, logs: dict[str, Any], nonfinite: list[int], where: tuple[int, int, int]
+) -> None:
+    """trainer.on_nan after a non-finite loss at (epoch, step, skipped so far): `stop` raises
+    Diverged naming the terms at fault (`loss/d = nan`), else the optimizer; `skip` warns."""
+    epoch, step, skipped = where
     losses = nonfinite_terms(logs) or f"the loss of optimizer {nonfinite[0]}"
     if on_nan == "stop":
         raise Diverged(
             f"diverged: {losses} at epoch {epoch + 1}, step {step} (trainer.on_nan=stop)"
         )
-    return losses
+    log.warning(
+        "skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", step, losses, skipped
+    )
 
 
 class Precision:

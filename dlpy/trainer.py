@@ -102,9 +102,7 @@ class Trainer:
         if self.ddp:
             self.ddp.shard(data)
         limit = self.limit_train_batches or float("inf")
-        self.batches_per_epoch = min(
-            data.steps_per_epoch(), limit
-        )  # micro-batches, when accumulating
+        self.batches_per_epoch = min(data.steps_per_epoch(), limit)  # trainer.accumulate's too
         self.steps_per_epoch = -(-self.batches_per_epoch // self.accumulate)  # optimizer steps
         self.optimizers = []  # the task's, and one schedule each (None where none is configured)
         self.schedulers = []
@@ -131,12 +129,7 @@ class Trainer:
         self.setup(task, data)
         self.optimizers = task.configure_optimizers()
         acc.check_task(self.accumulate, len(self.optimizers), bool(self.ddp), type(task).__name__)
-        if self.ema_decay:
-            self.ema = EMA(task.net, self.ema_decay)
-            log.info(
-                "trainer.ema=%g: val, test and the examples use the weights' moving average",
-                self.ema_decay,
-            )
+        self.ema = EMA(task.net, self.ema_decay) if self.ema_decay else None
         steps = optim.total_steps(self.max_epochs, self.max_steps, self.steps_per_epoch)
         plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
         self.schedulers = [plan(optimizer) for optimizer in self.optimizers]
@@ -224,39 +217,25 @@ class Trainer:
         bad = iter(torch.stack(flags).tolist() if flags else ())
         for epoch, step, logs, step_flags in unsettled:
             nonfinite = [index for index, _ in step_flags if next(bad)]
-            if nonfinite:
-                self.nan_step(logs, nonfinite, epoch, step)  # stops, or skips (trainer.on_nan)
+            if nonfinite:  # no optimizer stepped on it: stop (Diverged), or skip and count it
+                self.nan_skipped += 1
+                stop_on_nan(self.on_nan, logs, nonfinite, (epoch, step, self.nan_skipped))
                 continue
             self.epoch_batches += 1
             for key, value in logs.items():  # the sums stay on the device
                 self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
 
-    def nan_step(self, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int) -> None:
-        """A loss of this step was NaN or infinite and no optimizer stepped on it: stop (raises
-        Diverged), or count the batch skipped (trainer.on_nan)."""
-        losses = stop_on_nan(self.on_nan, logs, nonfinite, epoch, step)
-        self.nan_skipped += 1
-        skipped = (step, losses, self.nan_skipped)
-        log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", *skipped)
-
     def train_window(self, window: list[Batch]) -> tuple[dict[str, Any], int]:
         """One optimizer step over the window's batches (one, without trainer.accumulate): the
         mean of their logged numbers, and the samples they held (DDP: every process's)."""
         self.flags = []
-        logs = []
-        samples = 0
         sizes = [len(batch[0]) for batch in window]
+        logs = []
         for index, batch in enumerate(window):
             self.window = acc.Window(index, len(window), sizes[index] / sum(sizes))
-            backwards = len(self.flags)
-            batch = self.precision.move(batch)
-            logs.append(self.training_step(batch))
-            acc.one_backward_only(
-                self.accumulate, len(self.flags) - backwards, type(self.task).__name__
-            )
-            samples += len(batch[0]) * (self.ddp.world if self.ddp else 1)
+            logs.append(self.training_step(self.precision.move(batch)))
         self.window = acc.WHOLE
-        return acc.mean_logs(logs), samples
+        return acc.mean_logs(logs), sum(sizes) * (self.ddp.world if self.ddp else 1)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         """The task's step; under DDP through the wrapper, which back-propagates after it."""
@@ -277,6 +256,7 @@ class Trainer:
         index = self.optimizers.index(optimizer)
         agree = self.ddp and partial(self.ddp.agree_to_skip, signum=self.stop_request.signum)
         window = self.window
+        acc.one_backward_each(window, len(self.flags), type(self.task).__name__)
         earlier = None if window.first else self.flags[-1][1]  # a bad micro-batch spoils the step
         bad = self.precision.step(loss, optimizer, self.schedulers[index], agree, window, earlier)
         self.flags.append((index, bad))

@@ -19,7 +19,7 @@ def final_weights(make_cfg, run, *overrides):
 
 
 def test_accumulating_4_batches_of_32_steps_as_one_batch_of_128(make_cfg, tmp_path):
-    """500 samples: 4 steps of 128 (the last 116), or 4 windows of four 32s (the last ends on 20)."""
+    """500 samples: 4 steps of 128 (the last 116), or 4 windows of four 32s (the last ends on 20)"""
     big = final_weights(make_cfg, tmp_path / "big", "dataset.batch_size=128")
     small = final_weights(
         make_cfg, tmp_path / "small", "dataset.batch_size=32", "trainer.accumulate=4"
