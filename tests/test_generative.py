@@ -146,7 +146,7 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
 
 @pytest.mark.parametrize("model", ["dcgan", pytest.param("wgan_gp", marks=pytest.mark.slow)])
 def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
-    cfg = make_cfg(f"model={model}")
+    cfg = make_cfg(f"model={model}", "model.task.fid=false")
     task, data = build_task(cfg), build_data(cfg)
     from dlpy.trainer import Trainer
 
@@ -171,3 +171,25 @@ def test_gan_run_reports_fid_kid_and_the_floor(make_cfg, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test/fid"] > metrics["test/fid_floor"] >= 0 and metrics["test/kid"] > 0
     assert (tmp_path / "images" / "samples_epoch001.png").is_file()
+
+
+def test_the_fid_network_is_ready_before_the_first_step_and_fid_false_skips_it(
+    make_cfg, tmp_path, monkeypatch
+):
+    from dlpy import metrics as fid_metrics
+    from dlpy.trainer import Trainer
+
+    calls = []
+    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: calls.append(data) or None)
+    monkeypatch.setattr(Trainer, "train_window", lambda *a: pytest.fail("a step came first"))
+    trainer = Trainer(device="cpu")
+    trainer.setup(build_task(make_cfg("model=dcgan")), build_data(make_cfg("model=dcgan")))
+    assert len(calls) == 1  # in setup: before any bar, outside every epoch's time
+
+    monkeypatch.undo()
+    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: pytest.fail("trained FID"))
+    cfg = make_cfg("model=dcgan", "model.task.fid=false", "trainer.max_steps=2")
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert not [key for key in metrics if "fid" in key or "kid" in key]

@@ -33,6 +33,7 @@ class Task(nn.Module):
     """
 
     net: nn.Module  # the task's network: a subclass sets it in __init__
+    unit = "samples"  # what a batch's rows are, for the throughput the epoch lines print
 
     def __init__(self, optimizer: OptimizerFactory) -> None:
         super().__init__()

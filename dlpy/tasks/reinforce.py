@@ -37,6 +37,8 @@ class Reinforce(Task):
     """Policy gradient on discrete actions: REINFORCE, REINFORCE with a learned baseline, A2C,
     or PPO; with an entropy bonus."""
 
+    unit = "env steps"  # a rollout's rows are the environment's steps
+
     def __init__(
         self,
         net: nn.Module,
