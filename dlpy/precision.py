@@ -166,9 +166,9 @@ class Precision:
 
         With trainer.accumulate, `window` says where this micro-batch stands in its optimizer
         step (dlpy/accumulate.py): the gradients are cleared before its first micro-batch, the
-        loss is scaled by 1 / the window's size, and the optimizer steps after the last. The
-        flag then carries the `earlier` micro-batches' flags: one non-finite micro-batch skips the
-        whole step.
+        loss is scaled by the micro-batch's share of the window's samples (1/N for N equal
+        batches), and the optimizer steps after the last. The flag carries the `earlier`
+        micro-batches' flags: one non-finite micro-batch skips the whole step.
 
         No step waits for the device where the optimizer can skip a step itself: the fused
         kernels of Adam, AdamW and SGD (fused=True, dlpy's default) take GradScaler's

@@ -82,3 +82,20 @@ def test_tasks_that_step_more_than_once_a_batch_refuse_in_one_line(
     )
     with pytest.raises(DlpyError, match=error):
         train(cfg, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("option", "error"),
+    [
+        ({"accumulate": 0}, "trainer.accumulate must be an integer >= 1, got 0"),
+        ({"accumulate": 2.5}, "trainer.accumulate must be an integer"),
+        ({"val_every_n_epochs": 0}, "trainer.val_every_n_epochs must be an integer >= 1"),
+        ({"ema": 1.0}, "trainer.ema is the decay"),
+        ({"ema": True}, "trainer.ema is the decay"),
+    ],
+)
+def test_bad_values_of_the_new_options_fail_naming_the_key(option, error):
+    from dlpy.trainer import Trainer
+
+    with pytest.raises(DlpyError, match=error):
+        Trainer(device="cpu", **option)
