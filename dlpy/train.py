@@ -56,7 +56,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     data.seed(cfg.seed)
     task = build_task(cfg)
     sizes = model_summary(task, cfg, data) if trainer.is_main else {}
-    check_output_folder(run_dir, need=checkpoint_bytes(task))
+    check_output_folder(run_dir, need=checkpoint_bytes(task, averaged=bool(cfg.trainer.ema)))
     try:
         trainer.fit(task, data)
     except (Interrupted, Diverged) as stop:
@@ -101,12 +101,12 @@ def check_seed(seed: object) -> None:
         raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {seed!r}")
 
 
-def checkpoint_bytes(task: Task) -> int:
+def checkpoint_bytes(task: Task, averaged: bool = False) -> int:
     """Room for last.pt, best.pt and the temporary copy of one of them while it is replaced, each
     with the weights and up to two optimizer moments per weight (Adam): a full disk fails now,
     not after an epoch."""
     weights = sum(t.numel() * t.element_size() for t in task.state_dict().values())
-    return 3 * 3 * weights
+    return 3 * (4 if averaged else 3) * weights  # trainer.ema keeps one more copy of the weights
 
 
 _jobs_started = 0  # the jobs this process ran: a sweep's basic launcher runs them one by one
