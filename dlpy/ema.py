@@ -49,12 +49,16 @@ class EMA:
             net, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True
         )
         self.averaged.requires_grad_(False)
-        pairs = zip(self.tensors(self.averaged.module), self.tensors(net), strict=True)
-        floating = [(a, w) for a, w in pairs if a.is_floating_point()]
-        self.floats = ([a for a, _ in floating], [w for _, w in floating])
+        pairs = list(zip(self.tensors(self.averaged.module), self.tensors(net), strict=True))
+        # one foreach lerp per device and float type, as AveragedModel groups them
+        self.floats = {}
+        for a, w in pairs:
+            if a.is_floating_point():
+                averaged, current = self.floats.setdefault((a.device, a.dtype), ([], []))
+                averaged.append(a)
+                current.append(w)
         # BatchNorm's num_batches_tracked: a count, not averaged but copied
-        others = zip(self.tensors(self.averaged.module), self.tensors(net), strict=True)
-        self.counts = [(a, w) for a, w in others if not a.is_floating_point()]
+        self.counts = [(a, w) for a, w in pairs if not a.is_floating_point()]
 
     @staticmethod
     def tensors(net: nn.Module) -> list[torch.Tensor]:
@@ -64,8 +68,7 @@ class EMA:
     @torch.no_grad()
     def update(self) -> None:
         """One step of the average toward the network's current weights, on the device."""
-        averaged, current = self.floats
-        if averaged:
+        for averaged, current in self.floats.values():
             self.averaged.multi_avg_fn(averaged, current, self.averaged.n_averaged)
         for a, w in self.counts:
             a.copy_(w)
