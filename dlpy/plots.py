@@ -79,6 +79,7 @@ def labelled_rows(
     names = [name for name, _ in sets]
     sets = [upscaled(images, cell) for _, images in sets]
     n, _, h, w = sets[0].shape
+    columns = max(1, min(columns, n))  # a few images make a short row, not a wide white one
     font = ImageFont.load_default()
     margin = max(text_width(name, font) for name in names) + 8
     pad = 2

@@ -40,9 +40,12 @@ def test_captions_are_whole_and_a_wrong_one_names_the_true_class():
 
 def test_rows_carry_their_names_on_the_left():
     font = ImageFont.load_default()
-    picture = labelled_rows([("original", images(3)), ("reconstruction", images(3))], columns=16)
+    x = images(20)
+    picture = labelled_rows([("original", x), ("reconstruction", x)], columns=16)
+    assert picture.shape[1] == 4 * 86 + 2  # 2 bands of an original and a reconstruction row
     margin = picture.shape[2] - 16 * 86 - 2
     assert margin >= font.getlength("reconstruction")
     top, bottom = picture[:, 2:86, :margin], picture[:, 88:172, :margin]
     assert (top < 255).any() and (bottom < 255).any()
-    assert picture.shape[1] == 2 * 86 + 2
+    narrow = labelled_rows([("original", x[:3]), ("reconstruction", x[:3])], columns=16)
+    assert narrow.shape[2] == margin + 3 * 86 + 2  # 3 images: a row of 3, no white beyond
