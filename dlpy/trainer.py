@@ -130,6 +130,7 @@ class Trainer:
         self.optimizers = task.configure_optimizers()
         acc.check_task(self.accumulate, len(self.optimizers), bool(self.ddp), type(task).__name__)
         self.ema = EMA(task.net, self.ema_decay) if self.ema_decay else None
+        task.prepare(data)  # a GAN's FID features: after the checks, before any bar or step
         steps = optim.total_steps(self.max_epochs, self.max_steps, self.steps_per_epoch)
         plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
         self.schedulers = [plan(optimizer) for optimizer in self.optimizers]

@@ -74,14 +74,17 @@ def test_a_nan_micro_batch_skips_the_whole_accumulated_step(make_cfg, tmp_path, 
     [("dcgan", "steps 2 optimizers"), ("reinforce", "several optimizer steps per batch")],
 )
 def test_tasks_that_step_more_than_once_a_batch_refuse_in_one_line(
-    model, error, make_cfg, tmp_path
+    model, error, make_cfg, tmp_path, monkeypatch
 ):
+    from dlpy import metrics
+
+    monkeypatch.setattr(metrics, "feature_network", lambda data: pytest.fail("FID came first"))
     dataset = "cartpole" if model == "reinforce" else "fashion_mnist"
     cfg = make_cfg(
         f"model={model}", f"dataset={dataset}", "trainer.accumulate=2", "trainer.max_steps=2"
     )
     with pytest.raises(DlpyError, match=error):
-        train(cfg, tmp_path)
+        train(cfg, tmp_path)  # before the GAN trains its FID feature network
 
 
 @pytest.mark.parametrize(

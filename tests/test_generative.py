@@ -181,19 +181,27 @@ def test_the_fid_network_is_ready_before_the_first_step_and_fid_false_skips_it(
     make_cfg, tmp_path, monkeypatch
 ):
     from dlpy import metrics as fid_metrics
+    from dlpy.build import build_trainer
     from dlpy.trainer import Trainer
 
-    calls = []
-    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: calls.append(data) or None)
-    monkeypatch.setattr(Trainer, "train_window", lambda *a: pytest.fail("a step came first"))
-    trainer = Trainer(device="cpu")
-    trainer.setup(build_task(make_cfg("model=dcgan")), build_data(make_cfg("model=dcgan")))
-    assert len(calls) == 1  # in setup: before any bar, outside every epoch's time
+    order = []
+
+    def one_epoch(trainer):
+        order.append("epoch")
+        trainer.epoch += 1
+        trainer.should_stop = True
+
+    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: order.append("fid"))
+    monkeypatch.setattr(Trainer, "run_epoch", one_epoch)
+    monkeypatch.setattr(Trainer, "evaluate", lambda trainer, split: {})
+    cfg = make_cfg("model=dcgan", "~callbacks.tensorboard", "~callbacks.image_files")
+    build_trainer(cfg, tmp_path / "order").fit(build_task(cfg), build_data(cfg))
+    assert order == ["fid", "epoch"]  # before the first epoch's bar: outside its time
 
     monkeypatch.undo()
     monkeypatch.setattr(fid_metrics, "feature_network", lambda data: pytest.fail("trained FID"))
     cfg = make_cfg("model=dcgan", "model.task.fid=false", "trainer.max_steps=2")
-    train(cfg, tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    train(cfg, tmp_path / "nofid")
+    metrics = json.loads((tmp_path / "nofid" / "metrics.json").read_text())
     assert metrics["status"] == "finished"
     assert not [key for key in metrics if "fid" in key or "kid" in key]

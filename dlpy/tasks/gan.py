@@ -37,7 +37,7 @@ class GAN(Task):
         self._features = None
         self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
 
-    def attach(self, data: ImageData) -> None:
+    def prepare(self, data: ImageData) -> None:
         """The FID feature network, before the first step: trained (with its own progress bar)
         on a data set's first run, loaded from the cache after."""
         if self.fid:
