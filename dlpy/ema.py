@@ -16,7 +16,7 @@ averaged weights; checkpoints hold both, so a resumed run averages on exactly.
 
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -89,6 +89,11 @@ class EMA:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.averaged.load_state_dict(state)
+
+
+def averaged(ema: EMA | None, task: nn.Module) -> AbstractContextManager:
+    """Evaluation's weights: the moving average with trainer.ema, else the trained ones."""
+    return ema.applied(task) if ema else nullcontext()
 
 
 def evaluated_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGT
 import logging
 import time
 from collections.abc import Callable, Iterable
-from contextlib import AbstractContextManager, nullcontext
 from functools import partial
 from itertools import islice
 from pathlib import Path
@@ -23,7 +22,7 @@ from dlpy import distributed, optim
 from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
-from dlpy.ema import EMA
+from dlpy.ema import EMA, averaged
 from dlpy.precision import (
     Precision,
     resolve_device,
@@ -276,7 +275,7 @@ class Trainer:
             batches = islice(batches, self.limit_eval_batches)
         seen = []  # the samples of each batch evaluated here: its weight in the mean over processes
         batches = (seen.append(len(batch[0])) or batch for batch in batches)
-        with self.averaged(), self.precision.evaluating(self.task):
+        with averaged(self.ema, self.task), self.precision.evaluating(self.task):
             metrics = self.task.evaluate(batches, split)
         return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
@@ -290,13 +289,9 @@ class Trainer:
     def examples(self) -> dict[str, torch.Tensor]:
         """The task's example images at this step, computed once however many callbacks ask."""
         if self.examples_cache is None or self.examples_cache[0] != self.step:
-            with self.averaged(), self.precision.evaluating(self.task):
+            with averaged(self.ema, self.task), self.precision.evaluating(self.task):
                 self.examples_cache = (self.step, self.task.examples(self.data))
         return self.examples_cache[1]
-
-    def averaged(self) -> AbstractContextManager:
-        """Evaluation's weights: the moving average with trainer.ema, else the trained ones."""
-        return self.ema.applied(self.task) if self.ema else nullcontext()
 
     def _call(self, hook: str, *args: Any) -> None:
         for callback in self.callbacks:
