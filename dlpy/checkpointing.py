@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from dlpy.data.base import Shuffled
+from dlpy.ema import EMA
 from dlpy.errors import Diverged, DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint, save_checkpoint
 
@@ -141,6 +142,8 @@ class Checkpointer:
             "callbacks": {type(cb).__name__: cb.state_dict() for cb in trainer.callbacks},
             "config": self.config,
         }
+        if trainer.ema:  # trainer.ema: the moving average, which evaluation uses
+            state["ema"] = trainer.ema.state_dict()
         if self.processes:
             state["processes"] = self.processes
         return state
@@ -188,9 +191,14 @@ class Checkpointer:
         """The weights alone, of rank 0's file, to test them (the current ones if there is none)."""
         trainer = self.trainer
         if path is not None and trainer.is_main and path.exists():
-            trainer.task.load_state_dict(load_checkpoint(path, trainer.device)["task"])
+            state = load_checkpoint(path, trainer.device)
+            trainer.task.load_state_dict(state["task"])
+            if trainer.ema and "ema" in state:
+                trainer.ema.load_state_dict(state["ema"])
         if trainer.ddp:  # the file is rank 0's: its weights reach the others over the group
             trainer.ddp.broadcast_state(trainer.task)
+            if trainer.ema:
+                trainer.ddp.broadcast_state(trainer.ema.averaged)
 
     def restore_weights(self, state: dict[str, Any], path: str | Path) -> None:
         try:
@@ -202,6 +210,11 @@ class Checkpointer:
                 f"checkpoint {path} was saved by {was} and does not fit this model: "
                 f"{lines[1].strip() if len(lines) > 1 else err}"
             ) from None
+        trainer = self.trainer
+        if trainer.ema and "ema" in state:
+            trainer.ema.load_state_dict(state["ema"])
+        elif trainer.ema:  # trainer.ema set on resuming a run without: average from these weights
+            trainer.ema = EMA(trainer.task.net, trainer.ema.decay)
 
     def restore_optimizers(self, state: dict[str, Any]) -> None:
         """Optimizers, schedules and the loss scaler."""

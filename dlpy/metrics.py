@@ -8,10 +8,12 @@ The floor, FID between real training and real test images, says how low a perfec
 """
 
 import logging
+import time
 from functools import partial
 
 import torch
 
+from dlpy.callbacks.progress import ProgressBar
 from dlpy.data.vision import ImageData
 from dlpy.io import load_checkpoint, save_checkpoint
 from dlpy.models.cnn import CNN
@@ -111,14 +113,26 @@ def feature_network(data: ImageData) -> FeatureNet:
         features = FeatureNet(net, data)
         features.floor = state["floor"]
         return features
-    log.info("training the FID feature network for %s (once; cached in %s)", data.name, path)
+    log.info(
+        "training the FID feature network for %s first: 2 epochs, once per data set, cached in %s "
+        "(model.task.fid=false skips FID)",
+        data.name,
+        path,
+    )
+    start = time.perf_counter()
     with torch.random.fork_rng(devices=[data.device] if data.device.type == "cuda" else []):
         torch.manual_seed(0)
         train_data = data.rescaled("standardize")
         train_data.seed(0)
         task = Classification(net, optimizer=partial(torch.optim.Adam, lr=2e-3))
-        Trainer(max_epochs=2, device=str(data.device), monitor="val/acc").fit(task, train_data)
+        bar = ProgressBar(label="FID feature network: ")
+        trainer = Trainer(max_epochs=2, device=str(data.device), monitor="val/acc", callbacks=[bar])
+        trainer.fit(task, train_data)
     features = FeatureNet(net, data)
     features.floor = fid(features(data.train.x[:10000]), features(data.test.x[:10000]))
     save_checkpoint({"task": net.state_dict(), "floor": features.floor}, path)
+    log.info(
+        "FID feature network ready in %.0fs; the run's own training starts",
+        time.perf_counter() - start,
+    )
     return features

@@ -5,6 +5,7 @@ pass through the loss scaler, gradient clipping, the optimizer step and the sche
 Tasks reach it through `Trainer.backward`, so no task touches GradScaler, clipping or devices.
 """
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -15,9 +16,11 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
+from dlpy.accumulate import WHOLE, Window
 from dlpy.data.base import Batch
 from dlpy.errors import Diverged, DlpyError
 
+log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHOICES = (*PRECISIONS, "auto")  # auto: bf16 where the hardware runs it natively, else fp32
 
@@ -91,16 +94,19 @@ def nonfinite_terms(logs: dict[str, Any]) -> str:
 
 
 def stop_on_nan(
-    on_nan: str, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int
-) -> str:
-    """trainer.on_nan after a non-finite loss: `stop` raises Diverged naming the terms at fault
-    (`loss/d = nan`), else the optimizer; `skip` returns them, for the warning."""
+    on_nan: str, logs: dict[str, Any], nonfinite: list[int], where: tuple[int, int, int]
+) -> None:
+    """trainer.on_nan after a non-finite loss at (epoch, step, skipped so far): `stop` raises
+    Diverged naming the terms at fault (`loss/d = nan`), else the optimizer; `skip` warns."""
+    epoch, step, skipped = where
     losses = nonfinite_terms(logs) or f"the loss of optimizer {nonfinite[0]}"
     if on_nan == "stop":
         raise Diverged(
             f"diverged: {losses} at epoch {epoch + 1}, step {step} (trainer.on_nan=stop)"
         )
-    return losses
+    log.warning(
+        "skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", step, losses, skipped
+    )
 
 
 class Precision:
@@ -151,10 +157,18 @@ class Precision:
         optimizer: Optimizer,
         scheduler: LRScheduler | None,
         agree: Callable[[bool], bool] | None = None,
+        window: Window = WHOLE,
+        earlier: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Back-propagate `loss` (scaled), clip, step the optimizer, then its schedule. Returns
         whether the loss was NaN or infinite, a 0-d bool tensor on the device: that step left
         the weights alone (under DDP, `agree` makes every process skip when one does).
+
+        With trainer.accumulate, `window` says where this micro-batch stands in its optimizer
+        step (dlpy/accumulate.py): the gradients are cleared before its first micro-batch, the
+        loss is scaled by the micro-batch's share of the window's samples (1/N for N equal
+        batches), and the optimizer steps after the last. The flag carries the `earlier`
+        micro-batches' flags: one non-finite micro-batch skips the whole step.
 
         No step waits for the device where the optimizer can skip a step itself: the fused
         kernels of Adam, AdamW and SGD (fused=True, dlpy's default) take GradScaler's
@@ -166,18 +180,20 @@ class Precision:
         parameters, and those gradients must not leak into the discriminator's next step. A
         skipped step still advances the schedule, which follows the trainer's step count.
         """
-        optimizer.zero_grad(set_to_none=True)
+        if window.first:
+            optimizer.zero_grad(set_to_none=True)
         finite = torch.isfinite(loss.detach())
         bad = (finite.all() if finite.ndim else finite).logical_not_()  # a 0-d loss needs no all()
+        if earlier is not None:
+            bad = bad.logical_or_(earlier)
         on_device = agree is None and fused(optimizer)
         if not on_device and (agree(bool(bad)) if agree else bool(bad)):  # the one sync
-            advance(scheduler)
+            if window.last:
+                advance(scheduler)
             return bad.new_ones(())
-        if self.dtype is None:
-            loss.backward()
-        else:  # the backward pass outside autocast, as torch.amp's recipe runs it
-            with torch.autocast(self.device.type, enabled=False):
-                self.scaler.scale(loss).backward()
+        self.backward(window.scale(loss))
+        if not window.last:
+            return bad
         if self.grad_clip:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -193,6 +209,13 @@ class Precision:
             optimizer.step()
         advance(scheduler)
         return bad
+
+    def backward(self, loss: torch.Tensor) -> None:
+        if self.dtype is None:
+            loss.backward()
+        else:  # the backward pass outside autocast, as torch.amp's recipe runs it
+            with torch.autocast(self.device.type, enabled=False):
+                self.scaler.scale(loss).backward()
 
     def state_dict(self) -> dict[str, Any]:
         """The loss scale and its growth tracker: a resumed fp16 run goes on with the same."""

@@ -14,6 +14,7 @@ from dlpy.build import build_data, build_task
 from dlpy.data.base import DataSet
 from dlpy.data.text import ReviewData
 from dlpy.data.vision import ImageData
+from dlpy.ema import evaluated_weights
 from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint
 from dlpy.trainer import Trainer
@@ -41,7 +42,8 @@ def load_run(args: list[str], usage: str) -> tuple[Path, DictConfig, Trainer]:
     data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
     trainer.setup(build_task(cfg), data)
     checkpoint = resolve_checkpoint(run_dir, "best.pt")
-    trainer.task.load_state_dict(load_checkpoint(checkpoint, trainer.device)["task"])
+    # a run with trainer.ema is evaluated, exported and predicted with its averaged weights
+    trainer.task.load_state_dict(evaluated_weights(load_checkpoint(checkpoint, trainer.device)))
     return run_dir, cfg, trainer
 
 

@@ -46,7 +46,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     if cfg.trainer.resume == "auto":
         last = Path(run_dir) / "checkpoints" / "last.pt"
         cfg.trainer.resume = str(last) if last.is_file() else None  # None: start afresh
-    start = time.perf_counter()
+    start = job_start()
     check_seed(cfg.seed)
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)
@@ -56,7 +56,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     data.seed(cfg.seed)
     task = build_task(cfg)
     sizes = model_summary(task, cfg, data) if trainer.is_main else {}
-    check_output_folder(run_dir, need=checkpoint_bytes(task))
+    check_output_folder(run_dir, need=checkpoint_bytes(task, averaged=bool(cfg.trainer.ema)))
     try:
         trainer.fit(task, data)
     except (Interrupted, Diverged) as stop:
@@ -101,21 +101,33 @@ def check_seed(seed: object) -> None:
         raise DlpyError(f"seed must be a whole number in [0, 2**32) (numpy's range), got {seed!r}")
 
 
-def checkpoint_bytes(task: Task) -> int:
+def checkpoint_bytes(task: Task, averaged: bool = False) -> int:
     """Room for last.pt, best.pt and the temporary copy of one of them while it is replaced, each
     with the weights and up to two optimizer moments per weight (Adam): a full disk fails now,
     not after an epoch."""
     weights = sum(t.numel() * t.element_size() for t in task.state_dict().values())
-    return 3 * 3 * weights
+    return 3 * (4 if averaged else 3) * weights  # trainer.ema keeps one more copy of the weights
+
+
+_jobs_started = 0  # the jobs this process ran: a sweep's basic launcher runs them one by one
+
+
+def job_start() -> float:
+    """When this job started, as time.time() reads: the process's start for its first job (so
+    the interpreter and the imports count), else now."""
+    global _jobs_started
+    _jobs_started += 1
+    return STARTED if _jobs_started == 1 else time.time()
 
 
 def run_numbers(trainer: Trainer, start: float) -> Metrics:
-    """The run's own numbers beside the evaluation: times, counts, the status."""
+    """The run's own numbers beside the evaluation: times, counts, the status. Both total and
+    start-up count from the job's start, so the total is never the smaller."""
     return {
-        "time/total_s": time.perf_counter() - start,
+        "time/total_s": time.time() - start,
         "time/train_s": trainer.train_time,
         "train/samples_per_s": trainer.train_samples / max(trainer.train_time, 1e-9),
-        "time/startup_s": (trainer.first_step_at or time.time()) - STARTED,
+        "time/startup_s": (trainer.first_step_at or time.time()) - start,
         "epochs": trainer.epoch,
         "steps": trainer.step,
         "nan_skipped": trainer.nan_skipped,

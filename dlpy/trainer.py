@@ -2,7 +2,8 @@
 
 The inner step belongs to the task (dlpy/tasks), which calls back into `Trainer.backward`. Beside
 the loop, one concern per module: precision.py (device, autocast, loss scaling, the optimizer
-step), checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGTERM).
+step), accumulate.py (several batches per optimizer step), ema.py (the weights' moving average),
+checkpointing.py, distributed.py (data parallelism) and signals.py (SIGINT, SIGTERM).
 """
 
 import logging
@@ -16,10 +17,12 @@ from typing import Any
 import torch
 from torch.optim import Optimizer
 
+from dlpy import accumulate as acc
 from dlpy import distributed, optim
 from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
+from dlpy.ema import EMA, averaged
 from dlpy.precision import (
     Precision,
     resolve_device,
@@ -48,6 +51,9 @@ class Trainer:
         monitor: str = "val/acc",
         mode: str = "max",
         log_every_n_steps: int = 50,
+        val_every_n_epochs: int = 1,
+        accumulate: int = 1,
+        ema: float = 0.0,
         limit_train_batches: float = 0,
         limit_eval_batches: float = 0,
         deterministic: bool = False,
@@ -74,6 +80,9 @@ class Trainer:
         self.monitor = monitor
         self.mode = mode
         self.log_every_n_steps = max(1, log_every_n_steps)
+        self.val_every_n_epochs = val_every_n_epochs
+        self.accumulate = accumulate  # batches per optimizer step (dlpy/accumulate.py)
+        self.ema_decay = ema  # > 0: evaluate a moving average of the weights (dlpy/ema.py)
         self.limit_train_batches = limit_train_batches
         self.limit_eval_batches = limit_eval_batches
         self.compile = compile
@@ -91,12 +100,17 @@ class Trainer:
         self.precision.place(task)
         if self.ddp:
             self.ddp.shard(data)
-        self.steps_per_epoch = min(data.steps_per_epoch(), self.limit_train_batches or float("inf"))
+        limit = self.limit_train_batches or float("inf")
+        self.batches_per_epoch = min(data.steps_per_epoch(), limit)  # trainer.accumulate's too
+        self.steps_per_epoch = -(-self.batches_per_epoch // self.accumulate)  # optimizer steps
         self.optimizers = []  # the task's, and one schedule each (None where none is configured)
         self.schedulers = []
         self.epoch = 0
         self.step = 0
         self.batch = 0  # batches done in the current epoch: a checkpoint may stop inside one
+        self.window = acc.WHOLE  # the batch's place in its optimizer step (trainer.accumulate)
+        self.validated = False  # whether this epoch ended with a validation (val_every_n_epochs)
+        self.ema = None
         self.epoch_sums = {}  # the epoch's logged numbers, summed on the device
         self.epoch_batches = 0
         self.nan_skipped = 0
@@ -113,6 +127,9 @@ class Trainer:
         """Train until max_epochs or max_steps, an early stop, a NaN loss or a signal."""
         self.setup(task, data)
         self.optimizers = task.configure_optimizers()
+        acc.check_task(self.accumulate, len(self.optimizers), bool(self.ddp), type(task).__name__)
+        self.ema = EMA(task.net, self.ema_decay) if self.ema_decay else None
+        task.prepare(data)  # a GAN's FID features: after the checks, before any bar or step
         steps = optim.total_steps(self.max_epochs, self.max_steps, self.steps_per_epoch)
         plan = partial(optim.plan, self.scheduler_factory, steps, self.steps_per_epoch)
         self.schedulers = [plan(optimizer) for optimizer in self.optimizers]
@@ -129,7 +146,9 @@ class Trainer:
             with handling(self.stop_request):  # SIGINT and SIGTERM wait for the end of the step
                 while not self.finished():
                     self.run_epoch()
-                    metrics = self.evaluate("val")
+                    # every val_every_n_epochs epochs, and always after the last
+                    self.validated = self.epoch % self.val_every_n_epochs == 0 or self.finished()
+                    metrics = self.evaluate("val") if self.validated else {}
                     optim.step_plateaus(self.schedulers, metrics.get(self.monitor))
                     self.checkpointer.gather_own_states()
                     self._call("on_epoch_end", metrics)
@@ -151,14 +170,14 @@ class Trainer:
         self._call("on_epoch_start")
         tick = time.perf_counter()
         batches = self.checkpointer.skip_done(self.task.batches(self.data), self.batch)
-        for batch in islice(batches, int(self.steps_per_epoch) - self.batch):
+        batches = islice(batches, int(self.batches_per_epoch) - self.batch)
+        for window in acc.windows(batches, self.accumulate):
             self.first_step_at = self.first_step_at or time.time()
-            batch = self.precision.move(batch)
-            self.flags = []
-            logs = self.training_step(batch)
+            logs, samples = self.train_window(window)
+            if self.ema:
+                self.ema.update()
             self.step += 1
-            self.batch += 1
-            samples = len(batch[0]) * (self.ddp.world if self.ddp else 1)  # DDP: every slice
+            self.batch += len(window)
             self.train_samples += samples
             self.unsettled.append((self.epoch, self.step, logs, self.flags))
             if self.step % self.log_every_n_steps == 0:
@@ -198,20 +217,25 @@ class Trainer:
         bad = iter(torch.stack(flags).tolist() if flags else ())
         for epoch, step, logs, step_flags in unsettled:
             nonfinite = [index for index, _ in step_flags if next(bad)]
-            if nonfinite:
-                self.nan_step(logs, nonfinite, epoch, step)  # stops, or skips (trainer.on_nan)
+            if nonfinite:  # no optimizer stepped on it: stop (Diverged), or skip and count it
+                self.nan_skipped += 1
+                stop_on_nan(self.on_nan, logs, nonfinite, (epoch, step, self.nan_skipped))
                 continue
             self.epoch_batches += 1
             for key, value in logs.items():  # the sums stay on the device
                 self.epoch_sums[key] = self.epoch_sums.get(key, 0) + value
 
-    def nan_step(self, logs: dict[str, Any], nonfinite: list[int], epoch: int, step: int) -> None:
-        """A loss of this step was NaN or infinite and no optimizer stepped on it: stop (raises
-        Diverged), or count the batch skipped (trainer.on_nan)."""
-        losses = stop_on_nan(self.on_nan, logs, nonfinite, epoch, step)
-        self.nan_skipped += 1
-        skipped = (step, losses, self.nan_skipped)
-        log.warning("skipped step %d: %s (trainer.on_nan=skip; %d skipped so far)", *skipped)
+    def train_window(self, window: list[Batch]) -> tuple[dict[str, Any], int]:
+        """One optimizer step over the window's batches (one, without trainer.accumulate): the
+        mean of their logged numbers, and the samples they held (DDP: every process's)."""
+        self.flags = []
+        sizes = [len(batch[0]) for batch in window]
+        logs = []
+        for index, batch in enumerate(window):
+            self.window = acc.Window(index, len(window), sizes[index] / sum(sizes))
+            logs.append(self.training_step(self.precision.move(batch)))
+        self.window = acc.WHOLE
+        return acc.mean_logs(logs), sum(sizes) * (self.ddp.world if self.ddp else 1)
 
     def training_step(self, batch: Batch) -> dict[str, Any]:
         """The task's step; under DDP through the wrapper, which back-propagates after it."""
@@ -231,7 +255,10 @@ class Trainer:
         none (one that went on would wait for the others' gradients forever)."""
         index = self.optimizers.index(optimizer)
         agree = self.ddp and partial(self.ddp.agree_to_skip, signum=self.stop_request.signum)
-        bad = self.precision.step(loss, optimizer, self.schedulers[index], agree)
+        window = self.window
+        acc.one_backward_each(window, len(self.flags), type(self.task).__name__)
+        earlier = None if window.first else self.flags[-1][1]  # a bad micro-batch spoils the step
+        bad = self.precision.step(loss, optimizer, self.schedulers[index], agree, window, earlier)
         self.flags.append((index, bad))
 
     def epoch_means(self) -> dict[str, float]:
@@ -248,7 +275,7 @@ class Trainer:
             batches = islice(batches, self.limit_eval_batches)
         seen = []  # the samples of each batch evaluated here: its weight in the mean over processes
         batches = (seen.append(len(batch[0])) or batch for batch in batches)
-        with self.precision.evaluating(self.task):
+        with averaged(self.ema, self.task), self.precision.evaluating(self.task):
             metrics = self.task.evaluate(batches, split)
         return self.ddp.weighted_mean(metrics, sum(seen)) if self.ddp else metrics
 
@@ -262,7 +289,7 @@ class Trainer:
     def examples(self) -> dict[str, torch.Tensor]:
         """The task's example images at this step, computed once however many callbacks ask."""
         if self.examples_cache is None or self.examples_cache[0] != self.step:
-            with self.precision.evaluating(self.task):
+            with averaged(self.ema, self.task), self.precision.evaluating(self.task):
                 self.examples_cache = (self.step, self.task.examples(self.data))
         return self.examples_cache[1]
 

@@ -243,7 +243,7 @@ def test_sample_prints_one_passage_per_temperature_for_a_character_model(tmp_pat
     prompt = corpus.read_text()[-600:-540]
     for passage in passages:
         text = passage.split("---\n", 1)[1].rstrip("\n")
-        assert text.startswith(prompt) and len(text) >= len(prompt) + 40
+        assert text.startswith(f"[{prompt}]") and len(text) >= len(prompt) + 42  # marked off
     assert sorted(p.name for p in (run / "samples").glob("*.txt")) == [
         "temperature_0.2.txt",
         "temperature_1.2.txt",

@@ -46,8 +46,13 @@ def test_vae_examples_are_uint8_grids_and_the_manifold_appears_for_a_2d_latent(m
     } <= images.keys()
     for image in images.values():
         assert image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3
-    # 24 samples in rows of 8 cells of 28 px with 2 px padding: 3 rows, 8 columns
-    assert images["images/samples"].shape[1:] == (3 * 30 + 2, 8 * 30 + 2)
+    # 24 samples in rows of 8 cells of 28 px drawn x3 with 2 px padding: 3 rows, 8 columns
+    assert images["images/samples"].shape[1:] == (3 * 86 + 2, 8 * 86 + 2)
+    # n=24 reconstructions: 2 bands of 16 columns, an original row above a reconstruction row
+    assert images["images/reconstructions"].shape[1] == 4 * 86 + 2
+    margin = images["images/reconstructions"].shape[2] - 16 * 86 - 2
+    labels = images["images/reconstructions"][:, :, :margin]
+    assert margin > 40 and (labels < 200).any()  # the rows' names, written in the margin
 
 
 def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(make_cfg):
@@ -55,15 +60,14 @@ def test_autoencoder_examples_wrap_inputs_and_reconstructions_in_bands_of_16(mak
     task, data = build_task(cfg), build_data(cfg)
     with torch.inference_mode():
         images = task.eval().examples(data, n=40)
-    # 40 images -> 3 bands of 16 columns (the last padded): 2 rows each for reconstructions, 3 for
-    # denoised
-    assert images["images/reconstructions"].shape[1:] == (6 * 30 + 2, 16 * 30 + 2)
-    assert images["images/denoised"].shape[1:] == (9 * 30 + 2, 16 * 30 + 2)
+    # 40 images -> 3 bands of 16 columns (the last shorter): 2 rows each for reconstructions, 3
+    # for denoised; 28-px cells drawn x3 (nearest) with 2 px between them, names on the left
+    assert images["images/reconstructions"].shape[1] == 6 * 86 + 2
+    assert images["images/denoised"].shape[1] == 9 * 86 + 2
     first_input = data.to_uint8(data.normalize(data.val.x[:1]))[0, 0]
-    top_left = images["images/denoised"][
-        0, 2:30, 2:30
-    ]  # the clean first image, in the first band's top row
-    assert torch.equal(top_left, first_input)
+    left = images["images/denoised"].shape[2] - 16 * 86
+    top_left = images["images/denoised"][0, 2:86:3, left : left + 84 : 3]
+    assert torch.equal(top_left, first_input)  # the clean first image, in the first band's top row
 
 
 def test_denoising_corrupts_the_input_and_keeps_the_clean_target(make_cfg):
@@ -146,7 +150,7 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
 
 @pytest.mark.parametrize("model", ["dcgan", pytest.param("wgan_gp", marks=pytest.mark.slow)])
 def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
-    cfg = make_cfg(f"model={model}")
+    cfg = make_cfg(f"model={model}", "model.task.fid=false")
     task, data = build_task(cfg), build_data(cfg)
     from dlpy.trainer import Trainer
 
@@ -171,3 +175,33 @@ def test_gan_run_reports_fid_kid_and_the_floor(make_cfg, tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["test/fid"] > metrics["test/fid_floor"] >= 0 and metrics["test/kid"] > 0
     assert (tmp_path / "images" / "samples_epoch001.png").is_file()
+
+
+def test_the_fid_network_is_ready_before_the_first_step_and_fid_false_skips_it(
+    make_cfg, tmp_path, monkeypatch
+):
+    from dlpy import metrics as fid_metrics
+    from dlpy.build import build_trainer
+    from dlpy.trainer import Trainer
+
+    order = []
+
+    def one_epoch(trainer):
+        order.append("epoch")
+        trainer.epoch += 1
+        trainer.should_stop = True
+
+    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: order.append("fid"))
+    monkeypatch.setattr(Trainer, "run_epoch", one_epoch)
+    monkeypatch.setattr(Trainer, "evaluate", lambda trainer, split: {})
+    cfg = make_cfg("model=dcgan", "~logger", "~callbacks.image_files")
+    build_trainer(cfg, tmp_path / "order").fit(build_task(cfg), build_data(cfg))
+    assert order == ["fid", "epoch"]  # before the first epoch's bar: outside its time
+
+    monkeypatch.undo()
+    monkeypatch.setattr(fid_metrics, "feature_network", lambda data: pytest.fail("trained FID"))
+    cfg = make_cfg("model=dcgan", "model.task.fid=false", "trainer.max_steps=2")
+    train(cfg, tmp_path / "nofid")
+    metrics = json.loads((tmp_path / "nofid" / "metrics.json").read_text())
+    assert metrics["status"] == "finished"
+    assert not [key for key in metrics if "fid" in key or "kid" in key]

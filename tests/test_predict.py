@@ -83,7 +83,8 @@ def test_a_folder_is_predicted_with_the_runs_preprocessing_and_the_broken_file_n
         assert float(row["p_1"]) == pytest.approx(float(p.max()), abs=1e-5)
         assert f"{row['file']}: {row['class_1']} " in out
     with Image.open(runs[0] / "predictions" / "predictions.png") as grid:
-        assert grid.size == (5 * 112, 124)  # one row of 28x28 images scaled 4x, captions below
+        # one row of 28x28 images scaled 4x, 4 px apart, captions below
+        assert grid.size == (5 * (112 + 4), 124)
 
 
 def test_files_and_globs_give_topk_classes_and_gradcam_draws_its_grid(runs, pictures, capsys):

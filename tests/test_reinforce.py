@@ -2,8 +2,11 @@
 seeding, stopping."""
 
 import json
+import os
+import subprocess
 import sys
 from collections import deque
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -393,3 +396,36 @@ def test_eval_options_of_agents_are_refused_for_other_models(make_cfg, tmp_path)
         json.dumps(load_checkpoint(run / "checkpoints" / "best.pt")["config"])
     )
     assert cli(["eval", str(run), "episodes=3"]) == 2
+
+
+RECORD_ONE_EPISODE = """
+import torch
+from dlpy import catalog
+from dlpy.registry import DATASETS
+
+data = DATASETS.build(
+    "gym", id="CartPole-v1", num_envs=1, updates_per_epoch=1, num_features=4, num_actions=2
+)
+frames = data.frames(lambda obs: torch.zeros(len(obs), dtype=torch.long), seed=0)
+print(len(frames))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter: about 5 s
+def test_recording_without_a_display_prints_nothing_from_sdl(tmp_path):
+    """SDL probed for a display, and without XDG_RUNTIME_DIR said so on stderr; now it draws
+    off-screen (SDL_VIDEODRIVER=dummy), and the process prints only what it means to."""
+    pytest.importorskip("pygame")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SDL_", "XDG_", "DISPLAY"))}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    done = subprocess.run(
+        [sys.executable, "-c", RECORD_ONE_EPISODE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) >= 2
+    assert "XDG_RUNTIME_DIR" not in done.stderr and "error" not in done.stderr.lower()

@@ -324,6 +324,19 @@ def test_text_windows_are_bytes_and_the_next_byte_is_the_target(make_cfg, text_f
     assert data.decode(data.prompt()) == codes[len(codes) - 1000 : len(codes) - 990].decode()
 
 
+def test_a_sampled_text_marks_its_prompt_off_from_what_the_model_wrote(make_cfg, text_file):
+    cfg = make_cfg(
+        "model=char_lstm", f"dataset.path={text_file}", "model.hidden=8", "dataset.test_size=500"
+    )
+    task = build_task(cfg).eval()
+    data = build_data(cfg)
+    with torch.inference_mode():
+        texts = task.examples(data, n=12, temperatures=[1.0])
+    text = texts["text/temperature_1"]
+    prompt = data.decode(data.prompt())
+    assert text.startswith(f"[{prompt}]") and len(text) == len(prompt) + 2 + 12
+
+
 @pytest.mark.slow
 def test_sampling_near_zero_temperature_is_the_argmax(make_cfg, text_file):
     cfg = make_cfg(

@@ -174,3 +174,19 @@ def test_every_schedule_runs(scheduler, make_cfg, tmp_path):
     )
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 4
+
+
+def test_total_time_covers_start_up_for_the_first_job_and_the_next(make_cfg, tmp_path):
+    """The first job of a process counts from the process's start, a later one from its own."""
+    import dlpy.train
+
+    times = []
+    for job in ("first", "second"):
+        dlpy.train._jobs_started = 0 if job == "first" else 1
+        train(make_cfg("model=mlp", "trainer.max_steps=2"), tmp_path / job)
+        metrics = json.loads((tmp_path / job / "metrics.json").read_text())
+        times.append((metrics["time/startup_s"], metrics["time/total_s"]))
+    (first_startup, first_total), (second_startup, second_total) = times
+    assert first_total >= first_startup > 0
+    assert second_total >= second_startup > 0
+    assert second_startup < first_startup  # not the first job's time again

@@ -10,7 +10,8 @@ if TYPE_CHECKING:
 
 @CALLBACKS.register("checkpoint")
 class Checkpoint(Callback):
-    """checkpoints/last.pt after every epoch, best.pt when the monitored metric improves.
+    """checkpoints/last.pt after every epoch, best.pt when the monitored metric improves (on the
+    epochs that validate: trainer.val_every_n_epochs).
 
     An interrupted run writes last.pt at the step it reached, inside an epoch too, so it resumes
     there. dlpy runs it after the other callbacks, so the checkpoint holds their state for this
@@ -30,6 +31,9 @@ class Checkpoint(Callback):
             stale.unlink()
 
     def on_epoch_end(self, trainer: "Trainer", metrics: dict[str, float]) -> None:
+        if not trainer.validated:  # trainer.val_every_n_epochs: best.pt waits for a validation
+            trainer.save(self.dir / "last.pt")
+            return
         value = metrics.get(trainer.monitor)
         is_best = value is not None and improved(value, self.best, trainer.mode)
         if is_best:

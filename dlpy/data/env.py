@@ -6,6 +6,7 @@ pole fell) or truncation (the time limit); the vector env resets an ended copy i
 and hands over the last observation, which an actor-critic needs to bootstrap a truncated one.
 """
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -253,6 +254,7 @@ class EnvData:
         """The rgb_array frames of one episode played by `act`, the first one before any action."""
         import gymnasium as gym  # slow to import: only the runs that play need it
 
+        quiet_sdl()
         env = self.make(render_mode="rgb_array")
         obs, _ = env.reset(seed=seed)
         try:
@@ -270,6 +272,14 @@ class EnvData:
         finally:
             env.close()
         return frames
+
+
+def quiet_sdl() -> None:
+    """Off-screen drawing for pygame, set before it loads: rgb_array frames need no display, and
+    SDL's probing for one prints "XDG_RUNTIME_DIR is invalid" where there is none (a server, a
+    container). A driver the user chose is kept."""
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 
 @DATASETS.register("gym")

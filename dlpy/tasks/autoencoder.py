@@ -13,7 +13,7 @@ from torch import nn
 from dlpy.data.base import Batch
 from dlpy.data.vision import ImageData
 from dlpy.errors import check_choice
-from dlpy.plots import grid
+from dlpy.plots import grid, labelled_rows
 from dlpy.registry import TASKS
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
@@ -103,26 +103,17 @@ class Autoencoder(Reconstruction):
         return {"train/recon": loss.detach()}
 
     def examples(self, data: ImageData, n: int = 16) -> Logs:
-        """Rows of inputs (noisy ones when denoising) above their reconstructions."""
+        """Labelled rows of inputs (noisy ones when denoising) above their reconstructions."""
         x, _ = first_images(data, n)
         noisy = self.corrupt(x, fixed_noise(x.shape, x.device))
         reconstructed = pixels(self.net(noisy))
-        images = {"images/reconstructions": stacked_rows(data.to_uint8(noisy), reconstructed)}
+        inputs = "noisy input" if self.noise_std else "original"
+        rows = [(inputs, data.to_uint8(noisy)), ("reconstruction", reconstructed)]
+        images = {"images/reconstructions": labelled_rows(rows)}
         if self.noise_std:
-            images["images/denoised"] = stacked_rows(
-                data.to_uint8(x), data.to_uint8(noisy), reconstructed
-            )
+            rows = [("original", data.to_uint8(x)), *rows[:1], ("denoised", reconstructed)]
+            images["images/denoised"] = labelled_rows(rows)
         return images
-
-
-def stacked_rows(*sets: torch.Tensor, columns: int = 16) -> torch.Tensor:
-    """Image sets of equal length as bands: each row of `columns` images of the first set above
-    the same images of the others (the last band padded with empty cells), so any n reads as
-    pairs of rows."""
-    pad = -len(sets[0]) % columns
-    sets = [torch.cat([images, images.new_zeros((pad, *images.shape[1:]))]) for images in sets]
-    bands = [images[i : i + columns] for i in range(0, len(sets[0]), columns) for images in sets]
-    return grid(torch.cat(bands), columns)
 
 
 @TASKS.register("vae")
@@ -153,14 +144,14 @@ class VAE(Reconstruction):
         }
 
     def examples(self, data: ImageData, n: int = 64) -> Logs:
-        """Reconstructions, n samples from the prior (fixed noise), interpolations; for a 2-D
-        latent space also the book's manifold."""
+        """n reconstructions (labelled rows), n samples from the prior (fixed noise),
+        interpolations; for a 2-D latent space also the book's manifold."""
         net = self.net
         device = data.device
-        x, y = first_images(data, 16)
-        images = {
-            "images/reconstructions": grid(torch.cat([data.to_uint8(x), pixels(net(x, y)[0])]), 16)
-        }
+        x, y = first_images(data, n)
+        rows = [("original", data.to_uint8(x)), ("reconstruction", pixels(net(x, y)[0]))]
+        images = {"images/reconstructions": labelled_rows(rows)}
+        x, y = first_images(data, 16)  # the interpolations: between 8 pairs of them, whatever n
         # a conditional VAE draws each row of 8 from one class
         z = fixed_noise((n, net.latent), device)
         labels = torch.arange(n, device=device) // 8 % max(net.labels, 1)

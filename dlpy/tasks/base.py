@@ -22,7 +22,7 @@ class Task(nn.Module):
     """The inner step of one model family; the Trainer runs the outer loop around it.
 
     A task holds its networks and an optimizer factory. The trainer calls, in order:
-    `attach(data)`, `configure_optimizers()`, then per epoch `batches(data)` and
+    `attach(data)`, `configure_optimizers()`, `prepare(data)`, then per epoch `batches(data)` and
     `training_step(batch, step)` for each batch, then `evaluate(batches, split)`. A training
     step hands its losses to `self.trainer.backward(loss, optimizer)`, which owns precision,
     clipping and stepping. Steps and evaluations return plain dicts with namespaced keys
@@ -38,6 +38,7 @@ class Task(nn.Module):
     optimizer_names: tuple[str, ...] = ()
     # The final numbers that compare this family's runs (TensorBoard's HPARAMS columns).
     headline_metrics: tuple[str, ...] = ("test/loss",)
+    unit = "samples"  # what a batch's rows are, for the throughput the epoch lines print
 
     def __init__(self, optimizer: OptimizerFactory) -> None:
         super().__init__()
@@ -47,6 +48,10 @@ class Task(nn.Module):
 
     def attach(self, data: DataSet) -> None:
         """Take what the networks need from the data before training; nothing by default."""
+
+    def prepare(self, data: DataSet) -> None:
+        """Work that training's evaluations need, done by `Trainer.fit` once its options are
+        checked and before the first step (a GAN's FID features); nothing by default."""
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One optimizer over every parameter of the network (a GAN has two)."""

@@ -59,12 +59,14 @@ class Classification(Task):
 
     def examples(self, data: DataSet, n: int = 32) -> Logs:
         """The first validation (else test) images with their predicted labels: green right, red
-        wrong. Text and series have no picture to draw."""
+        wrong with the true class under it. Text and series have no picture to draw."""
         if not isinstance(data, ImageData):
             return {}
         split = data.val if len(data.val) else data.test
         x = split.x[:n]
+        y = split.y[:n]
         pred = self.net(data.normalize(x)).argmax(1)
         captions = [data.classes[int(p)] for p in pred]
-        right = (pred == split.y[:n]).tolist()
-        return {"images/predictions": labelled_grid(x, captions, right)}
+        truths = [data.classes[int(t)] for t in y]
+        right = (pred == y).tolist()
+        return {"images/predictions": labelled_grid(x, captions, right, truths=truths)}

@@ -3,7 +3,9 @@
 Each batch gives the discriminator (critic) one step on fresh real images; every d_steps-th
 batch the generator takes a step too (WGAN-GP: n_critic = 5 critic steps per generator step).
 Images are in [-1, 1] (the presets set dataset.scaling: symmetric) to match the tanh output.
-Evaluation is FID and KID against the split's real images (dlpy/metrics.py).
+Evaluation is FID and KID against the split's real images (dlpy/metrics.py), on the features of
+a classifier trained once per data set before the first step (model.task.fid=false: no FID, for
+smoke runs).
 """
 
 from collections.abc import Callable, Iterable
@@ -28,12 +30,21 @@ class GAN(Task):
     optimizer_names = ("discriminator", "generator")  # configure_optimizers' order
     headline_metrics = ("test/fid",)
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1) -> None:
+    def __init__(
+        self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1, fid: bool = True
+    ) -> None:
         super().__init__(optimizer)
         self.net = net
         self.d_steps = d_steps
+        self.fid = fid  # evaluate FID and KID (false: smoke runs skip the feature network)
         self._features = None
         self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
+
+    def prepare(self, data: ImageData) -> None:
+        """The FID feature network, before the first step: trained (with its own progress bar)
+        on a data set's first run, loaded from the cache after."""
+        if self.fid:
+            self._features = metrics.feature_network(data)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """One optimizer per player, so that each step moves one network only."""
@@ -85,10 +96,10 @@ class GAN(Task):
 
     def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
         real = torch.cat([x for x, _ in batches])
-        if not len(real):
+        if not len(real) or not self.fid:
             return {}
         data = self.trainer.data
-        if self._features is None:
+        if self._features is None:  # a task evaluated without attach (tests)
             self._features = metrics.feature_network(data)
         real_f = self._features(data.to_uint8(real))
         fake_f = self._features(data.to_uint8(self.generate(len(real), real.device)))
@@ -124,8 +135,9 @@ class WGANGP(GAN):
         optimizer: OptimizerFactory,
         d_steps: int = 5,
         gp_weight: float = 10.0,
+        fid: bool = True,
     ) -> None:
-        super().__init__(net, optimizer, d_steps)
+        super().__init__(net, optimizer, d_steps, fid)
         self.gp_weight = gp_weight
 
     def discriminator_loss(

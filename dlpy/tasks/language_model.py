@@ -61,7 +61,8 @@ class CharLanguageModel(Classification):
         temperatures: Sequence[float] | None = None,
         seed: int = 0,
     ) -> Logs:
-        """{"text/temperature_<t>": the prompt and n sampled characters} for each temperature."""
+        """{"text/temperature_<t>": the prompt in brackets, then n sampled characters} for each
+        temperature: `[to be or not to ]be, that is...` shows where the model's own text starts."""
         temperatures = temperatures or self.temperatures
         prompt = data.prompt()
         generator = torch.Generator(prompt.device).manual_seed(seed)
@@ -69,5 +70,5 @@ class CharLanguageModel(Classification):
         head = data.decode(prompt.cpu())
         texts = {}
         for t, row in zip(temperatures, codes, strict=True):
-            texts[f"text/temperature_{t:g}"] = head + data.decode(row.cpu())
+            texts[f"text/temperature_{t:g}"] = f"[{head}]{data.decode(row.cpu())}"
         return texts

@@ -38,6 +38,7 @@ class Reinforce(Task):
     or PPO; with an entropy bonus."""
 
     headline_metrics = ("eval/return_mean",)
+    unit = "env steps"  # a rollout's rows are the environment's steps
 
     def __init__(
         self,
