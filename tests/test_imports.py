@@ -46,9 +46,32 @@ for name in sys.argv[1:]:
         sys.exit(f"{name}: {line}")
 """
 
+# Imports each module named on its command line alone, in a child forked from an interpreter that
+# has imported torch and nothing of dlpy: each child pays dlpy's imports, not torch's 2-3 s again
+# (one fresh interpreter per module made this the suite's slowest test). Prints "module: the
+# error's last line" for each failure; exits 1 if there was one.
+IMPORT_EACH_ALONE = """
+import importlib, os, sys, traceback
+import torch  # noqa: F401  (third-party, loaded once before the forks)
+assert not [m for m in sys.modules if m.partition(".")[0] == "dlpy"], "dlpy imported too early"
+failed = False
+for name in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            importlib.import_module(name)
+        except BaseException as error:
+            line = traceback.format_exception_only(type(error), error)[-1].strip()
+            os.write(2, f"{name}: {line}\\n".encode())
+            os._exit(1)
+        os._exit(0)
+    failed |= os.waitpid(pid, 0)[1] != 0
+sys.exit(1 if failed else 0)
+"""
+
 
 def python(*args):
-    """Run `python *args` in a fresh interpreter: (exit status, last line of stderr)."""
+    """Run `python *args` in a fresh interpreter: (exit status, its stderr's lines)."""
     proc = subprocess.run(
         [sys.executable, *args],
         env={**os.environ, "PYTHONPATH": PYTHONPATH},
@@ -56,8 +79,7 @@ def python(*args):
         text=True,
         timeout=300,
     )
-    lines = proc.stderr.strip().splitlines()
-    return proc.returncode, lines[-1] if lines else ""
+    return proc.returncode, proc.stderr.strip().splitlines()
 
 
 def in_parallel(function, items):
@@ -72,18 +94,39 @@ def test_the_modules_are_found():
 
 @pytest.mark.slow
 def test_every_module_imports_alone_in_a_fresh_interpreter():
-    results = in_parallel(lambda name: python("-c", f"import {name}"), MODULES)
-    failures = [
-        f"{name}: {last}" for name, (status, last) in zip(MODULES, results, strict=True) if status
-    ]
-    assert not failures, "modules that do not import alone:\n" + "\n".join(failures)
+    halves = [MODULES[0::2], MODULES[1::2]]
+    results = in_parallel(lambda names: python("-c", IMPORT_EACH_ALONE, *names), halves)
+    failures = [line for status, lines in results if status for line in lines]
+    assert all(status == 0 for status, _ in results), "modules that do not import alone:\n" + (
+        "\n".join(failures)
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the check forks")
+def test_the_import_check_catches_a_module_that_imports_only_after_another(tmp_path):
+    # a package whose module b needs a.X, which only exists once a has been imported
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("import sys\nsys.modules['pkg'].X = 1\n")
+    (tmp_path / "pkg" / "b.py").write_text("import pkg\nY = pkg.X\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_EACH_ALONE, "pkg.a", "pkg.b"],
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith("pkg.b: AttributeError")
 
 
 @pytest.mark.slow
 def test_all_modules_import_in_random_orders_in_one_interpreter():
     orders = [random.Random(seed).sample(MODULES, len(MODULES)) for seed in range(3)]
     results = in_parallel(lambda order: python("-c", IMPORT_IN_ORDER, *order), orders)
-    failures = [f"seed {seed}: {last}" for seed, (status, last) in enumerate(results) if status]
+    failures = [
+        f"seed {seed}: {lines[-1]}" for seed, (status, lines) in enumerate(results) if status
+    ]
     assert not failures, "imports that fail in some order:\n" + "\n".join(failures)
 
 
