@@ -1,5 +1,6 @@
 """The subcommands that read what a run left: `dlpy eval`, `sample`, `visualize`, `predict`,
-`export`, `report`, `list`.
+`export`, `report`, `list`; and `dlpy lr_find` (dlpy/lr_find.py), which trains a few steps and
+keeps nothing of them.
 
 Each takes a run folder (or a sweep folder), rebuilds the run's data and task from its saved
 config (dlpy/runs.py), loads the best checkpoint, and writes or prints what was asked; predict
@@ -14,7 +15,6 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from dlpy import visualize
-from dlpy.analysis import error_analysis
 from dlpy.ensemble import evaluate_ensemble
 from dlpy.errors import DlpyError, unknown
 from dlpy.export import export_command
@@ -78,6 +78,8 @@ def eval_command(args: list[str]) -> None:
         print(f"{key:12s} {value:.4f}")
     classes = class_names(trainer.data)
     if isinstance(task, Classification) and classes is not None:
+        from dlpy.analysis import error_analysis  # matplotlib takes a second to import: if drawn
+
         error_analysis(trainer, run_dir, classes, step)
     if own.get("record", "false").lower() in TRUE:
         frames = task.record(run_dir / "episode.gif")
@@ -164,6 +166,13 @@ def write_images(images: dict[str, torch.Tensor], run_dir: Path) -> None:
     writer.close()
 
 
+def lr_find_command(args: list[str]) -> None:
+    """The learning-rate range test of a config (dlpy/lr_find.py)."""
+    from dlpy import lr_find  # matplotlib and Hydra take a second to import: for this one only
+
+    lr_find.lr_find_command(args)
+
+
 def report_command(args: list[str]) -> None:
     if len(args) != 1 or args[0].startswith("-"):
         raise DlpyError("usage: dlpy report <sweep dir>")
@@ -179,4 +188,5 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "report": report_command,
+    "lr_find": lr_find_command,
 }
