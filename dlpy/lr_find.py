@@ -125,6 +125,9 @@ def output_folder(args: list[str]) -> tuple[Path, list[str]]:
 
 def lr_find_command(args: list[str]) -> None:
     """The range test of the composed config; prints the suggestion and the override to use."""
+    if "-h" in args or "--help" in args:
+        print(f"usage: {USAGE}\n(docs/lr_find.md; the overrides are those of dlpy train --help)")
+        return
     if any(arg.startswith("-") for arg in args):
         raise DlpyError(f"dlpy lr_find takes overrides, not flags; usage: {USAGE}")
     own, rest = own_options(args, tuple(Options.__dataclass_fields__))
