@@ -52,6 +52,10 @@ commands:
                            learning curves as PNGs in <dir>/plots/: train against validation
                            (history.csv); a sweep: one curve per configuration, mean and 95%
                            interval over seeds
+  lr_find [overrides] [min_lr=1e-7 max_lr=10 steps=100]
+                           the learning-rate range test (Smith 2015) from the run's seeded start,
+                           nothing of it kept: loss against rate as lr_find.png in
+                           outputs/lr_find/<date>/<time>/, the suggested rate and its override
   list                     registered datasets, models, tasks, optimizers, schedulers, and presets
 """
 
@@ -66,6 +70,7 @@ COMMANDS = (
     "report",
     "summary",
     "plot",
+    "lr_find",
     "list",
 )
 

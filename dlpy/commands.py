@@ -1,5 +1,6 @@
 """The subcommands that read what a run left: `dlpy eval`, `sample`, `visualize`, `predict`,
-`export`, `report`, `list`.
+`export`, `report`, `list`; and `dlpy lr_find` (dlpy/lr_find.py), which trains a few steps and
+keeps nothing of them.
 
 Each takes a run folder (or a sweep folder), rebuilds the run's data and task from its saved
 config (dlpy/runs.py), loads the best checkpoint, and writes or prints what was asked; predict
@@ -17,19 +18,37 @@ from dlpy import visualize
 from dlpy.ensemble import evaluate_ensemble
 from dlpy.errors import DlpyError, unknown
 from dlpy.export import export_command
+from dlpy.io import load_checkpoint, resolve_checkpoint
 from dlpy.plots import save_png
 from dlpy.precision import resolve_device
 from dlpy.predict import predict_command
 from dlpy.report import write_report
-from dlpy.runs import TRUE, load_run, own_options, paths_and_overrides
+from dlpy.runs import TRUE, class_names, load_run, own_options, paths_and_overrides
+from dlpy.tasks.classification import Classification
 from dlpy.tasks.language_model import CharLanguageModel
 from dlpy.tasks.reinforce import Reinforce
+
+
+def announce_checkpoint(args: list[str]) -> int:
+    """Print which checkpoint `dlpy eval` evaluates, before the data load (the slow part); its
+    step is returned. Without a readable run folder, load_run names what is missing."""
+    config = Path(args[0]) / ".hydra" / "config.yaml" if args else None
+    if config is None or not config.is_file():
+        return 0
+    path = resolve_checkpoint(args[0], "best.pt")
+    state = load_checkpoint(path)
+    monitor = (state.get("config") or {}).get("trainer", {}).get("monitor")
+    best = state.get("callbacks", {}).get("Checkpoint", {}).get("best")
+    line = f"evaluating {path}: epoch {state.get('epoch')}, step {state.get('step')}"
+    print(line + (f" (best {monitor} {best:.4f})" if best is not None else ""), flush=True)
+    return state.get("step", 0)
 
 
 def eval_command(args: list[str]) -> None:
     """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled
     episodes instead, and with record=true also writes one greedy episode to
-    <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py)."""
+    <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py).
+    A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/."""
     own, rest = own_options(args, ("episodes", "record"))
     runs, overrides = paths_and_overrides(rest)
     if len(runs) > 1:
@@ -41,6 +60,7 @@ def eval_command(args: list[str]) -> None:
         "dlpy eval <run dir> [<run dir> ...] [key=value ...] "
         "(an agent also: episodes=20 record=true)"
     )
+    step = announce_checkpoint(rest)
     run_dir, _, trainer = load_run(rest, usage)
     task = trainer.task
     if own and not isinstance(task, Reinforce):
@@ -56,6 +76,11 @@ def eval_command(args: list[str]) -> None:
         task.eval_episodes = int(own["episodes"])
     for key, value in trainer.test().items():
         print(f"{key:12s} {value:.4f}")
+    classes = class_names(trainer.data)
+    if isinstance(task, Classification) and classes is not None:
+        from dlpy.analysis import error_analysis  # matplotlib takes a second to import: if drawn
+
+        error_analysis(trainer, run_dir, classes, step)
     if own.get("record", "false").lower() in TRUE:
         frames = task.record(run_dir / "episode.gif")
         print(f"{run_dir / 'episode.gif'}  ({frames} frames)")
@@ -141,6 +166,13 @@ def write_images(images: dict[str, torch.Tensor], run_dir: Path) -> None:
     writer.close()
 
 
+def lr_find_command(args: list[str]) -> None:
+    """The learning-rate range test of a config (dlpy/lr_find.py)."""
+    from dlpy import lr_find  # matplotlib and Hydra take a second to import: for this one only
+
+    lr_find.lr_find_command(args)
+
+
 def report_command(args: list[str]) -> None:
     if len(args) != 1 or args[0].startswith("-"):
         raise DlpyError("usage: dlpy report <sweep dir>")
@@ -156,4 +188,5 @@ COMMANDS = {
     "predict": predict_command,
     "export": export_command,
     "report": report_command,
+    "lr_find": lr_find_command,
 }
