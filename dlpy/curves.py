@@ -109,10 +109,9 @@ def file_name(metric: str) -> str:
 
 def figure(columns: int) -> tuple[Any, list["Axes"]]:
     """A figure of `columns` axes side by side, drawn off screen."""
-    # matplotlib's Figure draws without pyplot's global state or a window (the Agg canvas)
-    from matplotlib.figure import Figure
+    from dlpy.figures import new_figure  # matplotlib, imported only to draw
 
-    fig = Figure(figsize=(6.4 * columns, 4.8), layout="constrained")
+    fig = new_figure(6.4 * columns, 4.8)
     return fig, list(np.atleast_1d(fig.subplots(1, columns)))
 
 
@@ -193,10 +192,10 @@ def sweep_figure(configs: list[tuple[str, list[list[Row]]]], name: str, columns:
 
 
 def save(fig: Any, path: Path) -> Path:
-    """The figure as a PNG, written atomically."""
-    out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=100)
-    atomic_write(path, lambda f: f.write(out.getvalue()))
+    """The figure as a PNG, written atomically; its path."""
+    from dlpy.figures import save_figure  # matplotlib, imported only to draw
+
+    save_figure(fig, path)
     return path
 
 
