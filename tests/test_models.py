@@ -1,12 +1,21 @@
 """Every model preset on both image shapes, ResNet depth rules, parameter counts as an oracle."""
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import presets
+from torch import nn
 
+from dlpy import CONF_DIR
 from dlpy.build import build_task
 from dlpy.errors import DlpyError
+from dlpy.io import load_checkpoint
+from dlpy.models.layers import make_activation
 from dlpy.models.resnet import BasicBlock, PreActBottleneck
+from dlpy.train import train
 
 # (dataset preset, channels, image size): Fashion-MNIST's 1x28x28 and CIFAR-10's 3x32x32
 SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]
@@ -168,3 +177,64 @@ def test_parameter_count_follows_the_config(make_cfg):
     # the MLP's first layer is (channels * size^2) x hidden + bias
     mlp = build_net(make_cfg, "model=mlp", "dataset=fashion_mnist", "model.hidden=[64]")
     assert n_params(mlp) == (28 * 28 * 64 + 64) + (64 * 10 + 10)
+
+
+def activation_builders():
+    """One preset per builder that takes `activation`, and per path (dense or conv) through it:
+    the builder, not the preset, wires the activation in."""
+    first = {}
+    for preset in presets("model"):
+        text = (Path(CONF_DIR) / "model" / f"{preset}.yaml").read_text()
+        if re.search(r"^ *activation:", text, re.M):
+            name = re.search(r"^ *name: (\w+)", text, re.M).group(1)
+            conv = re.search(r"^ *conv: (\w+)", text, re.M)
+            first.setdefault((name, conv and conv.group(1)), preset)
+    return sorted(first.values())
+
+
+# The data set each preset is built for where Fashion-MNIST does not fit it.
+DATASET_FOR = {"reinforce": "cartpole"}
+
+
+@pytest.mark.parametrize("model", activation_builders())
+def test_every_builder_taking_an_activation_accepts_selu_and_softplus(model, make_cfg):
+    dataset = DATASET_FOR.get(model, "fashion_mnist")
+    for name, layer in (("selu", nn.SELU), ("softplus", nn.Softplus)):
+        net = build_net(
+            make_cfg, f"model={model}", f"dataset={dataset}", f"model.activation={name}"
+        )
+        assert any(isinstance(m, layer) for m in net.modules()), name
+        assert not any(isinstance(m, nn.ReLU) for m in net.modules()), name
+
+
+def test_selu_and_softplus_are_the_functions_of_their_papers():
+    x = torch.linspace(-3, 3, 13)
+    # Klambauer et al. (2017), eq. 2: lambda * (x if x > 0 else alpha * (e^x - 1))
+    alpha, scale = 1.6732632423543772, 1.0507009873554805
+    selu = scale * torch.where(x > 0, x, alpha * (x.exp() - 1))
+    torch.testing.assert_close(make_activation("selu")(x), selu)
+    torch.testing.assert_close(make_activation("softplus")(x), (1 + x.exp()).log())
+
+
+def test_chollet_mnist_dense_is_784_512_10_with_the_book_settings(make_cfg):
+    cfg = make_cfg("experiment=chollet_mnist_dense", fast=False)
+    assert cfg.dataset.name == "mnist" and cfg.dataset.val_size == 10_000
+    assert cfg.dataset.batch_size == 128 and cfg.trainer.max_epochs == 5
+    assert cfg.optimizer.name == "rmsprop" and cfg.optimizer.lr == 1e-3  # Keras's default
+    assert cfg.scheduler.name == "none"
+    net = build_task(cfg).net
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(784, 512), (512, 10)]
+    assert n_params(net) == 407_050  # 784*512 + 512 + 512*10 + 10, as the book's summary
+
+
+def test_chollet_mnist_dense_trains_on_the_upstream_mnist_files(make_cfg, tmp_path):
+    cfg = make_cfg("experiment=chollet_mnist_dense", "trainer.max_steps=2")
+    torch.manual_seed(cfg.seed)
+    before = build_task(cfg).net.state_dict()
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and metrics["status"] == "finished"
+    assert 0 <= metrics["test/acc"] <= 1 and metrics["model/params"] == 407_050
+    after = load_checkpoint(tmp_path / "checkpoints" / "last.pt")["task"]
+    assert any(not torch.equal(before[k], after[f"net.{k}"]) for k in before), "no weight changed"

@@ -1,26 +1,50 @@
 """A convnet from a VGG-style layer list (Simonyan & Zisserman, 2015), then dense layers.
 
-The presets make LeNet-5 (LeCun et al., 1998) of it, VGG13, and Chollet's MNIST convnet
-(Deep Learning with Python, 5.1).
+The presets make LeNet-5 (LeCun et al., 1998) of it, VGG13, Chollet's MNIST convnet
+(Deep Learning with Python, 5.1) and a separable convnet (Chollet 7.3.1). Its convs can be
+standard, separable or depthwise, dilated, and followed by any of the norms of dlpy/models/convs.py.
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
+from dlpy.models.convs import check_conv_options, make_conv, make_norm
 from dlpy.models.layers import dense_layers, make_activation
 from dlpy.registry import MODELS
+
+
+@dataclass(frozen=True)
+class ConvBlock:
+    """What every conv of the stack shares: its kind and size, the norm and activation after it."""
+
+    kernel_size: int = 3
+    padding: int = 1
+    dilation: int = 1
+    conv: str = "standard"
+    norm: str = "none"
+    norm_groups: int = 0
+    activation: str = "relu"
+
+    def layers(self, cin: int, cout: int) -> list[nn.Module]:
+        # A conv followed by a norm needs no bias: the norm's shift replaces it.
+        bias = self.norm == "none"
+        conv = make_conv(self.conv, cin, cout, self.kernel_size, self.padding, self.dilation, bias)
+        norm = make_norm(self.norm, cout, self.norm_groups)
+        return [conv, *([norm] if norm else []), make_activation(self.activation)]
+
+    def out_size(self, size: int) -> int:
+        """The side of a size x size map after the conv (torch.nn.Conv2d's formula, stride 1)."""
+        return size + 2 * self.padding - self.dilation * (self.kernel_size - 1)
 
 
 def conv_stack(
     in_channels: int,
     image_size: int,
     layers: Sequence[int | str],
-    kernel_size: int,
-    padding: int,
-    batchnorm: bool,
-    activation: str,
+    block: ConvBlock,
     conv_dropout: float,
 ) -> tuple[nn.Sequential, int]:
     """The convs and max-pools of a layer list, and how many features their output flattens to."""
@@ -34,15 +58,9 @@ def conv_stack(
             if conv_dropout:
                 features.append(nn.Dropout(conv_dropout))
         elif isinstance(layer, int):
-            # A conv followed by batchnorm needs no bias: the batchnorm's shift replaces it.
-            features.append(
-                nn.Conv2d(channels, layer, kernel_size, padding=padding, bias=not batchnorm)
-            )
-            if batchnorm:
-                features.append(nn.BatchNorm2d(layer))
-            features.append(make_activation(activation))
+            features.extend(block.layers(channels, layer))
             channels = layer
-            size = size + 2 * padding - kernel_size + 1
+            size = block.out_size(size)
         else:
             raise DlpyError(
                 f"model.layers: {layer!r} is neither a channel count nor 'M' (max-pool)"
@@ -50,6 +68,17 @@ def conv_stack(
     if size < 1:
         raise DlpyError(f"model.layers shrink a {image_size}x{image_size} image to nothing")
     return nn.Sequential(*features), channels * size * size
+
+
+def norm_of(norm: str, batchnorm: bool) -> str:
+    """`model.norm`, from `model.batchnorm: true` where a config still says so (the old key)."""
+    if not batchnorm:
+        return norm
+    if norm not in ("none", "batch"):
+        raise DlpyError(
+            f"model.batchnorm=true contradicts model.norm={norm!r}: give model.norm alone"
+        )
+    return "batch"
 
 
 @MODELS.register("cnn")
@@ -64,6 +93,10 @@ class CNN(nn.Module):
         layers: Sequence[int | str] = (32, "M", 64, "M"),
         kernel_size: int = 3,
         padding: int = 1,
+        dilation: int = 1,
+        conv: str = "standard",
+        norm: str = "none",
+        norm_groups: int = 0,
         batchnorm: bool = False,
         activation: str = "relu",
         conv_dropout: float = 0.0,
@@ -71,16 +104,10 @@ class CNN(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        features, flat = conv_stack(
-            in_channels,
-            image_size,
-            layers,
-            kernel_size,
-            padding,
-            batchnorm,
-            activation,
-            conv_dropout,
-        )
+        check_conv_options(conv, norm, dilation, norm_groups)
+        norm = norm_of(norm, batchnorm)
+        block = ConvBlock(kernel_size, padding, dilation, conv, norm, norm_groups, activation)
+        features, flat = conv_stack(in_channels, image_size, layers, block, conv_dropout)
         self.features = features
         sizes = [flat, *fc]
         self.classifier = nn.Sequential(

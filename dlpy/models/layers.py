@@ -15,6 +15,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "leaky_relu": nn.LeakyReLU,
+    "selu": nn.SELU,  # Klambauer et al. (2017), self-normalising networks
+    "softplus": nn.Softplus,
 }
 
 
