@@ -299,3 +299,18 @@ def test_pretrained_inception_is_fetched_into_the_hub_cache_once_and_paints(
     for name in ("deepdream", "style_transfer"):
         with Image.open(out / "visualize" / f"{name}.png") as picture:
             assert picture.size == (100, 67) and picture.mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("options", "blocks"),
+    [
+        ({"norm": "batch"}, ["features.2", "features.6"]),
+        ({"norm": "group"}, ["features.2", "features.6"]),
+        ({"norm": "instance", "conv": "separable"}, ["features.2", "features.6"]),
+        ({"conv": "separable"}, ["features.1", "features.4"]),
+    ],
+)
+def test_a_conv_block_holds_its_norm_and_both_halves_of_a_separable_conv(options, blocks):
+    # conv (depthwise + pointwise when separable), norm, ReLU: one layer, named by its last module
+    net = CNN(1, 28, 2, layers=(8, "M", 16, "M"), fc=(32,), **options)
+    assert plain_network(net).conv_layers() == blocks

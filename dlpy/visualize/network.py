@@ -167,10 +167,11 @@ class Network:
         return list(dict.fromkeys(order))  # a module called twice is listed once
 
     def conv_layers(self) -> list[str]:
-        """Each convolution with the batch norm and activation right behind it, as one layer.
+        """Each convolution with the normalisation and activation right behind it, as one layer;
+        a separable convolution's depthwise and pointwise halves are one layer too.
 
-        Keras's Conv2D(activation="relu") is one layer too; the block is named by its last
-        module, whose output is what the book shows.
+        Keras's Conv2D(activation="relu") and SeparableConv2D are one layer each; the block is
+        named by its last module, whose output is what the book shows.
         """
         modules = dict(self.net.named_modules())
         blocks = []
@@ -179,13 +180,11 @@ class Network:
             module = modules[name]
             if next(module.children(), None) is not None:
                 continue  # a container: its parts are listed themselves
-            if isinstance(module, nn.Conv2d):
+            follows = blocks and last == blocks[-1]
+            parent = modules.get(name.rpartition(".")[0])
+            if isinstance(module, nn.Conv2d) and not (follows and pointwise(parent, module)):
                 blocks.append(name)
-            elif (
-                blocks
-                and last == blocks[-1]
-                and isinstance(module, (nn.BatchNorm2d, *ACTIVATIONS.values()))
-            ):
+            elif follows and isinstance(module, (nn.Conv2d, *NORMS, *ACTIVATIONS.values())):
                 blocks[-1] = name
             last = name
         if not blocks:
@@ -236,3 +235,16 @@ class Network:
             except ValueError:
                 raise DlpyError(f"{key}={item}: the weight after ':' must be a number") from None
         return weights
+
+
+# the normalisation layers a conv block may hold (dlpy/models/convs.py builds these)
+NORMS = (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+
+
+def pointwise(parent: nn.Module | None, module: nn.Conv2d) -> bool:
+    """Whether `module` is the 1x1 half of a separable convolution: the second of a pair of
+    convolutions, depthwise then pointwise (dlpy/models/convs.py)."""
+    pair = list(parent.children()) if parent is not None else []
+    separable = len(pair) == 2 and all(isinstance(m, nn.Conv2d) for m in pair)
+    depthwise = separable and pair[0].groups == pair[0].in_channels
+    return depthwise and pair[1] is module and module.kernel_size == (1, 1)
