@@ -99,6 +99,24 @@ def test_imdb_multi_hot_marks_the_words_of_the_whole_review(make_cfg, imdb_root)
     assert torch.equal(x[0], expected) and y.item() == 1
 
 
+@pytest.mark.parametrize("header", ["", "3 3\n"])
+def test_glove_and_word2vec_text_files_give_the_same_vectors(header, make_cfg, imdb_root, tmp_path):
+    vectors = tmp_path / "vectors.txt"  # word2vec's text format: a "<count> <dim>" line first
+    vectors.write_text(header + "great 1.0 2.0 3.0\nnotinvocab 9 9 9\nawful -1 -2 -3\n")
+    data = imdb(make_cfg, imdb_root, f"dataset.glove={vectors}", "dataset.mode=index")
+    assert data.vectors.shape == (30, 3)
+    assert data.vectors[data.vocabulary["great"]].tolist() == [1, 2, 3]
+    assert data.vectors[data.vocabulary["awful"]].tolist() == [-1, -2, -3]
+    assert data.vectors.abs().sum() == 12  # the header is no word's vector
+
+
+def test_a_vectors_line_of_another_width_names_the_file_and_line(make_cfg, imdb_root, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("great 1.0 2.0 3.0\nawful -1 -2\n")
+    with pytest.raises(DlpyError, match=r"dataset.glove: .*vectors.txt line 2 has 2 numbers"):
+        imdb(make_cfg, imdb_root, f"dataset.glove={vectors}", "dataset.mode=index")
+
+
 def test_imdb_pretrained_vectors_fill_the_embedding_rows_of_known_words(
     make_cfg, imdb_root, tmp_path
 ):
@@ -210,6 +228,23 @@ def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_pa
     assert metrics["val/naive_mae"] == pytest.approx(0.6, abs=1e-4)
     assert metrics["test/naive_mae"] == pytest.approx(0.6, abs=1e-4)
     assert math.isfinite(metrics["test/mae"]) and metrics["test/mae"] != metrics["test/naive_mae"]
+
+
+def test_the_dense_baseline_flattens_the_jena_window(make_cfg, jena_root, tmp_path):
+    """Chollet's dense baseline (DLwP ch. 10): Flatten over 120 steps x 14 features, Dense 16."""
+    cfg = make_cfg(
+        "experiment=jena_dense",
+        f"dataset.root={jena_root}",
+        "dataset.download=false",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    assert cfg.model.name == "mlp" and list(cfg.model.hidden) == [16]
+    assert build_task(cfg).net[1].in_features == 120 * 14
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2
+    assert math.isfinite(metrics["test/mae"]) and metrics["test/naive_mae"] > 0
 
 
 @pytest.mark.slow
