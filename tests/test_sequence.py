@@ -409,6 +409,48 @@ def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file,
     assert all(len(p.read_text()) >= 400 for p in texts)
 
 
+# -- Chollet's sequence presets: composed as the book has them, two training steps ---------------
+
+
+def test_the_bidirectional_lstm_preset_trains_on_word_indices(make_cfg, imdb_root, tmp_path):
+    cfg = make_cfg(
+        "experiment=imdb_bilstm",
+        f"dataset.root={imdb_root}",
+        "dataset.download=false",
+        "dataset.val_size=10",
+        "dataset.vocab_size=40",
+        "dataset.max_length=30",
+        "model.embedding_dim=8",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    net = build_task(cfg).net
+    assert net.rnn.bidirectional and net.rnn.hidden_size == 32 and net.head.in_features == 64
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and math.isfinite(metrics["test/loss"])
+
+
+def test_the_stacked_gru_preset_drops_recurrent_units_and_trains_on_jena(
+    make_cfg, jena_root, tmp_path
+):
+    cfg = make_cfg(
+        "experiment=jena_stacked_gru",
+        f"dataset.root={jena_root}",
+        "dataset.download=false",
+        "dataset.sequence_length=12",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    net = build_task(cfg).net.train()
+    assert (net.rnn.mode, net.rnn.num_layers, net.rnn.hidden_size) == ("GRU", 2, 32)
+    assert (net.rnn.dropout, net.recurrent_dropout, net.input.input_dropout) == (0.1, 0.5, 0.1)
+    assert set(net.recurrent_weights()) == {"weight_hh_l0", "weight_hh_l1"}
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and {"test/mae", "test/naive_mae"} <= metrics.keys()
+
+
 # -- every sequence model: one training step on its kind of data -----------------------------------
 
 
