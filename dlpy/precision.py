@@ -23,6 +23,7 @@ from dlpy.errors import Diverged, DlpyError
 log = logging.getLogger(__name__)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 CHOICES = (*PRECISIONS, "auto")  # auto: bf16 where the hardware runs it natively, else fp32
+CLIP_MODES = ("global", "per_tensor")  # trainer.grad_clip_mode: Keras's global_clipnorm, clipnorm
 
 
 def resolve_device(name: str) -> torch.device:
@@ -115,13 +116,21 @@ class Precision:
     memory layout of the networks and the image batches (NHWC: faster convolutions)."""
 
     def __init__(
-        self, device: torch.device, precision: str, grad_clip: float, channels_last: bool
+        self,
+        device: torch.device,
+        precision: str,
+        grad_clip: float,
+        channels_last: bool,
+        grad_clip_value: float = 0.0,
+        grad_clip_mode: str = "global",
     ) -> None:
         self.device = device
         self.name = precision  # as resolved: fp32, bf16 or fp16, never auto
         self.dtype = PRECISIONS[precision]
         self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-        self.grad_clip = grad_clip  # > 0: the largest global gradient norm
+        self.grad_clip = grad_clip  # > 0: the largest gradient norm, global or per tensor
+        self.grad_clip_value = grad_clip_value  # > 0: the largest |gradient| of any element
+        self.grad_clip_mode = grad_clip_mode
         self.channels_last = channels_last
 
     def place(self, module: nn.Module) -> None:
@@ -194,10 +203,10 @@ class Precision:
         self.backward(window.scale(loss))
         if not window.last:
             return bad
-        if self.grad_clip:
+        if self.grad_clip or self.grad_clip_value:
             self.scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            clip(params, self.grad_clip, self.grad_clip_value, self.grad_clip_mode)
         if self.scaler.is_enabled():
             # fp16: the scaler skips a step whose gradients hold an inf or NaN (as a NaN loss's
             # do), on the device for a fused optimizer, and backs the scale off
@@ -223,6 +232,29 @@ class Precision:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.scaler.load_state_dict(state)
+
+
+def clip(params: list[torch.Tensor], max_norm: float, max_value: float, mode: str) -> None:
+    """Clip the gradients in place: each element to [-max_value, max_value] first (when > 0),
+    then the norm (when > 0), of all gradients together (`global`) or of each tensor alone.
+
+    Keras's optimizers name the three: `clipvalue`, `global_clipnorm`, and `clipnorm`, which
+    "individually clips the gradient of each weight so that its norm is no higher than this
+    value" (keras.optimizers.Optimizer). No step reads a value back: the norms stay on the device.
+    """
+    if max_value:
+        torch.nn.utils.clip_grad_value_(params, max_value)
+    if not max_norm:
+        return
+    if mode == "global":
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    # tf.clip_by_norm's scale, t * clip_norm / max(l2norm(t), clip_norm): 1 below the bound
+    norms = torch._foreach_norm(grads)
+    torch._foreach_mul_(grads, [max_norm / n.clamp(min=max_norm) for n in norms])
 
 
 def fused(optimizer: Optimizer) -> bool:

@@ -48,6 +48,8 @@ class Trainer:
         device: str = "auto",
         precision: str = "fp32",
         grad_clip: float = 0.0,
+        grad_clip_value: float = 0.0,
+        grad_clip_mode: str = "global",
         monitor: str = "val/acc",
         mode: str = "max",
         log_every_n_steps: int = 50,
@@ -73,7 +75,8 @@ class Trainer:
         self.device = self.ddp.device if self.ddp else resolve_device(device)
         self.is_main = self.ddp is None or self.ddp.rank == 0  # only the main process writes files
         precision = resolve_precision(precision, self.device)
-        self.precision = Precision(self.device, precision, grad_clip, channels_last)
+        clipping = {"grad_clip_value": grad_clip_value, "grad_clip_mode": grad_clip_mode}
+        self.precision = Precision(self.device, precision, grad_clip, channels_last, **clipping)
         self.checkpointer = Checkpointer(self, config, resume)
         self.max_epochs = max_epochs
         self.max_steps = max_steps

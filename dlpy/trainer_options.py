@@ -5,11 +5,11 @@ from typing import Any
 from dlpy import distributed
 from dlpy.ema import check_decay
 from dlpy.errors import DlpyError, check_choice, check_number
-from dlpy.precision import CHOICES
+from dlpy.precision import CHOICES, CLIP_MODES
 
 ON_NAN = ("stop", "skip")  # a NaN or infinite loss: stop the run (diverged), or skip the batch
 NUMBERS = ("max_epochs", "max_steps", "grad_clip", "limit_train_batches", "limit_eval_batches")
-NUMBERS += ("log_every_n_steps", "threads")  # the options that are numbers >= 0
+NUMBERS += ("log_every_n_steps", "threads", "grad_clip_value")  # the options that are numbers >= 0
 COUNTS = ("val_every_n_epochs", "accumulate")  # whole numbers >= 1
 
 
@@ -27,4 +27,5 @@ def check_options(options: dict[str, Any]) -> None:
     check_choice("trainer.precision", options["precision"], CHOICES)
     check_choice("trainer.mode", options["mode"], ("min", "max"))
     check_choice("trainer.on_nan", options["on_nan"], ON_NAN)
+    check_choice("trainer.grad_clip_mode", options["grad_clip_mode"], CLIP_MODES)
     distributed.check_strategy(options["strategy"])

@@ -99,6 +99,24 @@ def test_imdb_multi_hot_marks_the_words_of_the_whole_review(make_cfg, imdb_root)
     assert torch.equal(x[0], expected) and y.item() == 1
 
 
+@pytest.mark.parametrize("header", ["", "3 3\n"])
+def test_glove_and_word2vec_text_files_give_the_same_vectors(header, make_cfg, imdb_root, tmp_path):
+    vectors = tmp_path / "vectors.txt"  # word2vec's text format: a "<count> <dim>" line first
+    vectors.write_text(header + "great 1.0 2.0 3.0\nnotinvocab 9 9 9\nawful -1 -2 -3\n")
+    data = imdb(make_cfg, imdb_root, f"dataset.glove={vectors}", "dataset.mode=index")
+    assert data.vectors.shape == (30, 3)
+    assert data.vectors[data.vocabulary["great"]].tolist() == [1, 2, 3]
+    assert data.vectors[data.vocabulary["awful"]].tolist() == [-1, -2, -3]
+    assert data.vectors.abs().sum() == 12  # the header is no word's vector
+
+
+def test_a_vectors_line_of_another_width_names_the_file_and_line(make_cfg, imdb_root, tmp_path):
+    vectors = tmp_path / "vectors.txt"
+    vectors.write_text("great 1.0 2.0 3.0\nawful -1 -2\n")
+    with pytest.raises(DlpyError, match=r"dataset.glove: .*vectors.txt line 2 has 2 numbers"):
+        imdb(make_cfg, imdb_root, f"dataset.glove={vectors}", "dataset.mode=index")
+
+
 def test_imdb_pretrained_vectors_fill_the_embedding_rows_of_known_words(
     make_cfg, imdb_root, tmp_path
 ):
@@ -210,6 +228,23 @@ def test_the_naive_baseline_mae_on_a_series_that_rises_steadily(make_cfg, tmp_pa
     assert metrics["val/naive_mae"] == pytest.approx(0.6, abs=1e-4)
     assert metrics["test/naive_mae"] == pytest.approx(0.6, abs=1e-4)
     assert math.isfinite(metrics["test/mae"]) and metrics["test/mae"] != metrics["test/naive_mae"]
+
+
+def test_the_dense_baseline_flattens_the_jena_window(make_cfg, jena_root, tmp_path):
+    """Chollet's dense baseline (DLwP ch. 10): Flatten over 120 steps x 14 features, Dense 16."""
+    cfg = make_cfg(
+        "experiment=jena_dense",
+        f"dataset.root={jena_root}",
+        "dataset.download=false",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    assert cfg.model.name == "mlp" and list(cfg.model.hidden) == [16]
+    assert build_task(cfg).net[1].in_features == 120 * 14
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2
+    assert math.isfinite(metrics["test/mae"]) and metrics["test/naive_mae"] > 0
 
 
 @pytest.mark.slow
@@ -372,6 +407,48 @@ def test_char_lstm_trains_and_writes_a_text_per_temperature(make_cfg, text_file,
         f"temperature_{t}_epoch001.txt" for t in ("0.2", "0.5", "1.2", "1")
     ]
     assert all(len(p.read_text()) >= 400 for p in texts)
+
+
+# -- Chollet's sequence presets: composed as the book has them, two training steps ---------------
+
+
+def test_the_bidirectional_lstm_preset_trains_on_word_indices(make_cfg, imdb_root, tmp_path):
+    cfg = make_cfg(
+        "experiment=imdb_bilstm",
+        f"dataset.root={imdb_root}",
+        "dataset.download=false",
+        "dataset.val_size=10",
+        "dataset.vocab_size=40",
+        "dataset.max_length=30",
+        "model.embedding_dim=8",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    net = build_task(cfg).net
+    assert net.rnn.bidirectional and net.rnn.hidden_size == 32 and net.head.in_features == 64
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and math.isfinite(metrics["test/loss"])
+
+
+def test_the_stacked_gru_preset_drops_recurrent_units_and_trains_on_jena(
+    make_cfg, jena_root, tmp_path
+):
+    cfg = make_cfg(
+        "experiment=jena_stacked_gru",
+        f"dataset.root={jena_root}",
+        "dataset.download=false",
+        "dataset.sequence_length=12",
+        "trainer.max_steps=2",
+        "trainer.max_epochs=1",
+    )
+    net = build_task(cfg).net.train()
+    assert (net.rnn.mode, net.rnn.num_layers, net.rnn.hidden_size) == ("GRU", 2, 32)
+    assert (net.rnn.dropout, net.recurrent_dropout, net.input.input_dropout) == (0.1, 0.5, 0.1)
+    assert set(net.recurrent_weights()) == {"weight_hh_l0", "weight_hh_l1"}
+    train(cfg, tmp_path)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["steps"] == 2 and {"test/mae", "test/naive_mae"} <= metrics.keys()
 
 
 # -- every sequence model: one training step on its kind of data -----------------------------------

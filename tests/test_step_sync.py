@@ -106,3 +106,21 @@ def test_a_nan_loss_flagged_on_the_device_changes_no_weight_and_no_moment(make_c
     trainer.settle()
     assert (trainer.nan_skipped, trainer.epoch_batches) == (2, 2)
     assert math.isfinite(trainer.epoch_means()["loss/xent"])  # the skipped steps are left out
+
+
+@pytest.mark.parametrize(
+    "clipping",
+    [
+        ("trainer.grad_clip=0.1",),
+        (
+            "trainer.grad_clip=0.1",
+            "trainer.grad_clip_mode=per_tensor",
+            "trainer.grad_clip_value=0.01",
+        ),
+    ],
+)
+def test_clipping_reads_nothing_back_from_the_device(clipping, make_cfg, tmp_path, host_reads):
+    trainer = started(make_cfg, tmp_path, *clipping)
+    host_reads.clear()
+    steps(trainer, 2)
+    assert host_reads == []

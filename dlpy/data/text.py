@@ -79,8 +79,16 @@ def encode(
     return pad(sequences, max_length)
 
 
+def is_header(line: str) -> bool:
+    """Whether a vectors file's first line is word2vec's "<count> <dim>": two whole numbers."""
+    fields = line.split()
+    return len(fields) == 2 and all(field.isdigit() for field in fields)
+
+
 def load_glove(path: str | Path, vocabulary: dict[str, int], size: int) -> torch.Tensor:
-    """(size, dim) vectors of a GloVe text file ("word v1 v2 ..." per line), as in Chollet 6.1.
+    """(size, dim) vectors of a GloVe text file ("word v1 v2 ..." per line), as in Chollet 6.1,
+    or of a word2vec text file, the same after a "<count> <dim>" header line (gensim's
+    `save_word2vec_format`, fastText's .vec files).
 
     The rows of words the file lacks stay 0.
     """
@@ -89,10 +97,17 @@ def load_glove(path: str | Path, vocabulary: dict[str, int], size: int) -> torch
     if not path.is_file():
         raise DlpyError(f"dataset.glove: {path} is not a file")
     with reading(path), open(path, encoding="utf-8") as lines:
-        for line in lines:
+        for number, line in enumerate(lines, 1):
             word, *values = line.rstrip().split(" ")
+            if number == 1 and is_header(line):
+                continue
             if vectors is None:
                 vectors = torch.zeros(size, len(values))
+            if len(values) != vectors.shape[1]:
+                raise DlpyError(
+                    f"dataset.glove: {path} line {number} has {len(values)} numbers, "
+                    f"the lines before {vectors.shape[1]}"
+                )
             if word in vocabulary:
                 vectors[vocabulary[word]] = torch.tensor([float(v) for v in values])
     if vectors is None:

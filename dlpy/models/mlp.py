@@ -11,7 +11,8 @@ from dlpy.registry import MODELS
 
 @MODELS.register("mlp")
 class MLP(nn.Sequential):
-    """Multi-layer perceptron on flattened inputs (images, multi-hot rows, table rows)."""
+    """Multi-layer perceptron on flattened inputs (images, multi-hot rows, table rows, series
+    windows of `sequence_length` steps of `num_features`)."""
 
     def __init__(
         self,
@@ -22,10 +23,15 @@ class MLP(nn.Sequential):
         activation: str = "relu",
         dropout: float = 0.0,
         num_features: int | None = None,
+        sequence_length: int | None = None,
     ) -> None:
         width = num_features or (
             in_channels * image_size * image_size if in_channels and image_size else None
         )
+        if width and sequence_length:
+            # a series' window (N, steps, features) flattened: Chollet's dense baseline (DLwP
+            # ch. 10) reads all steps x features at once
+            width *= sequence_length
         if not width:
             raise DlpyError(
                 "model.num_features: the MLP needs its input width (dataset.num_features, "

@@ -10,6 +10,7 @@ from torch import nn
 
 from dlpy.data.base import Batch, DataSet
 from dlpy.data.text import ReviewData
+from dlpy.errors import check_number
 
 if TYPE_CHECKING:  # the trainer imports the tasks' base class; at run time a task needs no import
     from dlpy.trainer import Trainer
@@ -87,10 +88,43 @@ def l1_penalty(net: nn.Module, weight: float) -> torch.Tensor | float:
     return weight * sum(p.abs().sum() for p in net.parameters() if p.ndim > 1)
 
 
-def with_l1(loss: torch.Tensor, net: nn.Module, weight: float) -> torch.Tensor:
-    """The loss plus the L1 penalty, or the loss itself when the weight is 0 (no extra op and
-    backward node at every step)."""
-    return loss + l1_penalty(net, weight) if weight else loss
+def kernels(net: nn.Module) -> list[nn.Parameter]:
+    """The weights of the dense and convolution layers: what Keras's kernel_regularizer covers
+    (no biases, norms, embeddings or recurrent weights)."""
+    layers = (nn.Linear, nn.modules.conv._ConvNd)  # _ConvNd: every Conv and ConvTranspose
+    return [m.weight for m in net.modules() if isinstance(m, layers)]
+
+
+def l2_penalty(net: nn.Module, weight: float) -> torch.Tensor | float:
+    """weight * the sum of w^2 over the dense and convolution kernels: Keras's `l2(weight)`.
+
+    Atienza's `kernel_regularizer=l2(0.001)` (ch. 1) adds 0.001 * sum(w^2) per layer to the loss
+    (keras.regularizers.L2: `l2 * ops.sum(ops.square(x))`), whose gradient is 2 * 0.001 * w. It
+    is not torch's weight_decay=0.001, which adds 0.001 * w to the gradient (the gradient of
+    0.0005 * sum(w^2)) on every parameter, nor AdamW's decoupled decay (Loshchilov & Hutter,
+    2019), which bypasses Adam's scaling. 0 when the weight is 0.
+    """
+    if not weight:
+        return 0.0
+    return weight * sum(w.square().sum() for w in kernels(net))
+
+
+def check_penalties(l1: float, l2: float) -> None:
+    """model.task.l1 and l2 are weights of the loss: finite and >= 0."""
+    check_number("model.task.l1", l1)
+    check_number("model.task.l2", l2)
+
+
+def with_penalties(
+    loss: torch.Tensor, net: nn.Module, l1: float = 0.0, l2: float = 0.0
+) -> torch.Tensor:
+    """The loss plus the L1 and L2 penalties; the loss itself when both weights are 0 (no extra
+    op and backward node at every step)."""
+    if l1:
+        loss = loss + l1_penalty(net, l1)
+    if l2:
+        loss = loss + l2_penalty(net, l2)
+    return loss
 
 
 def attach_vectors(net: nn.Module, data: DataSet) -> None:

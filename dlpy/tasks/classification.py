@@ -7,7 +7,14 @@ from dlpy.data.base import Batch, DataSet
 from dlpy.data.vision import ImageData
 from dlpy.plots import labelled_grid
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, with_l1
+from dlpy.tasks.base import (
+    Logs,
+    OptimizerFactory,
+    Task,
+    attach_vectors,
+    check_penalties,
+    with_penalties,
+)
 
 
 @TASKS.register("classification")
@@ -22,11 +29,14 @@ class Classification(Task):
         optimizer: OptimizerFactory,
         label_smoothing: float = 0.0,
         l1: float = 0.0,
+        l2: float = 0.0,
     ) -> None:
         super().__init__(optimizer)
+        check_penalties(l1, l2)
         self.net = net
         self.label_smoothing = label_smoothing
-        self.l1 = l1
+        self.l1 = l1  # Keras's l1(...) on every weight matrix and kernel
+        self.l2 = l2  # Keras's l2(...) on the dense and convolution kernels
 
     def attach(self, data: DataSet) -> None:
         attach_vectors(self.net, data)
@@ -37,7 +47,7 @@ class Classification(Task):
         # y is class indices, or (N, classes) probabilities after MixUp/CutMix: cross-entropy
         # takes both
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
-        self.trainer.backward(with_l1(loss, self.net, self.l1), self.optimizer)
+        self.trainer.backward(with_penalties(loss, self.net, self.l1, self.l2), self.optimizer)
         label = y.argmax(1) if y.is_floating_point() else y  # a mixed image's larger share
         return {
             "train/loss": loss.detach(),

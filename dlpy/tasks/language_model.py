@@ -30,8 +30,9 @@ class CharLanguageModel(Classification):
         temperatures: Sequence[float] = (0.2, 0.5, 1.0, 1.2),
         label_smoothing: float = 0.0,
         l1: float = 0.0,
+        l2: float = 0.0,
     ) -> None:
-        super().__init__(net, optimizer, label_smoothing, l1)
+        super().__init__(net, optimizer, label_smoothing, l1, l2)
         self.temperatures = list(temperatures)
 
     @torch.no_grad()

@@ -5,7 +5,14 @@ from torch import nn
 
 from dlpy.data.base import Batch, DataSet
 from dlpy.registry import TASKS
-from dlpy.tasks.base import Logs, OptimizerFactory, Task, attach_vectors, with_l1
+from dlpy.tasks.base import (
+    Logs,
+    OptimizerFactory,
+    Task,
+    attach_vectors,
+    check_penalties,
+    with_penalties,
+)
 
 
 @TASKS.register("regression")
@@ -15,10 +22,14 @@ class Regression(Task):
 
     headline_metrics = ("test/mae",)
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, l1: float = 0.0) -> None:
+    def __init__(
+        self, net: nn.Module, optimizer: OptimizerFactory, l1: float = 0.0, l2: float = 0.0
+    ) -> None:
         super().__init__(optimizer)
+        check_penalties(l1, l2)
         self.net = net
-        self.l1 = l1
+        self.l1 = l1  # Keras's l1(...) on every weight matrix and kernel
+        self.l2 = l2  # Keras's l2(...) on the dense and convolution kernels
 
     def attach(self, data: DataSet) -> None:
         attach_vectors(self.net, data)
@@ -27,7 +38,7 @@ class Regression(Task):
         x, y, *_ = batch
         pred = self.net(x).squeeze(-1)
         loss = F.mse_loss(pred, y)
-        self.trainer.backward(with_l1(loss, self.net, self.l1), self.optimizer)
+        self.trainer.backward(with_penalties(loss, self.net, self.l1, self.l2), self.optimizer)
         return {"train/loss": loss.detach(), "train/mae": (pred.detach() - y).abs().mean()}
 
     def evaluate(self, batches: Iterable[Batch], split: str) -> dict[str, float]:
