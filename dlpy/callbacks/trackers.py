@@ -5,11 +5,9 @@ chooses them: importing mlflow alone takes seconds. Each keeps its run's id in t
 so a resumed dlpy run goes on in the same tracker run.
 """
 
-import importlib
 import os
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from dlpy.callbacks.loggers import Logger, Scalars
@@ -21,14 +19,11 @@ if TYPE_CHECKING:
     from dlpy.trainer import Trainer
 
 
-def optional(module: str, logger: str) -> ModuleType:
-    """The tracker's package, or one line naming the extra that installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise DlpyError(
-            f"logger={logger} needs {module}, which is not installed: pip install 'dlpy[track]'"
-        ) from None
+def missing(module: str) -> DlpyError:
+    """The one line for a tracker whose package is not installed: the extra that installs it."""
+    return DlpyError(
+        f"logger={module} needs {module}, which is not installed: pip install 'dlpy[track]'"
+    )
 
 
 def run_name(run_dir: str) -> str:
@@ -55,7 +50,11 @@ class MLflow(Logger):
         experiment: str = "dlpy",
     ) -> None:
         super().__init__(hparams)
-        self.mlflow = optional("mlflow", "mlflow")
+        try:  # imported only when chosen: mlflow takes seconds to import
+            import mlflow
+        except ImportError:
+            raise missing("mlflow") from None
+        self.mlflow = mlflow
         self.run_dir = str(run_dir)
         self.tracking_uri = tracking_uri
         self.experiment = experiment
@@ -123,7 +122,11 @@ class WandB(Logger):
         mode: str = "offline",
     ) -> None:
         super().__init__(hparams)
-        self.wandb = optional("wandb", "wandb")
+        try:  # imported only when chosen
+            import wandb
+        except ImportError:
+            raise missing("wandb") from None
+        self.wandb = wandb
         self.run_dir = str(run_dir)
         self.project = project
         self.mode = mode
