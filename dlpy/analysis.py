@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 
 from dlpy.data.vision import ImageData
+from dlpy.ensemble import test_logits
 from dlpy.figures import new_figure, save_figure
 from dlpy.io import atomic_write
 from dlpy.trainer import Trainer
@@ -49,14 +50,9 @@ class Predictions:
 
 
 def predictions_on_test(trainer: Trainer) -> Predictions:
-    """The network's log-softmax over the whole test split, batch by batch."""
-    log_p = []
-    labels = []
-    with trainer.precision.evaluating(trainer.task):
-        for x, y in map(trainer.precision.move, trainer.data.eval_batches("test")):
-            log_p.append(trainer.task.net(x).float().log_softmax(1).cpu())
-            labels.append(y.cpu())
-    return Predictions(torch.cat(log_p), torch.cat(labels))
+    """The network's log-softmax over the whole test split."""
+    logits, labels = test_logits(trainer)
+    return Predictions(logits.log_softmax(1), labels)
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:

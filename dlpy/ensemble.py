@@ -31,15 +31,21 @@ class Member:
     labels: torch.Tensor  # int64 (N,)
 
 
-def test_probabilities(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
-    """The softmax of the network's logits over the whole test split, and the labels."""
-    probabilities = []
+def test_logits(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The network's logits (float32, on the CPU) over the whole test split, and the labels."""
+    logits = []
     labels = []
     with trainer.precision.evaluating(trainer.task):
         for x, y in map(trainer.precision.move, trainer.data.eval_batches("test")):
-            probabilities.append(trainer.task.net(x).float().softmax(1).cpu())
+            logits.append(trainer.task.net(x).float().cpu())
             labels.append(y.cpu())
-    return torch.cat(probabilities), torch.cat(labels)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def test_probabilities(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
+    """The softmax of the network's logits over the whole test split, and the labels."""
+    logits, labels = test_logits(trainer)
+    return logits.softmax(1), labels
 
 
 def member(run: str, overrides: list[str]) -> Member:
