@@ -63,6 +63,30 @@ def options(node: DictConfig, key: str) -> tuple[str, dict[str, Any]]:
     return kwargs.pop("name"), kwargs
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every group's options against its builder's declared schema (dlpy/schema.py), before
+    anything is built: a bad value fails in milliseconds, not after the data has loaded."""
+    for key, registry in (
+        ("dataset", DATASETS),
+        ("optimizer", OPTIMIZERS),
+        ("scheduler", SCHEDULERS),
+    ):
+        name, kwargs = options(cfg[key], key)
+        check_kwargs(registry.get(name, key), kwargs, f"{key} ({name!r})", key=key)
+    name, kwargs = options(cfg.model, "model")
+    task_name, task_kwargs = options(OmegaConf.create(kwargs.pop("task")), "model.task")
+    check_kwargs(MODELS.get(name, "model"), kwargs, f"model ({name!r})", key="model")
+    check_kwargs(TASKS.get(task_name, "model.task"), task_kwargs, "model.task", key="model.task")
+    for group, registry in (("callbacks", CALLBACKS), ("logger", LOGGERS)):
+        for entry, value in (resolved(cfg[group], group) if cfg.get(group) else {}).items():
+            if isinstance(value, dict) and "name" in value:
+                key = f"{group}.{entry}"
+                kwargs = {k: v for k, v in value.items() if k != "name"}
+                check_kwargs(registry.get(value["name"], key), kwargs, key, key=key)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    check_kwargs(Trainer, trainer, "trainer", key="trainer")
+
+
 def build_data(cfg: DictConfig) -> DataSet:
     name, kwargs = options(cfg.dataset, "dataset")
     return DATASETS.build(name, key="dataset", **kwargs)

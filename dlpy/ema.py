@@ -23,18 +23,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from dlpy.errors import DlpyError
-
 log = logging.getLogger(__name__)
 PREFIX = "module."  # AveragedModel's state_dict keys: the averaged network's, under module.
-
-
-def check_decay(decay: float) -> None:
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-        raise DlpyError(
-            f"trainer.ema is the decay of the weights' moving average, in [0, 1) "
-            f"(0: off; 0.999 is usual), got {decay!r}"
-        )
 
 
 class EMA:

@@ -6,23 +6,87 @@ builds schedules while the task builds its optimizers. Every schedule but platea
 once per optimizer step; plateau advances once per evaluation, on the monitored metric.
 """
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, Literal
 
 import torch
 from torch.optim import Optimizer, lr_scheduler
 from torch.optim.lr_scheduler import LRScheduler
 
+from dlpy.errors import DlpyError
 from dlpy.registry import OPTIMIZERS, SCHEDULERS
+from dlpy.schema import Count, NonNegative, Positive, Probability, Range, Size
 
-OPTIMIZERS.register("adam", "Adam (Kingma & Ba, 2015)")(torch.optim.Adam)
-OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (Loshchilov & Hutter, 2019)")(
-    torch.optim.AdamW
-)
-OPTIMIZERS.register("sgd", "SGD with optional momentum and Nesterov momentum")(torch.optim.SGD)
-OPTIMIZERS.register("rmsprop", "RMSprop (Hinton's lecture 6e), Keras's default for RNNs")(
-    torch.optim.RMSprop
-)
+Beta = Annotated[float, Range(ge=0, lt=1)]  # a beta of 1 makes Adam's bias correction 1 / 0
+Params = Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]]  # or param groups, torch's way
+
+
+@OPTIMIZERS.register("adam")
+def adam(
+    params: Params,
+    lr: NonNegative = 1e-3,
+    betas: list[Beta] = (0.9, 0.999),
+    eps: Positive = 1e-8,
+    weight_decay: NonNegative = 0.0,
+    amsgrad: bool = False,
+    fused: bool | None = None,
+) -> Optimizer:
+    """Adam (Kingma & Ba, 2015)"""
+    check_betas(betas)
+    kwargs = {"eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad, "fused": fused}
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **kwargs)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(
+    params: Params,
+    lr: NonNegative = 1e-3,
+    betas: list[Beta] = (0.9, 0.999),
+    eps: Positive = 1e-8,
+    weight_decay: NonNegative = 0.01,
+    amsgrad: bool = False,
+    fused: bool | None = None,
+) -> Optimizer:
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019)"""
+    check_betas(betas)
+    kwargs = {"eps": eps, "weight_decay": weight_decay, "amsgrad": amsgrad, "fused": fused}
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), **kwargs)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(
+    params: Params,
+    lr: NonNegative = 1e-3,
+    momentum: NonNegative = 0.0,
+    dampening: Probability = 0.0,
+    weight_decay: NonNegative = 0.0,
+    nesterov: bool = False,
+    fused: bool | None = None,
+) -> Optimizer:
+    """SGD with optional momentum and Nesterov momentum"""
+    kwargs = {"momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
+    return torch.optim.SGD(params, lr=lr, nesterov=nesterov, fused=fused, **kwargs)
+
+
+@OPTIMIZERS.register("rmsprop")
+def rmsprop(
+    params: Params,
+    lr: NonNegative = 1e-2,
+    alpha: Probability = 0.99,
+    eps: Positive = 1e-8,
+    weight_decay: NonNegative = 0.0,
+    momentum: NonNegative = 0.0,
+    centered: bool = False,
+) -> Optimizer:
+    """RMSprop (Hinton's lecture 6e), Keras's default for RNNs"""
+    kwargs = {"eps": eps, "weight_decay": weight_decay, "momentum": momentum}
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, centered=centered, **kwargs)
+
+
+def check_betas(betas: list[float]) -> None:
+    """Two coefficients, as torch wants; each in [0, 1) is the schema's, the count is here."""
+    if len(betas) != 2:
+        raise DlpyError(f"optimizer.betas must be a list of two numbers, got {list(betas)!r}")
 
 
 @SCHEDULERS.register("none")
@@ -37,8 +101,8 @@ def step(
     *,
     total_steps: int,
     steps_per_epoch: int,
-    step_epochs: int = 30,
-    gamma: float = 0.1,
+    step_epochs: Size = 30,
+    gamma: Annotated[float, Range(gt=0, le=1)] = 0.1,
 ) -> LRScheduler:
     """Multiply the learning rate by gamma every step_epochs epochs."""
     return lr_scheduler.StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
@@ -46,7 +110,7 @@ def step(
 
 @SCHEDULERS.register("cosine")
 def cosine(
-    optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, min_lr: float = 0.0
+    optimizer: Optimizer, *, total_steps: int, steps_per_epoch: int, min_lr: NonNegative = 0.0
 ) -> LRScheduler:
     """Cosine decay to min_lr over the whole run (Loshchilov & Hutter, SGDR)."""
     return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=min_lr)
@@ -58,10 +122,10 @@ def onecycle(
     *,
     total_steps: int,
     steps_per_epoch: int,
-    max_lr: float | list[float] | None = None,
-    pct_start: float = 0.25,
-    div_factor: float = 25.0,
-    final_div_factor: float = 1e4,
+    max_lr: Positive | None = None,
+    pct_start: Annotated[float, Range(gt=0, lt=1)] = 0.25,
+    div_factor: Annotated[float, Range(ge=1)] = 25.0,
+    final_div_factor: Annotated[float, Range(ge=1)] = 1e4,
 ) -> LRScheduler:
     """One-cycle policy (Smith, 2018): warm up to max_lr, then anneal.
 
@@ -86,10 +150,10 @@ def plateau(
     *,
     total_steps: int,
     steps_per_epoch: int,
-    mode: str = "max",
-    factor: float = 0.1,
-    patience: int = 5,
-    min_lr: float = 0.0,
+    mode: Literal["min", "max"] = "max",
+    factor: Annotated[float, Range(gt=0, lt=1)] = 0.1,
+    patience: Count = 5,
+    min_lr: NonNegative = 0.0,
 ) -> LRScheduler:
     """Reduce the learning rate by factor when the monitored metric stops improving."""
     return lr_scheduler.ReduceLROnPlateau(

@@ -9,10 +9,11 @@ This module imports nothing of dlpy but its errors, so any module may register i
 """
 
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
+from dlpy import schema
 from dlpy.errors import DlpyError, first_line, unknown
 
 Builder = Callable[..., Any]
@@ -87,8 +88,8 @@ class Registry:
 
 
 def check_kwargs(fn: Builder, kwargs: dict[str, Any], where: str, key: str | None = None) -> None:
-    """Fail with the option at fault before calling `fn` with options it doesn't take, or of the
-    wrong kind.
+    """Fail with the option at fault before calling `fn` with options it doesn't take, or with a
+    value outside the type and range its signature declares (dlpy/schema.py).
 
     `key` is the config node of the options, so that an error names the full key.
     """
@@ -99,67 +100,26 @@ def check_kwargs(fn: Builder, kwargs: dict[str, Any], where: str, key: str | Non
             named = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
             accepted = ", ".join(n for n, p in params.items() if p.kind in named)
             raise DlpyError(f"{where}: unknown option(s) {', '.join(extra)}; accepted: {accepted}")
-    for name, value, example in examples(fn, kwargs):
-        check_kind(f"{key}.{name}" if key else name, value, example)
+    schema.check(fn, kwargs, key)
 
 
 def check_signs(fn: Builder, kwargs: dict[str, Any], key: str) -> None:
-    """No negative number where the option's default is not negative: sizes, rates and counts
-    never are."""
+    """No negative number where the option's default is not negative: for a plugin's builder whose
+    signature declares no range, sizes, rates and counts still never are."""
     negative = negative_option(fn, kwargs, key)
     if negative:
         raise DlpyError(negative)
 
 
 def negative_option(fn: Builder, kwargs: dict[str, Any], key: str) -> str | None:
-    """`model.padding must be >= 0, got -7` for the first such option, else None."""
-    for name, value, example in examples(fn, kwargs):
-        if is_number(example) and example >= 0 and is_number(value) and value < 0:
-            return f"{key}.{name} must be >= 0, got {value!r}"
+    """`model.padding must be >= 0, got -7` for the first undeclared option given a negative
+    number where its default is not negative, else None."""
+    for name, found, default in schema.declared(fn):
+        value = kwargs.get(name)
+        if found.range is None and schema.is_number(default) and default >= 0:
+            if schema.is_number(value) and value < 0:
+                return f"{key}.{name} must be >= 0, got {value!r}"
     return None
-
-
-def examples(fn: Builder, kwargs: dict[str, Any]) -> Iterator[tuple[str, Any, Any]]:
-    """(name, value, an example of the option's kind) for each option `fn` declares: its
-    default, else its type."""
-    params = inspect.signature(fn).parameters
-    for name, value in kwargs.items():
-        if name not in params:
-            continue
-        param = params[name]
-        if param.default is not param.empty:
-            yield name, value, param.default
-        else:
-            yield name, value, ANNOTATED.get(param.annotation)
-
-
-# Kinds of option, told by an example (the default): bool before number, as True is also an int.
-KINDS = (
-    (bool, "true or false"),
-    ((int, float), "a number"),
-    (str, "a string"),
-    ((list, tuple), "a list"),
-    (dict, "a mapping"),
-)
-# An option without a default: an example of its annotated type.
-ANNOTATED = {int: 0, float: 0.0, bool: False, str: "", list: [], dict: {}}
-
-
-def check_kind(key: str, value: Any, example: Any) -> None:
-    """`value` must be of the example's kind: a wrong type would otherwise surface as a traceback
-    deep inside torch, or not at all (the string "false" is true). Where the default is None, or
-    there is neither default nor type, anything goes."""
-    for types, kind in KINDS:
-        if example is not None and isinstance(example, types):
-            if not isinstance(value, types) or (
-                isinstance(value, bool) and not isinstance(example, bool)
-            ):
-                raise DlpyError(f"{key} must be {kind}, got {value!r}")
-            return
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 DATASETS = Registry("dataset")

@@ -14,6 +14,8 @@ The design follows pydantic's constrained types (`Annotated[int, Field(ge=1)]`),
 dependency: dlpy needs the check and the message, not the parsing.
 """
 
+import collections.abc
+import functools
 import inspect
 import math
 import types
@@ -167,25 +169,46 @@ def option(annotation: Any, default: Any = inspect.Parameter.empty) -> Option:
         return Option(None, nullable=nullable)  # int | str, say: the builder tells them apart
     if origin is Literal:
         return Option(None, choices=typing.get_args(annotation), nullable=nullable)
-    if origin in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence):
         args = typing.get_args(annotation)
         item = option(args[0]) if args and args[0] is not Ellipsis else None
         return Option(list, nullable=nullable, item=item)
-    if origin is dict:
+    if origin in (dict, collections.abc.Mapping):
         return Option(dict, nullable=nullable)
     if annotation in NOUNS:
         return Option(annotation, nullable=nullable)
-    return Option(None, nullable=nullable)  # Any, or a type of dlpy's own: the builder checks it
+    # Undeclared (a plugin's builder, Any): the default's kind, as far as it tells one; a number
+    # default stands for any number, since torch writes weight_decay=0 for a float option.
+    kind = next((kind for kind in KINDS if isinstance(default, kind)), None)
+    return Option(float if kind is int else kind, nullable=nullable)
+
+
+KINDS = (bool, int, float, str, list, tuple, dict)  # bool before int: True is an int
 
 
 def declared(fn: Callable[..., Any]) -> Iterator[tuple[str, Option, Any]]:
     """(name, declaration, default) for each keyword option of `fn` (not *args or **kwargs)."""
-    hints = typing.get_type_hints(fn, include_extras=True)
+    hints = hints_of(fn)
     for name, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         annotation = hints.get(name, Any)
         yield name, option(annotation, param.default), param.default
+
+
+def hints_of(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The annotations of a builder: a function's, a class's __init__'s, a partial's function's."""
+    target = fn.func if isinstance(fn, functools.partial) else fn
+    if inspect.isclass(target):
+        target = target.__init__
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except (NameError, TypeError):
+        return {}  # a plugin's annotation that names what its module never imported
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def check(fn: Callable[..., Any], kwargs: dict[str, Any], key: str | None) -> None:

@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from dlpy import STARTED, distributed
-from dlpy.build import build_data, build_task, build_trainer
+from dlpy.build import build_data, build_task, build_trainer, check_config
 from dlpy.checkpointing import seed_everything
 from dlpy.data.base import DataSet
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
@@ -47,6 +47,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
         last = Path(run_dir) / "checkpoints" / "last.pt"
         cfg.trainer.resume = str(last) if last.is_file() else None  # None: start afresh
     start = job_start()
+    check_config(cfg)  # every option against its declared range, before anything is built
     check_seed(cfg.seed)
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)

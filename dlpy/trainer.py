@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
 from torch.optim import Optimizer
@@ -22,17 +22,21 @@ from dlpy import distributed, optim
 from dlpy.callbacks.base import Callback
 from dlpy.checkpointing import Checkpointer
 from dlpy.data.base import Batch, DataSet
+from dlpy.distributed import STRATEGIES
 from dlpy.ema import EMA, averaged
 from dlpy.precision import (
+    CHOICES,
+    CLIP_MODES,
     Precision,
     resolve_device,
     resolve_precision,
     set_kernels,
     stop_on_nan,
 )
+from dlpy.schema import Count, NonNegative, Range, Size
 from dlpy.signals import StopRequest, handling, interrupted
 from dlpy.tasks.base import Task
-from dlpy.trainer_options import check_options
+from dlpy.trainer_options import ON_NAN, check_options
 
 log = logging.getLogger(__name__)
 
@@ -43,33 +47,33 @@ class Trainer:
     def __init__(
         self,
         *,
-        max_epochs: float = 10,
-        max_steps: float = 0,
+        max_epochs: NonNegative = 10,
+        max_steps: NonNegative = 0,
         device: str = "auto",
-        precision: str = "fp32",
-        grad_clip: float = 0.0,
-        grad_clip_value: float = 0.0,
-        grad_clip_mode: str = "global",
+        precision: Literal[CHOICES] = "fp32",
+        grad_clip: NonNegative = 0.0,
+        grad_clip_value: NonNegative = 0.0,
+        grad_clip_mode: Literal[CLIP_MODES] = "global",
         monitor: str = "val/acc",
-        mode: str = "max",
-        log_every_n_steps: int = 50,
-        val_every_n_epochs: int = 1,
-        accumulate: int = 1,
-        ema: float = 0.0,
-        limit_train_batches: float = 0,
-        limit_eval_batches: float = 0,
+        mode: Literal["min", "max"] = "max",
+        log_every_n_steps: Count = 50,
+        val_every_n_epochs: Size = 1,
+        accumulate: Size = 1,
+        ema: Annotated[float, Range(ge=0, lt=1)] = 0.0,
+        limit_train_batches: NonNegative = 0,
+        limit_eval_batches: NonNegative = 0,
         deterministic: bool = False,
-        threads: int = 0,
+        threads: Count = 0,
         compile: bool = False,
         channels_last: bool = False,
-        strategy: str = "single",
-        on_nan: str = "stop",
+        strategy: Literal[STRATEGIES] = "single",
+        on_nan: Literal[ON_NAN] = "stop",
         resume: str | None = None,
         scheduler: Callable | None = None,
         callbacks: Iterable[Callback] = (),
         config: dict | None = None,
     ) -> None:
-        check_options(locals())  # the arguments as given: no other name is bound yet
+        check_options(Trainer.__init__, locals())  # the arguments as given: nothing else is bound
         # trainer.strategy=ddp: this process of the data-parallel group, on its own device
         self.ddp = distributed.DataParallel(resolve_device(device)) if strategy == "ddp" else None
         self.device = self.ddp.device if self.ddp else resolve_device(device)

@@ -3,6 +3,7 @@ from typing import TYPE_CHECKING, Any
 
 from dlpy.callbacks.base import Callback, improved
 from dlpy.registry import CALLBACKS
+from dlpy.schema import Count, NonNegative
 
 if TYPE_CHECKING:
     from dlpy.trainer import Trainer
@@ -47,7 +48,7 @@ class EarlyStopping(Callback):
 
 
 @CALLBACKS.register("early_stopping")
-def early_stopping(patience: int = 0, min_delta: float = 0.0) -> EarlyStopping | None:
+def early_stopping(patience: Count = 0, min_delta: NonNegative = 0.0) -> EarlyStopping | None:
     """Stop when the monitored metric stalls for `patience` evaluations; patience 0: never.
 
     Off, it is no callback at all (None), so the loop and the checkpoints are those of a run

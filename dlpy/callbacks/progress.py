@@ -10,6 +10,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from dlpy.callbacks.base import Callback
 from dlpy.optim import total_steps
 from dlpy.registry import CALLBACKS
+from dlpy.schema import NonNegative, Size
 
 if TYPE_CHECKING:
     import torch
@@ -55,8 +56,8 @@ class ProgressBar(Callback):
 
     def __init__(
         self,
-        refresh_every: int = 20,
-        refresh_seconds: float = 1.0,
+        refresh_every: Size = 20,
+        refresh_seconds: NonNegative = 1.0,
         enabled: bool = True,
         label: str = "",
     ) -> None:

@@ -8,7 +8,7 @@ so a resumed dlpy run goes on in the same tracker run.
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from dlpy.callbacks.loggers import Logger, Scalars
 from dlpy.errors import DlpyError
@@ -119,7 +119,7 @@ class WandB(Logger):
         run_dir: str | Path,
         hparams: dict[str, HParam],
         project: str = "dlpy",
-        mode: str = "offline",
+        mode: Literal["online", "offline", "disabled"] = "offline",
     ) -> None:
         super().__init__(hparams)
         try:  # imported only when chosen

@@ -10,13 +10,15 @@ epochs and later runs read instead of the files.
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from dlpy.data.image_cache import CACHE_FOLDER, Decoded, decode_cached
-from dlpy.data.vision import ImageData, Split, check_options
+from dlpy.data.vision import SCALINGS, ImageData, Split, check_options
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
+from dlpy.schema import Count, NonNegative, Positive, Real, Size
 
 log = logging.getLogger("dlpy")
 
@@ -190,18 +192,18 @@ def check_channels(channels: int, mean: object, std: object) -> None:
 def image_folder(
     *,
     root: str | Path,
-    image_size: int = 64,
-    channels: int = 3,
-    num_classes: int | None = None,
+    image_size: Size = 64,
+    channels: Literal[1, 3] = 3,
+    num_classes: Size | None = None,
     model_task: str | None = None,
-    val_size: int | float = 0.1,
-    test_size: int | float = 0.1,
-    split_seed: int = 0,
-    batch_size: int = 128,
-    eval_batch_size: int = 500,
-    mean: tuple[float, ...] = (0.5, 0.5, 0.5),
-    std: tuple[float, ...] = (0.5, 0.5, 0.5),
-    scaling: str = "standardize",
+    val_size: NonNegative = 0.1,
+    test_size: NonNegative = 0.1,
+    split_seed: Count = 0,
+    batch_size: Size = 128,
+    eval_batch_size: Size = 500,
+    mean: tuple[Real, ...] = (0.5, 0.5, 0.5),
+    std: tuple[Positive, ...] = (0.5, 0.5, 0.5),
+    scaling: Literal[tuple(SCALINGS)] = "standardize",
     augment: dict | None = None,
 ) -> ImageData:
     """Any folder of images, decoded once: subfolders are classes; train/ val/ test/, splits."""

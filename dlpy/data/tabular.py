@@ -8,6 +8,7 @@ folds' statistics only.
 """
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task, standardize
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
+from dlpy.schema import Count, Range, Size
 
 BOSTON_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/boston_housing.npz"
 
@@ -85,15 +87,15 @@ def boston_housing(
     *,
     root: str | Path,
     download: bool = True,
-    task: str = "regression",
-    num_features: int = 13,
-    num_classes: int = 1,
-    folds: int = 4,
-    fold: int | None = None,
-    test_split: float = 0.2,
-    shuffle_seed: int = 113,
-    batch_size: int = 16,
-    eval_batch_size: int = 512,
+    task: Literal["regression"] = "regression",
+    num_features: Size = 13,
+    num_classes: Size = 1,
+    folds: Annotated[int, Range(ge=2)] = 4,
+    fold: Count | None = None,
+    test_split: Annotated[float, Range(gt=0, lt=1)] = 0.2,
+    shuffle_seed: Count = 113,
+    batch_size: Size = 16,
+    eval_batch_size: Size = 512,
 ) -> TableData:
     """Boston housing (1978): 13 features -> median price; K-fold validation on 404 houses.
 

@@ -9,6 +9,7 @@ sequences (the first max_length words, padded with 0) for an embedding.
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Annotated, Literal
 
 import torch
 
@@ -18,6 +19,7 @@ from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task
 from dlpy.errors import DlpyError, check_choice
 from dlpy.registry import DATASETS
+from dlpy.schema import Count, Range, Size
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 NIETZSCHE_URL = "https://s3.amazonaws.com/text-datasets/nietzsche.txt"
@@ -176,16 +178,16 @@ def imdb(
     *,
     root: str | Path,
     download: bool = True,
-    task: str = "classification",
-    num_classes: int = 2,
-    vocab_size: int = 10000,
-    num_features: int | None = None,
-    mode: str = "multi_hot",
-    max_length: int = 500,
-    val_size: int = 5000,
-    split_seed: int = 0,
-    batch_size: int = 512,
-    eval_batch_size: int = 1000,
+    task: Literal["classification"] = "classification",
+    num_classes: Size = 2,
+    vocab_size: Annotated[int, Range(ge=4)] = 10000,
+    num_features: Size | None = None,
+    mode: Literal["multi_hot", "index"] = "multi_hot",
+    max_length: Size = 500,
+    val_size: Count = 5000,
+    split_seed: Count = 0,
+    batch_size: Size = 512,
+    eval_batch_size: Size = 1000,
     glove: str | None = None,
 ) -> ReviewData:
     """IMDB reviews (Maas et al., 2011): 25k+25k, positive or negative; multi-hot or word ids."""
@@ -265,16 +267,16 @@ def text(
     root: str | Path,
     path: str | None = None,
     download: bool = True,
-    task: str = "classification",
-    vocab_size: int = 256,
-    num_classes: int = 256,
+    task: Literal["classification"] = "classification",
+    vocab_size: Size = 256,
+    num_classes: Size = 256,
     lowercase: bool = True,
-    maxlen: int = 60,
-    step: int = 3,
-    val_size: int = 10000,
-    test_size: int = 10000,
-    batch_size: int = 128,
-    eval_batch_size: int = 1000,
+    maxlen: Size = 60,
+    step: Size = 3,
+    val_size: Count = 10000,
+    test_size: Count = 10000,
+    batch_size: Size = 128,
+    eval_batch_size: Size = 1000,
 ) -> CharData:
     """Any text file as bytes for a character language model (default: Nietzsche, Chollet 8.1)."""
     check_task(task, "classification")

@@ -10,6 +10,7 @@ degrees.
 
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task, standardize
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
+from dlpy.schema import Range, Size
 
 JENA_URL = "https://s3.amazonaws.com/keras-datasets/jena_climate_2009_2016.csv.zip"
 JENA_FILE = "jena_climate_2009_2016.csv"
@@ -174,17 +176,17 @@ def jena_climate(
     *,
     root: str | Path,
     download: bool = True,
-    task: str = "regression",
-    num_features: int = 14,
-    num_classes: int = 1,
+    task: Literal["regression"] = "regression",
+    num_features: Size = 14,
+    num_classes: Size = 1,
     target: str = "T (degC)",
-    sampling_rate: int = 6,
-    sequence_length: int = 120,
-    delay: int = 144,
-    train_fraction: float = 0.5,
-    val_fraction: float = 0.25,
-    batch_size: int = 256,
-    eval_batch_size: int = 1024,
+    sampling_rate: Size = 6,
+    sequence_length: Size = 120,
+    delay: Size = 144,
+    train_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.5,
+    val_fraction: Annotated[float, Range(gt=0, lt=1)] = 0.25,
+    batch_size: Size = 256,
+    eval_batch_size: Size = 1024,
 ) -> SeriesData:
     """Jena climate 2009-2016: 5 days of hourly weather -> the temperature 24 h later (Chollet)."""
     check_task(task, "regression")

@@ -10,6 +10,7 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -18,6 +19,7 @@ from dlpy.data.base import Batch, Shuffled
 from dlpy.data.sources import Images, load_torchvision
 from dlpy.errors import DlpyError, check_choice, check_number
 from dlpy.registry import DATASETS
+from dlpy.schema import Count, Positive, Real, Size
 
 # The most a normalised float32 copy of the training images may take (Fashion-MNIST's: 173 MB,
 # CIFAR-10's: 553 MB); a larger set is normalised batch by batch from its uint8 pixels.
@@ -251,19 +253,19 @@ def labelled_images(
     root: str | Path,
     system_dir: str | None = None,
     download: bool = True,
-    val_size: int = 5000,
-    split_seed: int = 0,
-    batch_size: int = 128,
-    eval_batch_size: int = 1000,
-    mean: list,
-    std: list,
-    channels: int,
-    image_size: int,
-    num_classes: int,
+    val_size: Count = 5000,
+    split_seed: Count = 0,
+    batch_size: Size = 128,
+    eval_batch_size: Size = 1000,
+    mean: list[Real],
+    std: list[Positive],
+    channels: Size,
+    image_size: Size,
+    num_classes: Size,
     augment: Mapping | Sequence | None = None,
-    scaling: str = "standardize",
-    classes: list | None = None,
-    per_class: int = 0,
+    scaling: Literal[tuple(SCALINGS)] = "standardize",
+    classes: list[Count] | None = None,
+    per_class: Count = 0,
 ) -> ImageData:
     """A labelled torchvision data set (`class_name`, registered below); val is cut from train."""
     check_options(batch_size, eval_batch_size, augment, image_size, num_classes)

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dlpy.models.layers import dense_layers, make_activation
+from dlpy.models.layers import Activation, dense_layers, make_activation
 from dlpy.registry import MODELS
+from dlpy.schema import Dropout, Size
 
 
 def quarter(image_size: int) -> int:
@@ -74,12 +75,12 @@ class Autoencoder(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
-        hidden: Sequence[int] = (256, 128),
-        latent: int = 20,
-        activation: str = "relu",
-        dropout: float = 0.0,
+        in_channels: Size,
+        image_size: Size,
+        hidden: Sequence[Size] = (256, 128),
+        latent: Size = 20,
+        activation: Activation = "relu",
+        dropout: Dropout = 0.0,
         conv: bool = False,
     ) -> None:
         super().__init__()
@@ -117,12 +118,12 @@ class VAE(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
-        hidden: Sequence[int] = (512,),
-        latent: int = 20,
-        activation: str = "relu",
+        in_channels: Size,
+        image_size: Size,
+        num_classes: Size,
+        hidden: Sequence[Size] = (512,),
+        latent: Size = 20,
+        activation: Activation = "relu",
         conv: bool = False,
         conditional: bool = False,
     ) -> None:

@@ -7,13 +7,15 @@ standard, separable or depthwise, dilated, and followed by any of the norms of d
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
-from dlpy.models.convs import check_conv_options, make_conv, make_norm
-from dlpy.models.layers import dense_layers, make_activation
+from dlpy.models.convs import CONVS, NORMS, check_conv_options, make_conv, make_norm
+from dlpy.models.layers import Activation, dense_layers, make_activation
 from dlpy.registry import MODELS
+from dlpy.schema import Count, Dropout, Size
 
 
 @dataclass(frozen=True)
@@ -87,21 +89,21 @@ class CNN(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
+        in_channels: Size,
+        image_size: Size,
+        num_classes: Size,
         layers: Sequence[int | str] = (32, "M", 64, "M"),
-        kernel_size: int = 3,
-        padding: int = 1,
-        dilation: int = 1,
-        conv: str = "standard",
-        norm: str = "none",
-        norm_groups: int = 0,
+        kernel_size: Size = 3,
+        padding: Count = 1,
+        dilation: Size = 1,
+        conv: Literal[CONVS] = "standard",
+        norm: Literal[NORMS] = "none",
+        norm_groups: Count = 0,
         batchnorm: bool = False,
-        activation: str = "relu",
-        conv_dropout: float = 0.0,
-        fc: Sequence[int] = (128,),
-        dropout: float = 0.0,
+        activation: Activation = "relu",
+        conv_dropout: Dropout = 0.0,
+        fc: Sequence[Size] = (128,),
+        dropout: Dropout = 0.0,
     ) -> None:
         super().__init__()
         check_conv_options(conv, norm, dilation, norm_groups)

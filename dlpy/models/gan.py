@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
+from dlpy.schema import Size
 
 
 def doublings(image_size: int) -> tuple[int, int]:
@@ -75,10 +76,10 @@ class GAN(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
-        latent: int = 100,
-        width: int = 64,
+        in_channels: Size,
+        image_size: Size,
+        latent: Size = 100,
+        width: Size = 64,
         critic: bool = False,
     ) -> None:
         super().__init__()

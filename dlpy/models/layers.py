@@ -1,6 +1,7 @@
 """Pieces the networks share: the activation a config names, and a stack of dense layers."""
 
 from collections.abc import Sequence
+from typing import Literal
 
 from torch import nn
 
@@ -18,6 +19,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "selu": nn.SELU,  # Klambauer et al. (2017), self-normalising networks
     "softplus": nn.Softplus,
 }
+Activation = Literal[tuple(ACTIVATIONS)]  # the schema's choices for an `activation` option
 
 
 def make_activation(name: str) -> nn.Module:

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 from torch import nn
 
 from dlpy.errors import DlpyError
-from dlpy.models.layers import dense_layers
+from dlpy.models.layers import Activation, dense_layers
 from dlpy.registry import MODELS
+from dlpy.schema import Dropout, Size
 
 
 @MODELS.register("mlp")
@@ -16,14 +17,14 @@ class MLP(nn.Sequential):
 
     def __init__(
         self,
-        in_channels: int | None = None,
-        image_size: int | None = None,
-        num_classes: int = 10,
-        hidden: Sequence[int] = (256, 256),
-        activation: str = "relu",
-        dropout: float = 0.0,
-        num_features: int | None = None,
-        sequence_length: int | None = None,
+        in_channels: Size | None = None,
+        image_size: Size | None = None,
+        num_classes: Size = 10,
+        hidden: Sequence[Size] = (256, 256),
+        activation: Activation = "relu",
+        dropout: Dropout = 0.0,
+        num_features: Size | None = None,
+        sequence_length: Size | None = None,
     ) -> None:
         width = num_features or (
             in_channels * image_size * image_size if in_channels and image_size else None

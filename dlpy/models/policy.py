@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from dlpy.errors import check_number
-from dlpy.models.layers import make_activation
+from dlpy.models.layers import Activation, make_activation
 from dlpy.registry import MODELS
+from dlpy.schema import Size
 
 
 def init(layer: nn.Linear, gain: float) -> nn.Linear:
@@ -33,10 +34,10 @@ class PolicyMLP(nn.Module):
 
     def __init__(
         self,
-        num_features: int,
-        num_actions: int,
-        hidden: Sequence[int] = (64, 64),
-        activation: str = "tanh",
+        num_features: Size,
+        num_actions: Size,
+        hidden: Sequence[Size] = (64, 64),
+        activation: Activation = "tanh",
         shared: bool = False,
     ) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ classes.
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +21,7 @@ from dlpy.errors import DlpyError, check_choice, check_number, first_line
 from dlpy.io import load_checkpoint, resolve_checkpoint, torchvision_weights
 from dlpy.models.layers import dense_layers
 from dlpy.registry import MODELS
+from dlpy.schema import Dropout, Positive, Real, Size
 
 log = logging.getLogger(__name__)
 MODES = ("feature_extraction", "fine_tune")
@@ -185,18 +186,18 @@ def from_run(path: str) -> tuple[nn.Module, tuple[list, list], int, int]:
 
 @MODELS.register("pretrained")
 def pretrained(
-    in_channels: int,
-    image_size: int,
-    num_classes: int,
-    mean: list,
-    std: list,
+    in_channels: Size,
+    image_size: Size,
+    num_classes: Size,
+    mean: list[Real],
+    std: list[Positive],
     arch: str = "resnet18",
     weights: str = "imagenet",
-    size: int | None = None,
-    mode: str = "feature_extraction",
+    size: Size | None = None,
+    mode: Literal[MODES] = "feature_extraction",
     unfreeze: Any = None,
-    head: Sequence[int] = (),
-    dropout: float = 0.0,
+    head: Sequence[Size] = (),
+    dropout: Dropout = 0.0,
 ) -> nn.Module:
     """A pretrained body (torchvision ImageNet, or a dlpy run) under a new dense head."""
     check_choice("model.mode", mode, MODES)

@@ -5,11 +5,14 @@ bottleneck (He et al., Identity Mappings in Deep Residual Networks, 2016); the d
 Atienza's ResNet-20/56/110 table (Advanced Deep Learning with Keras, ch. 2).
 """
 
+from typing import Annotated, Literal
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
+from dlpy.schema import Range, Size
 
 
 def conv_bn(cin: int, cout: int, kernel_size: int = 3, stride: int = 1) -> nn.Sequential:
@@ -85,12 +88,12 @@ class ResNet(nn.Module):
 
     def __init__(
         self,
-        in_channels: int,
-        image_size: int,
-        num_classes: int,
-        depth: int = 20,
-        version: int = 1,
-        width: int = 16,
+        in_channels: Size,
+        image_size: Size,
+        num_classes: Size,
+        depth: Annotated[int, Range(ge=8)] = 20,
+        version: Literal[1, 2] = 1,
+        width: Size = 16,
     ) -> None:
         super().__init__()
         # Weighted layers: the stem conv, 2 (v1) or 3 (v2) convs per block in 3 stages, the fc.
@@ -125,7 +128,7 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet18")
-def resnet18(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
+def resnet18(in_channels: Size, image_size: Size, num_classes: Size) -> nn.Module:
     """torchvision's ResNet-18 for small images: 3x3 stride-1 stem, no max-pool."""
     # torchvision takes a second to import: only when this model is used.
     from torchvision.models import resnet18 as torchvision_resnet18

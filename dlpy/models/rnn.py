@@ -7,6 +7,7 @@ as it is (Chollet's temperature forecasts).
 """
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,8 +16,9 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from dlpy.errors import DlpyError, check_choice
-from dlpy.models.layers import make_activation
+from dlpy.models.layers import Activation, make_activation
 from dlpy.registry import MODELS
+from dlpy.schema import Count, Dropout, Size
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 PADDINGS = ("same", "valid")
@@ -92,19 +94,19 @@ class RecurrentNet(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
-        num_features: int | None = None,
-        in_channels: int | None = None,
-        image_size: int | None = None,
-        cell: str = "lstm",
-        hidden: int = 128,
-        layers: int = 1,
+        num_classes: Size,
+        num_features: Size | None = None,
+        in_channels: Size | None = None,
+        image_size: Size | None = None,
+        cell: Literal[tuple(CELLS)] = "lstm",
+        hidden: Size = 128,
+        layers: Size = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
-        input_dropout: float = 0.0,
-        recurrent_dropout: float = 0.0,
-        vocab_size: int = 0,
-        embedding_dim: int = 0,
+        dropout: Dropout = 0.0,
+        input_dropout: Dropout = 0.0,
+        recurrent_dropout: Dropout = 0.0,
+        vocab_size: Count = 0,
+        embedding_dim: Count = 0,
         embedding_trainable: bool = True,
     ) -> None:
         super().__init__()
@@ -190,20 +192,20 @@ class Conv1dNet(nn.Module):
 
     def __init__(
         self,
-        num_classes: int,
-        num_features: int | None = None,
-        in_channels: int | None = None,
-        image_size: int | None = None,
-        channels: Sequence[int] = (32, 32, 32),
-        kernel_size: int = 5,
-        pool: int = 3,
-        padding: str = "same",
-        activation: str = "relu",
-        gru_hidden: int = 0,
-        gru_dropout: float = 0.0,
-        gru_recurrent_dropout: float = 0.0,
-        vocab_size: int = 0,
-        embedding_dim: int = 0,
+        num_classes: Size,
+        num_features: Size | None = None,
+        in_channels: Size | None = None,
+        image_size: Size | None = None,
+        channels: Sequence[Size] = (32, 32, 32),
+        kernel_size: Size = 5,
+        pool: Size = 3,
+        padding: Literal[PADDINGS] = "same",
+        activation: Activation = "relu",
+        gru_hidden: Count = 0,
+        gru_dropout: Dropout = 0.0,
+        gru_recurrent_dropout: Dropout = 0.0,
+        vocab_size: Count = 0,
+        embedding_dim: Count = 0,
         embedding_trainable: bool = True,
     ) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ logits are Bernoulli parameters, and BCE summed over pixels is a negative log-li
 """
 
 from collections.abc import Iterable
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +16,7 @@ from dlpy.data.vision import ImageData
 from dlpy.errors import check_choice
 from dlpy.plots import grid, labelled_rows
 from dlpy.registry import TASKS
+from dlpy.schema import NonNegative
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
 RECONSTRUCTION = {  # summed over pixels, one number per image
@@ -76,8 +78,8 @@ class Autoencoder(Reconstruction):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        loss: str = "bce",
-        noise_std: float = 0.0,
+        loss: Literal[tuple(RECONSTRUCTION)] = "bce",
+        noise_std: NonNegative = 0.0,
     ) -> None:
         super().__init__(optimizer)
         check_choice("model.task.loss", loss, RECONSTRUCTION)
@@ -123,7 +125,9 @@ class VAE(Reconstruction):
 
     headline_metrics = ("test/neg_elbo",)
 
-    def __init__(self, net: nn.Module, optimizer: OptimizerFactory, beta: float = 1.0) -> None:
+    def __init__(
+        self, net: nn.Module, optimizer: OptimizerFactory, beta: NonNegative = 1.0
+    ) -> None:
         super().__init__(optimizer)
         self.net = net
         self.beta = beta

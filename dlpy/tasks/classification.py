@@ -7,6 +7,7 @@ from dlpy.data.base import Batch, DataSet
 from dlpy.data.vision import ImageData
 from dlpy.plots import labelled_grid
 from dlpy.registry import TASKS
+from dlpy.schema import NonNegative, Probability
 from dlpy.tasks.base import (
     Logs,
     OptimizerFactory,
@@ -27,9 +28,9 @@ class Classification(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        label_smoothing: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        label_smoothing: Probability = 0.0,
+        l1: NonNegative = 0.0,
+        l2: NonNegative = 0.0,
     ) -> None:
         super().__init__(optimizer)
         check_penalties(l1, l2)

@@ -19,6 +19,7 @@ from dlpy.data.base import Batch
 from dlpy.data.vision import ImageData
 from dlpy.plots import grid
 from dlpy.registry import TASKS
+from dlpy.schema import NonNegative, Size
 from dlpy.tasks.autoencoder import fixed_noise
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
@@ -31,7 +32,7 @@ class GAN(Task):
     headline_metrics = ("test/fid",)
 
     def __init__(
-        self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1, fid: bool = True
+        self, net: nn.Module, optimizer: OptimizerFactory, d_steps: Size = 1, fid: bool = True
     ) -> None:
         super().__init__(optimizer)
         self.net = net
@@ -133,8 +134,8 @@ class WGANGP(GAN):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        d_steps: int = 5,
-        gp_weight: float = 10.0,
+        d_steps: Size = 5,
+        gp_weight: NonNegative = 10.0,
         fid: bool = True,
     ) -> None:
         super().__init__(net, optimizer, d_steps, fid)

@@ -9,6 +9,7 @@ from torch import nn
 
 from dlpy.data.text import CharData
 from dlpy.registry import TASKS
+from dlpy.schema import NonNegative, Positive, Probability
 from dlpy.tasks.base import Logs, OptimizerFactory
 from dlpy.tasks.classification import Classification
 
@@ -27,10 +28,10 @@ class CharLanguageModel(Classification):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        temperatures: Sequence[float] = (0.2, 0.5, 1.0, 1.2),
-        label_smoothing: float = 0.0,
-        l1: float = 0.0,
-        l2: float = 0.0,
+        temperatures: Sequence[Positive] = (0.2, 0.5, 1.0, 1.2),
+        label_smoothing: Probability = 0.0,
+        l1: NonNegative = 0.0,
+        l2: NonNegative = 0.0,
     ) -> None:
         super().__init__(net, optimizer, label_smoothing, l1, l2)
         self.temperatures = list(temperatures)

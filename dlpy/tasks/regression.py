@@ -5,6 +5,7 @@ from torch import nn
 
 from dlpy.data.base import Batch, DataSet
 from dlpy.registry import TASKS
+from dlpy.schema import NonNegative
 from dlpy.tasks.base import (
     Logs,
     OptimizerFactory,
@@ -23,7 +24,11 @@ class Regression(Task):
     headline_metrics = ("test/mae",)
 
     def __init__(
-        self, net: nn.Module, optimizer: OptimizerFactory, l1: float = 0.0, l2: float = 0.0
+        self,
+        net: nn.Module,
+        optimizer: OptimizerFactory,
+        l1: NonNegative = 0.0,
+        l2: NonNegative = 0.0,
     ) -> None:
         super().__init__(optimizer)
         check_penalties(l1, l2)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -20,9 +21,10 @@ from torch import nn
 
 from dlpy.data.base import Batch, DataSet
 from dlpy.data.env import EnvData
-from dlpy.errors import DlpyError, check_choice, check_number
+from dlpy.errors import DlpyError
 from dlpy.plots import save_gif
 from dlpy.registry import TASKS
+from dlpy.schema import Count, NonNegative, Positive, Probability, Size
 from dlpy.tasks.advantages import discounted_returns, gae
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
 from dlpy.tasks.ppo import policy_terms, ppo_update
@@ -44,30 +46,21 @@ class Reinforce(Task):
         self,
         net: nn.Module,
         optimizer: OptimizerFactory,
-        advantage: str = "ppo",
-        gamma: float = 0.98,
-        gae_lambda: float = 0.8,
+        advantage: Literal[ADVANTAGES] = "ppo",
+        gamma: Probability = 0.98,
+        gae_lambda: Probability = 0.8,
         normalize: bool = False,
-        steps_per_update: int = 32,
-        episodes_per_update: int = 8,
-        value_coef: float = 0.5,
-        entropy_coef: float = 0.0,
-        max_env_steps: int = 0,
-        eval_episodes: int = 20,
-        epochs: int = 10,
-        minibatches: int = 4,
-        clip: float = 0.2,
+        steps_per_update: Size = 32,
+        episodes_per_update: Size = 8,
+        value_coef: NonNegative = 0.5,
+        entropy_coef: NonNegative = 0.0,
+        max_env_steps: Count = 0,
+        eval_episodes: Size = 20,
+        epochs: Size = 10,
+        minibatches: Size = 4,
+        clip: Positive = 0.2,
     ) -> None:
         super().__init__(optimizer)
-        check_choice("model.task.advantage", advantage, ADVANTAGES)
-        for key, value in (("gamma", gamma), ("gae_lambda", gae_lambda)):
-            if not 0 <= value <= 1:
-                raise DlpyError(f"model.task.{key} must be in [0, 1], got {value!r}")
-        counts = {"steps_per_update": steps_per_update, "episodes_per_update": episodes_per_update}
-        counts |= {"eval_episodes": eval_episodes, "epochs": epochs, "minibatches": minibatches}
-        for key, value in counts.items():
-            check_number(f"model.task.{key}", value, at_least=1, integer=True)
-        check_number("model.task.clip", clip)
         self.net = net
         self.advantage = advantage
         self.gamma = gamma

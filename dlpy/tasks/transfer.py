@@ -20,6 +20,7 @@ from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError, check_number
 from dlpy.models.pretrained import Transfer
 from dlpy.registry import TASKS
+from dlpy.schema import Count, NonNegative, Probability
 from dlpy.tasks.base import Logs, OptimizerFactory
 from dlpy.tasks.classification import Classification
 
@@ -34,10 +35,10 @@ class TransferTask(Classification):
         self,
         net: Transfer,
         optimizer: OptimizerFactory,
-        head_epochs: int = 1,
-        body_lr_factor: float = 0.1,
+        head_epochs: Count = 1,
+        body_lr_factor: NonNegative = 0.1,
         cache: bool = True,
-        label_smoothing: float = 0.0,
+        label_smoothing: Probability = 0.0,
     ) -> None:
         if not isinstance(net, Transfer):
             raise DlpyError("model.task.name=transfer needs model=pretrained")
