@@ -19,9 +19,17 @@ from dlpy.registry import ALL
 Listing = list[tuple[str, list[tuple[str, str]]]]  # (kind, [(name, description), ...])
 
 
+# A builder's arguments that dlpy gives, not the config: `dlpy list <name>` leaves them out.
+GIVEN = ("net", "optimizer", "params", "run_dir", "hparams", "total_steps", "steps_per_epoch")
+
+
 def list_command(args: list[str]) -> None:
     """Every registered builder with its description, then every config preset with the first
-    comment line of its file."""
+    comment line of its file; `dlpy list <name>...`: those builders' options."""
+    if args:
+        for name in args:
+            options_of(name)
+        return
     for kind, items in builders():
         print(f"{kind}s:")
         for name, description in items:
@@ -31,6 +39,30 @@ def list_command(args: list[str]) -> None:
         print(f"  {group}:")
         for name in presets(group):
             print(f"    {name:22s} {about(Path(CONF_DIR) / group / f'{name}.yaml')}")
+
+
+def options_of(name: str) -> None:
+    """`dlpy list cnn`: each builder of that name (a model, a task, ...) with every option's type,
+    range and default, as its signature declares them (dlpy/schema.py); `model/cnn` picks one kind.
+    """
+    import dlpy.catalog  # noqa: F401  heavy (torch), only when a builder's options are asked for
+    from dlpy import schema
+    from dlpy.errors import DlpyError, unknown
+
+    kind, _, bare = name.rpartition("/")
+    found = [reg for reg in ALL if bare in reg.names() and kind in ("", reg.kind)]
+    if not found:
+        known = {n for reg in ALL for n in reg.names()}
+        raise DlpyError(f"dlpy list: {unknown('builder', bare, known)}")
+    for registry in found:
+        description = dict(registry.items())[bare]
+        print(f"{registry.kind} {bare}: {description}")
+        rows = schema.describe(registry.get(bare), skip=GIVEN)
+        width = max((len(option) for option, _, _ in rows), default=0)
+        for option, declared, default in rows:
+            print(f"  {option:{width}s}  {declared}; default {default}")
+        if not rows:
+            print("  (no options)")
 
 
 def about(preset: Path) -> str:

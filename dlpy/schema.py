@@ -22,6 +22,7 @@ import types
 import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Annotated, Any, Literal, Union
 
 from dlpy.errors import DlpyError
@@ -93,13 +94,18 @@ class Option:
     choices: tuple[Any, ...] | None = None
     nullable: bool = False
     item: "Option | None" = None  # the elements of a list[...]
+    alternatives: tuple["Option", ...] = ()  # a union's members: the value fits one of them
 
     def check(self, key: str, value: Any) -> None:
         """Raise DlpyError naming `key` unless `value` fits this declaration."""
         if value is None:
-            if self.nullable or self.kind is None:
+            if self.nullable or (self.kind is None and not self.choices and not self.alternatives):
                 return
             raise DlpyError(f"{key} must be {self.words()}, got None")
+        if self.alternatives:
+            if not any(alternative.fits(value) for alternative in self.alternatives):
+                raise DlpyError(f"{key} must be {self.words()}, got {value!r}")
+            return
         if self.choices is not None:
             if value not in self.choices:
                 raise DlpyError(f"{key} must be {self.words()}, got {value!r}")
@@ -111,6 +117,13 @@ class Option:
         if self.item is not None:
             for i, element in enumerate(value):
                 self.item.check(f"{key}[{i}]", element)
+
+    def fits(self, value: Any) -> bool:
+        try:
+            self.check("", value)
+        except DlpyError:
+            return False
+        return True
 
     def fits_kind(self, value: Any) -> bool:
         if self.kind is None:
@@ -129,11 +142,15 @@ class Option:
         """`an integer >= 1`, `one of 'bce', 'mse'`, ..., as messages and `dlpy list` say it."""
         if self.choices is not None:
             said = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.alternatives:
+            said = " or ".join(alternative.words() for alternative in self.alternatives)
         else:
             said = NOUNS.get(self.kind, "anything")
             if self.item is not None:
                 said += f", each {self.item.words()}"
-            if self.range is not None and self.range.words():
+            if self.range is not None and self.range.words() == "finite":
+                said = said.replace("a number", "a finite number")
+            elif self.range is not None and self.range.words():
                 said += f" {self.range.words()}"
         return said + " or null" * self.nullable
 
@@ -166,7 +183,10 @@ def option(annotation: Any, default: Any = inspect.Parameter.empty) -> Option:
         if len(args) == 1:
             found = option(args[0])
             return Option(found.kind, found.range, found.choices, nullable, found.item)
-        return Option(None, nullable=nullable)  # int | str, say: the builder tells them apart
+        members = tuple(dict.fromkeys(option(arg) for arg in args))  # str | Path: one string
+        if len(members) == 1:
+            return Option(members[0].kind, members[0].range, members[0].choices, nullable)
+        return Option(None, nullable=nullable, alternatives=members)
     if origin is Literal:
         return Option(None, choices=typing.get_args(annotation), nullable=nullable)
     if origin in (list, tuple, collections.abc.Sequence):
@@ -177,6 +197,8 @@ def option(annotation: Any, default: Any = inspect.Parameter.empty) -> Option:
         return Option(dict, nullable=nullable)
     if annotation in NOUNS:
         return Option(annotation, nullable=nullable)
+    if isinstance(annotation, type) and issubclass(annotation, PurePath):
+        return Option(str, nullable=nullable)  # a path is given as a string
     # Undeclared (a plugin's builder, Any): the default's kind, as far as it tells one; a number
     # default stands for any number, since torch writes weight_decay=0 for a float option.
     kind = next((kind for kind in KINDS if isinstance(default, kind)), None)

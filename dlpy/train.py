@@ -37,6 +37,7 @@ def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
 def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     """The run's metrics, as metrics.json holds them (every process of a data-parallel run
     returns them)."""
+    check_config(cfg)  # every option against its declared range, before anything is built
     # trainer.resume=auto: skip a finished run, continue an unfinished one from its last checkpoint
     if cfg.trainer.resume == "auto" and (done := finished_metrics(run_dir)):
         log.info("trainer.resume=auto: %s has finished, skipping it", run_dir)
@@ -47,7 +48,6 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
         last = Path(run_dir) / "checkpoints" / "last.pt"
         cfg.trainer.resume = str(last) if last.is_file() else None  # None: start afresh
     start = job_start()
-    check_config(cfg)  # every option against its declared range, before anything is built
     check_seed(cfg.seed)
     seed_everything(cfg.seed)
     trainer = build_trainer(cfg, run_dir)

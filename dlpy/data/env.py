@@ -10,7 +10,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from functools import cache
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ import torch
 from dlpy.data.base import Batch
 from dlpy.errors import DlpyError, check_number
 from dlpy.registry import DATASETS
+from dlpy.schema import Range, Real, Size
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -286,12 +287,12 @@ def quiet_sdl() -> None:
 def gym_env(
     *,
     id: str,
-    num_envs: int = 8,
-    updates_per_epoch: int = 50,
-    num_features: int | None,
-    num_actions: int | None,
-    reward_threshold: float | None = None,
-    max_episode_steps: int | None = None,
+    num_envs: Annotated[int, Range(ge=1, le=1024)] = 8,
+    updates_per_epoch: Size = 50,
+    num_features: Size | None,
+    num_actions: Size | None,
+    reward_threshold: Real | None = None,
+    max_episode_steps: Size | None = None,
     agent: dict | None = None,
 ) -> EnvData:
     """Any gymnasium environment with discrete actions (dataset.id), in seeded copies.

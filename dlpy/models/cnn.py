@@ -92,7 +92,7 @@ class CNN(nn.Module):
         in_channels: Size,
         image_size: Size,
         num_classes: Size,
-        layers: Sequence[int | str] = (32, "M", 64, "M"),
+        layers: Sequence[Size | Literal["M"]] = (32, "M", 64, "M"),
         kernel_size: Size = 3,
         padding: Count = 1,
         dilation: Size = 1,
