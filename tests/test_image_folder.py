@@ -160,12 +160,17 @@ def test_a_large_cache_is_memory_mapped(tmp_path, monkeypatch):
 
 
 def write_bad_files(folder):
-    """An empty PNG, text named .jpg, a PNG cut in half, and two images too large for PIL."""
+    """An empty PNG, text named .jpg and a PNG cut in half."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "empty.png").write_bytes(b"")
     (folder / "notes.jpg").write_text("not an image")
     whole = folder / "0.png"
     (folder / "cut.png").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+
+
+def write_bombs(folder):
+    """Two images too large for a PIL.Image.MAX_IMAGE_PIXELS of 1000: 1600 pixels make PIL warn,
+    2500 (over twice the limit) make it fail."""
     Image.fromarray(np.zeros((40, 40), dtype=np.uint8)).save(folder / "bomb.png")
     Image.fromarray(np.zeros((50, 50), dtype=np.uint8)).save(folder / "big_bomb.png")
 
@@ -174,27 +179,26 @@ def test_bad_files_are_skipped_and_named_in_one_warning(tmp_path, monkeypatch, c
     root = write_folder(tmp_path / "pets")
     write_bad_files(root / "dog")
     (root / "README.txt").write_text("my pets")
-    # bomb.png's 1600 pixels make PIL warn, big_bomb.png's 2500 (over twice the limit) fail
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with caplog.at_level(logging.WARNING, logger="dlpy"):
         data = build(root)
     assert len(data.train) + len(data.val) + len(data.test) == 30
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert f"skipped 6 of the 36 files under {root}" in warnings[0]
-    assert "and 3 more" in warnings[0]
+    assert f"skipped 4 of the 34 files under {root}" in warnings[0]
+    assert "and 1 more" in warnings[0]
     assert "\n" not in warnings[0]
     caplog.clear()
     calls = count_decodes(monkeypatch)
     with caplog.at_level(logging.WARNING, logger="dlpy"):
         build(root)  # from the cache: still named, never read again
     assert not calls
-    assert "skipped 6 of the 36 files" in caplog.records[0].getMessage()
+    assert "skipped 4 of the 34 files" in caplog.records[0].getMessage()
 
 
 def test_each_kind_of_bad_file_has_its_reason(tmp_path, monkeypatch):
     write_class(tmp_path, 0, 1)
     write_bad_files(tmp_path)
+    write_bombs(tmp_path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     reasons = {
         p.name: image_cache.why_unreadable(p, 8, 1)[1] for p in tmp_path.iterdir() if p.is_file()
@@ -203,8 +207,12 @@ def test_each_kind_of_bad_file_has_its_reason(tmp_path, monkeypatch):
     assert reasons["empty.png"] == "empty file"
     assert "cannot identify image file" in reasons["notes.jpg"]
     assert reasons["cut.png"]
+    # `dlpy predict` skips a bomb it is given, named; an image folder refuses it (test_bad_data.py)
     assert "exceeds limit" in reasons["bomb.png"]
     assert "decompression bomb" in reasons["big_bomb.png"]
+    for name in ("bomb.png", "big_bomb.png"):
+        with pytest.raises(DlpyError, match=rf"{tmp_path / name} is refused as a decompression"):
+            image_cache.why_unreadable(tmp_path / name, 8, 1, refuse_bombs=True)
 
 
 def test_the_fashion_mnist_script_writes_class_folders_and_bad_files(tmp_path, caplog):

@@ -9,11 +9,13 @@ epochs and later runs read instead of the files.
 """
 
 import logging
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 
+from dlpy.data import checks
 from dlpy.data.image_cache import CACHE_FOLDER, Decoded, decode_cached
 from dlpy.data.vision import SCALINGS, ImageData, Split, check_options
 from dlpy.errors import DlpyError, check_number
@@ -61,13 +63,18 @@ def folder_classes(root: str) -> int | None:
     return len(class_names(split_folders(path).get("train", path)))
 
 
+def unreadable_folder(err: OSError) -> None:
+    """A folder that cannot be listed is named: its images would otherwise be missed silently."""
+    raise DlpyError(f"dataset.root: {err.filename} cannot be read: {err.strerror}")
+
+
 def visible_files(folder: Path) -> list[Path]:
     """The files under folder, at any depth, by path; hidden files and folders left out."""
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    found = []
+    for top, folders, names in os.walk(folder, onerror=unreadable_folder):
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        found += [Path(top) / name for name in names if not name.startswith(".")]
+    return sorted(p for p in found if p.is_file())
 
 
 def list_split(folder: Path, classes: list[str], train: Path) -> tuple[Files, list[tuple]]:
@@ -119,13 +126,28 @@ def hold_out(train: Files, sizes: dict[str, object], split_seed: int, root: Path
     return splits
 
 
-def find_splits(root: Path, sizes: dict[str, object], split_seed: int) -> tuple[dict, list, list]:
-    """({split: Files}, the class names, the files skipped as outside the class folders)."""
+class Layout(NamedTuple):
+    """What the folder tree says: the split folders, the training folder and the classes."""
+
+    folders: dict[str, Path]  # {split: its folder}; {} when root holds no split folders
+    train: Path
+    classes: list[str]
+
+
+def find_classes(root: Path) -> Layout:
+    """The split folders, the training folder and the class names of the folder root."""
     if not root.is_dir():
         raise DlpyError(f"dataset.root: {root} is not a folder")
     folders = split_folders(root)
     train = folders.get("train", root)
-    classes = class_names(train)
+    return Layout(folders, train, class_names(train))
+
+
+def find_splits(
+    root: Path, layout: Layout, sizes: dict[str, object], split_seed: int
+) -> tuple[dict[str, Files], list]:
+    """({split: Files}, the files skipped as outside the class folders)."""
+    folders, train, classes = layout
     splits = {}
     skipped = []
     for split, folder in (folders or {"train": root}).items():
@@ -135,18 +157,15 @@ def find_splits(root: Path, sizes: dict[str, object], split_seed: int) -> tuple[
         raise DlpyError(f"dataset.root: no files found under {train}")
     missing = {split: size for split, size in sizes.items() if split not in splits}
     splits |= hold_out(splits["train"], missing, split_seed, root) if missing else {}
-    return splits, classes, skipped
+    return splits, skipped
 
 
 def check_classes(
     root: Path, classes: list[str], num_classes: int | None, model_task: str | None
 ) -> None:
     """A classifier needs two classes; dataset.num_classes, when typed, must be the folder's."""
-    if model_task == "classification" and len(classes) < 2:
-        raise DlpyError(
-            f"dataset.root: {root} holds one class ({classes[0]}): a classifier needs a "
-            "subfolder per class, two at least"
-        )
+    if model_task == "classification":
+        checks.classes(f"dataset.root: {root}", classes, how=", a subfolder each")
     if num_classes is not None and num_classes != len(classes):
         raise DlpyError(
             f"dataset.num_classes is {num_classes}, but {root} has {len(classes)} class "
@@ -154,28 +173,52 @@ def check_classes(
         )
 
 
+def named(skipped: list[tuple[str, str]], root: Path) -> str:
+    """The first few skipped files with why, under root, and how many more there are."""
+    files = [f"{Path(path).relative_to(root)} ({reason})" for path, reason in skipped]
+    more = f"; and {len(files) - SHOW_SKIPPED} more" if len(files) > SHOW_SKIPPED else ""
+    return "; ".join(files[:SHOW_SKIPPED]) + more
+
+
 def warn_skipped(skipped: list[tuple[str, str]], total: int, root: Path) -> None:
     """One warning line: how many files were skipped, and the first few of them with why."""
     if not skipped:
         return
-    named = [f"{Path(path).relative_to(root)} ({reason})" for path, reason in skipped]
-    more = f"; and {len(named) - SHOW_SKIPPED} more" if len(named) > SHOW_SKIPPED else ""
     log.warning(
-        "dataset.root: skipped %d of the %d files under %s: %s%s",
+        "dataset.root: skipped %d of the %d files under %s: %s",
         len(skipped),
         total,
         root,
-        "; ".join(named[:SHOW_SKIPPED]),
-        more,
+        named(skipped, root),
     )
 
 
 def as_split(decoded: Decoded, labels: list[int], split: str, root: Path) -> Split:
-    """The decoded pixels and their labels; a split without one readable image is refused."""
+    """The decoded pixels and their labels; a split without one readable image is refused,
+    naming the files it does hold and why none of them could be read."""
     if not decoded.kept:
-        raise DlpyError(f"dataset.root: the {split} split of {root} holds no readable images")
+        why = f": {named(decoded.skipped, root)}" if decoded.skipped else ""
+        raise DlpyError(f"dataset.root: the {split} split of {root} holds no readable images{why}")
     y = torch.tensor([labels[i] for i in decoded.kept], dtype=torch.int64)
     return Split(torch.from_numpy(decoded.x), y)
+
+
+def check_readable_classes(
+    root: Path, layout: Layout, train: Split, skipped: list[tuple[str, str]]
+) -> None:
+    """A classifier's every class must keep a readable training image: one whose files were all
+    skipped is named with them, one whose images all went to val and test by its name."""
+    classes = layout.classes
+    counts = torch.bincount(train.y, minlength=len(classes))
+    for name in (name for k, name in enumerate(classes) if not counts[k]):
+        folder = f"{layout.train / name}{os.sep}"
+        unread = [(path, why) for path, why in skipped if path.startswith(folder)]
+        if unread:
+            raise DlpyError(
+                f"dataset.root: no image of class {name!r} could be read: {named(unread, root)}"
+            )
+    how = ": its images all went to the val and test splits (dataset.val_size, test_size)"
+    checks.every_class(f"dataset.root: {root}", classes, train.y, how)
 
 
 def check_channels(channels: int, mean: object, std: object) -> None:
@@ -211,8 +254,10 @@ def image_folder(
     check_channels(channels, mean, std)
     root = Path(root).expanduser()
     sizes = {"val": val_size, "test": test_size}
-    splits, classes, skipped = find_splits(root, sizes, split_seed)
-    check_classes(root, classes, num_classes, model_task)
+    layout = find_classes(root)
+    classes = layout.classes
+    check_classes(root, classes, num_classes, model_task)  # before the hold-out can fail on sizes
+    splits, skipped = find_splits(root, layout, sizes, split_seed)
     # the augmentations' options, once the classes are known (MixUp and CutMix need their count)
     check_options(batch_size, eval_batch_size, augment, image_size, len(classes))
     decoded = {
@@ -221,6 +266,8 @@ def image_folder(
     skipped += [pair for d in decoded.values() for pair in d.skipped]
     warn_skipped(skipped, len(skipped) + sum(len(d.kept) for d in decoded.values()), root)
     parts = {s: as_split(decoded[s], splits[s][1], s, root) for s in ("train", "val", "test")}
+    if model_task == "classification":
+        check_readable_classes(root, layout, parts["train"], skipped)
     data = ImageData(
         parts["train"],
         parts["val"],

@@ -5,7 +5,7 @@ than an epoch of a small network on the result; so the pixels are decoded once a
 uint8 rows in `<folder>/.dlpy-cache/`, keyed by the files' paths, sizes and mtimes and the size
 and channels asked for. A changed file changes the key, and the cache is written again. Files
 PIL cannot read are skipped and remembered in the cache, so a later run names them without
-reading them again.
+reading them again. A decompression bomb is not skipped: it stops the run, named.
 """
 
 import hashlib
@@ -21,13 +21,15 @@ from typing import IO, NamedTuple
 import numpy as np
 from PIL import Image, ImageOps
 
-from dlpy.errors import first_line
+from dlpy.errors import DlpyError, first_line
 from dlpy.io import atomic_write
 
 log = logging.getLogger("dlpy")
 
 CACHE_FOLDER = ".dlpy-cache"  # hidden: the folder listing skips it
-CACHE_VERSION = 1  # bump when the decoding changes, so that old caches are not reused
+# bump when the decoding changes, so that old caches are not reused (2: bombs are no longer
+# skipped, so a cache that skipped one must not hide it)
+CACHE_VERSION = 2
 
 
 class Decoded(NamedTuple):
@@ -41,7 +43,7 @@ class Decoded(NamedTuple):
 def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     """uint8 (channels, image_size, image_size): shorter side scaled to image_size, centre kept.
 
-    PIL's decompression-bomb warning is raised as an error, so such a file is skipped too.
+    PIL's decompression-bomb warning is raised as an error, as its DecompressionBombError is.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -58,14 +60,28 @@ def read_image(path: Path, image_size: int, channels: int) -> np.ndarray:
     return array.reshape(image_size, image_size, channels).transpose(2, 0, 1)
 
 
-def why_unreadable(path: Path, image_size: int, channels: int) -> tuple[np.ndarray | None, str]:
-    """(pixels, "") for an image; (None, the reason) for a file that is none."""
+def why_unreadable(
+    path: Path, image_size: int, channels: int, refuse_bombs: bool = False
+) -> tuple[np.ndarray | None, str]:
+    """(pixels, "") for an image; (None, the reason) for a file that is none.
+
+    With `refuse_bombs`, a decompression bomb (a file whose header claims more pixels than
+    PIL.Image.MAX_IMAGE_PIXELS) is an error naming it instead: a hostile file, or an image far
+    larger than any network here takes, which skipped among a folder's thousands would go unseen.
+    """
     if path.stat().st_size == 0:
         return None, "empty file"
     try:
         return read_image(path, image_size, channels), ""
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        if not refuse_bombs:
+            return None, first_line(err)
+        raise DlpyError(
+            f"dataset.root: {path} is refused as a decompression bomb: {first_line(err)} "
+            "(PIL.Image.MAX_IMAGE_PIXELS); shrink it or take it out of the folder"
+        ) from None
     # PIL's format plugins raise OSError, SyntaxError, ValueError, struct.error, EOFError, ... for
-    # a broken file, and DecompressionBombError (an Exception) for a huge one: each means "skip it"
+    # a broken file: each means "skip it"
     except Exception as err:
         return None, first_line(err).replace(f" '{path}'", "")  # the path is named already
 
@@ -86,7 +102,7 @@ def decode_into(
     kept = []
     skipped = []
     for i, path in enumerate(files):
-        pixels, reason = why_unreadable(path, image_size, channels)
+        pixels, reason = why_unreadable(path, image_size, channels, refuse_bombs=True)
         if pixels is None:
             skipped.append((str(path), reason))
             continue

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
+from dlpy.data import checks
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
@@ -68,7 +69,7 @@ def check_folds(folds: int, fold: int | None) -> None:
 
 
 def read_boston(path: Path, num_features: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x, y) as float32 arrays of Keras's boston_housing.npz."""
+    """(x, y) as float32 arrays of Keras's boston_housing.npz: a row of x and a price per house."""
     # no pickles: a downloaded file runs no code
     with reading(path), np.load(path, allow_pickle=False) as f:
         if not {"x", "y"} <= set(f.files):
@@ -79,6 +80,9 @@ def read_boston(path: Path, num_features: int) -> tuple[np.ndarray, np.ndarray]:
         raise DlpyError(
             f"dataset.num_features is {num_features}, but {path} has x of shape {x.shape}"
         )
+    checks.same_length(path, x=x, y=y)
+    checks.finite(path, "x", x, lambda i: f"house {i[0]}, feature {i[1]}")
+    checks.finite(path, "y", y, lambda i: f"house {i[0]}")
     return x, y
 
 
@@ -116,6 +120,8 @@ def boston_housing(
         raise DlpyError(f"dataset.folds is {folds}, but only {n_train} houses train")
     train, val = kfold(n_train, folds, fold)
     splits = {"train": train, "val": val, "test": torch.arange(n_train, len(x))}
+    sizes = {split: len(idx) for split, idx in splits.items()}
+    checks.not_empty(path, sizes, f" with dataset.test_split={test_split} of {len(x)} houses")
     data = TableData(standardize(x, train), y, splits, batch_size, eval_batch_size)
     data.name = "boston_housing"
     data.root = path.parent

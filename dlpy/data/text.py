@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import torch
 
+from dlpy.data import checks
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
@@ -44,6 +45,8 @@ def read_reviews(folder: Path) -> tuple[list[str], torch.Tensor]:
         for path in files:
             with reading(path):
                 texts.append(path.read_text(encoding="utf-8"))
+            if not TOKEN.search(texts[-1].lower()):  # a review cut to nothing: no upstream one is
+                raise DlpyError(f"{path} holds no words: an empty review file")
         labels += [label] * len(files)
     return texts, torch.tensor(labels)
 
@@ -59,8 +62,9 @@ def build_vocabulary(token_lists: list[list[str]], size: int) -> dict[str, int]:
 
 
 def pad(sequences: list[list[int]], length: int | None = None) -> torch.Tensor:
-    """Lists of indices -> int32 (N, length): each cut to its first `length`, then padded with 0."""
-    length = length or max(map(len, sequences), default=1)
+    """Lists of indices -> int32 (N, length): each cut to its first `length`, then padded with 0;
+    no length: the longest's."""
+    length = max(map(len, sequences), default=1) if length is None else length
     out = torch.full((len(sequences), max(length, 1)), PAD, dtype=torch.int32)
     for i, seq in enumerate(sequences):
         seq = seq[:length]
@@ -96,6 +100,7 @@ def load_glove(path: str | Path, vocabulary: dict[str, int], size: int) -> torch
     """
     path = Path(path).expanduser()
     vectors = None
+    found = {}  # vocabulary index -> the line of its vector, to name a bad one
     if not path.is_file():
         raise DlpyError(f"dataset.glove: {path} is not a file")
     with reading(path), open(path, encoding="utf-8") as lines:
@@ -111,10 +116,25 @@ def load_glove(path: str | Path, vocabulary: dict[str, int], size: int) -> torch
                     f"the lines before {vectors.shape[1]}"
                 )
             if word in vocabulary:
-                vectors[vocabulary[word]] = torch.tensor([float(v) for v in values])
+                found[vocabulary[word]] = number
+                vectors[vocabulary[word]] = numbers(path, number, values)
     if vectors is None:
         raise DlpyError(f"dataset.glove: {path} is empty")
+    if not found:  # the embedding would start from zeros alone, and a frozen one stay there
+        raise DlpyError(
+            f"dataset.glove: {path} holds a vector for none of the {len(vocabulary)} words of "
+            "the vocabulary (lower-cased words, as the reviews are tokenised)"
+        )
+    checks.finite(f"dataset.glove: {path}", "the vectors", vectors, lambda i: f"line {found[i[0]]}")
     return vectors
+
+
+def numbers(path: Path, number: int, values: list[str]) -> torch.Tensor:
+    """The numbers of line `number` of a vectors file; one that is none is named with its line."""
+    try:
+        return torch.tensor([float(v) for v in values])
+    except ValueError as err:
+        raise DlpyError(f"dataset.glove: {path} line {number}: {err}") from None
 
 
 class ReviewData(TensorData):
@@ -200,6 +220,11 @@ def imdb(
     vocabulary = build_vocabulary(train_tokens, vocab_size)
     ids = encode(train_tokens + [tokenize(t) for t in test_texts], vocabulary, mode, max_length)
     n = len(train_texts)
+    if not (ids[:n] > UNKNOWN).any():  # every word "unknown": the reviews would look all alike
+        raise DlpyError(
+            f"dataset.vocab_size={vocab_size}: no word of the training reviews in "
+            f"{folder / 'train'} is in the vocabulary"
+        )
     if not 0 <= val_size < n:
         raise DlpyError(f"dataset.val_size must be in [0, {n}), got {val_size}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(split_seed))
@@ -286,6 +311,8 @@ def text(
         )
     path = text_file(root, path, download)
     content = path.read_text(encoding="utf-8", errors="replace")
+    if not content:
+        raise DlpyError(f"{path} is empty: there is no text to learn from")
     content = content.lower() if lowercase else content
     codes = torch.frombuffer(bytearray(content.encode("utf-8")), dtype=torch.uint8)
     n_train = len(codes) - val_size - test_size
@@ -301,6 +328,11 @@ def text(
     }
     # a sample every `step` bytes, its maxlen bytes and its target inside the split
     splits = {k: torch.arange(a, max(a, b - maxlen), step) for k, (a, b) in bounds.items()}
+    # no validation when asked for none (dataset.val_size=0); a split too short for a sample is
+    # an error, and so is no test split: the run would end without its test numbers
+    sizes = {k: len(v) for k, v in splits.items() if k != "val" or val_size}
+    how = f": a sample takes dataset.maxlen + 1 = {maxlen + 1} bytes of its split"
+    checks.not_empty(path, sizes, how + f" (dataset.val_size={val_size}, test_size={test_size})")
     data = CharData(codes.clone(), splits, maxlen, batch_size, eval_batch_size)
     data.name = path.stem
     data.root = path.parent

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
+from dlpy.data import checks
 from dlpy.data.base import Batch
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
@@ -136,7 +137,7 @@ def check_record(
     target: str,
     num_features: int,
 ) -> None:
-    """The CSV must hold the target column, num_features measurements and 10-minute rows."""
+    """The CSV must hold the target column, num_features finite measurements and 10-minute rows."""
     if target not in columns:
         raise DlpyError(
             f"dataset.target: {target!r} is not a column of {path}; columns: {', '.join(columns)}"
@@ -145,6 +146,8 @@ def check_record(
         raise DlpyError(
             f"dataset.num_features is {num_features}, but {path} has {values.shape[1]} measurements"
         )
+    # a row of values is line row + 2 of the file, after the header
+    checks.finite(path, "the measurements", values, lambda i: f"line {i[0] + 2} ({columns[i[1]]})")
     if len(stamps) == 2 and (stamps[1] - stamps[0]).total_seconds() != 600:
         raise DlpyError(
             f"{path}: rows are {stamps[1] - stamps[0]} apart, not 10 minutes: "
@@ -199,12 +202,13 @@ def jena_climate(
     n_val = int(val_fraction * n)
     span = (sequence_length - 1) * sampling_rate  # rows from a window's first row to its last
     splits = window_starts(n, n_train, n_val, span, delay)
-    if not len(splits["train"]):
-        raise DlpyError(
-            f"{path}: {n} rows are too few for windows of "
-            f"dataset.sequence_length={sequence_length} x dataset.sampling_rate={sampling_rate} "
-            f"plus dataset.delay={delay}"
-        )
+    checks.not_empty(
+        path,
+        {split: len(starts) for split, starts in splits.items()},
+        f": its {n} rows are too few for windows of dataset.sequence_length={sequence_length} x "
+        f"dataset.sampling_rate={sampling_rate} plus dataset.delay={delay}, in the splits of "
+        f"dataset.train_fraction={train_fraction} and dataset.val_fraction={val_fraction}",
+    )
     series = torch.from_numpy(values)
     data = SeriesData(
         standardize(series, slice(0, n_train)),

@@ -14,6 +14,7 @@ from typing import Literal
 
 import torch
 
+from dlpy.data import checks
 from dlpy.data.augment import Augmentation
 from dlpy.data.base import Batch, Shuffled
 from dlpy.data.sources import Images, load_torchvision
@@ -76,6 +77,7 @@ class ImageData(Shuffled):
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         # x * scale + shift, one multiply-add on the uint8 pixels
+        self.scaling = scaling
         self.scale, self.shift = SCALINGS[scaling](self.mean, self.std)
         self.normalized: torch.Tensor | None = None  # normalized_train's, made on first use
         self.name: str | None = None  # set by the builder; the FID feature cache uses them
@@ -99,6 +101,7 @@ class ImageData(Shuffled):
     def rescaled(self, scaling: str) -> "ImageData":
         """The same splits (no copy) with another pixel scaling and a fresh shuffling generator."""
         other = copy.copy(self)
+        other.scaling = scaling
         scale, shift = SCALINGS[scaling](self.mean, self.std)
         other.scale = scale.to(self.device)
         other.shift = shift.to(self.device)
@@ -108,6 +111,11 @@ class ImageData(Shuffled):
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.train) // self.batch_size)  # a last, smaller batch counts too
+
+    def value_range(self) -> tuple[float, float]:
+        """The least and the greatest value a normalised pixel can take, over the channels."""
+        ends = torch.cat([self.shift, 255 * self.scale + self.shift]).flatten()
+        return float(ends.min()), float(ends.max())
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         # one new float tensor, scaled in place: half the time of x.float() * scale + shift
@@ -280,6 +288,8 @@ def labelled_images(
     check_labels(cls.__name__, train_files, test_files, num_classes, root)
     train, val = hold_out(train_files, val_size, split_seed)
     train = per_class_subset(train, per_class, split_seed)
+    how = f": a label file under {root} is corrupted, or dataset.val_size took them all"
+    checks.every_class(f"the {cls.__name__} training split", train_files.classes, train.y, how)
     data = ImageData(
         train,
         val,

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dlpy.data.base import Batch
+from dlpy.data import checks
+from dlpy.data.base import Batch, DataSet
 from dlpy.data.vision import ImageData
 from dlpy.errors import check_choice
 from dlpy.plots import grid, labelled_rows
@@ -54,6 +55,13 @@ class Reconstruction(Task):
     """Shared by both tasks: one optimizer over the network, sums of per-image terms to evaluate."""
 
     headline_metrics = ("test/recon",)
+    output_option = "model.task.loss"  # what sets the decoder's output, for the range error
+
+    def attach(self, data: DataSet) -> None:
+        """The pixels must be in [0, 1], the decoder's sigmoid range: standardised pixels below 0
+        or above 1 make BCE negative and unbounded, and neither loss can reach them."""
+        if isinstance(data, ImageData):
+            checks.pixel_range(self.output_option, 0, 1, data.value_range(), data.scaling)
 
     def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss terms of each image of a batch: {"recon": (n,) tensor, ...}."""
@@ -84,6 +92,7 @@ class Autoencoder(Reconstruction):
         super().__init__(optimizer)
         check_choice("model.task.loss", loss, RECONSTRUCTION)
         self.net = net
+        self.output_option = f"model.task.loss={loss}"
         self.reconstruction = RECONSTRUCTION[loss]
         self.noise_std = noise_std
 
@@ -124,6 +133,7 @@ class VAE(Reconstruction):
     N(0, I) prior (Kingma and Welling 2014; beta-VAE: Higgins et al. 2017)."""
 
     headline_metrics = ("test/neg_elbo",)
+    output_option = "model.task.name=vae (a Bernoulli decoder, BCE)"
 
     def __init__(
         self, net: nn.Module, optimizer: OptimizerFactory, beta: NonNegative = 1.0
