@@ -136,6 +136,8 @@ class Option:
             return isinstance(value, (int, float))
         if self.kind in (list, tuple):
             return isinstance(value, (list, tuple))
+        if self.kind is str:
+            return isinstance(value, (str, PurePath))  # code may hand a builder a Path
         return isinstance(value, self.kind)
 
     def words(self) -> str:
