@@ -56,7 +56,8 @@ commands:
                            the learning-rate range test (Smith 2015) from the run's seeded start,
                            nothing of it kept: loss against rate as lr_find.png in
                            outputs/lr_find/<date>/<time>/, the suggested rate and its override
-  list                     registered datasets, models, tasks, optimizers, schedulers, and presets
+  list [name ...]          registered datasets, models, tasks, optimizers, schedulers, and presets;
+                           with names, each builder's options: type, range and default
 """
 
 

@@ -52,6 +52,18 @@ def test_list_prints_every_registered_name_with_a_description(tmp_path):
             assert f"  {name}" in out and description in out
 
 
+def test_list_of_a_name_prints_each_builder_of_it_with_its_declared_options(run_cli):
+    status, out, _ = run_cli("list", "vae", "optimizer/adam")
+    assert status in (0, None)
+    assert out.startswith("model vae: ") and "\ntask vae: " in out  # a model and a task
+    assert "  latent       an integer >= 1; default 20\n" in out
+    assert "  beta  a number >= 0; default 1.0\n" in out
+    assert "  betas         a list, each a number in [0, 1); default (0.9, 0.999)\n" in out
+    assert "in_channels" in out and "  net " not in out  # what dlpy gives is left out
+    status, _, err = run_cli("list", "vea")
+    assert status == 2 and err.count("\n") == 1 and "Did you mean 'vae'?" in err
+
+
 @pytest.mark.slow
 def test_list_reads_its_cache_without_torch_until_a_module_changes(tmp_path, monkeypatch):
     first = dlpy("list", cwd=tmp_path).stdout
