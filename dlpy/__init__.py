@@ -57,13 +57,12 @@ def presets(group: str) -> list[str]:
 # dlpy.data.env brings torch and gymnasium, dlpy.sweep brings Hydra.
 
 
-def _env_shape(env_id: str, key: str) -> int | None:
-    """`${dlpy.env:CartPole-v1,num_actions}` in a config: the sizes an environment has (None if
-    it cannot say)."""
+def _env_shape(env_id: str, key: str, allow_import: bool = False) -> int:
+    """`${dlpy.env:CartPole-v1,num_actions,false}` in a config: the sizes an environment has;
+    an id it cannot play fails naming dataset.id (allow_import: dataset.allow_import)."""
     from dlpy.data.env import env_shape  # heavy: torch and gymnasium
 
-    shape = env_shape(env_id)
-    return shape[key] if shape else None
+    return env_shape(env_id, allow_import)[key]
 
 
 def _folder_classes(root: str) -> int | None:

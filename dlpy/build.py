@@ -13,12 +13,16 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import InterpolationKeyError, MissingMandatoryValue
+from omegaconf.errors import (
+    InterpolationKeyError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+)
 
 from dlpy import catalog  # noqa: F401  (importing it registers every built-in builder)
 from dlpy.callbacks import Callback, Checkpoint
 from dlpy.data.base import DataSet
-from dlpy.errors import DlpyError, check_number, first_line
+from dlpy.errors import DlpyError, check_number, first_line, raised_by_dlpy
 from dlpy.hparams import run_hparams
 from dlpy.registry import (
     CALLBACKS,
@@ -53,6 +57,11 @@ def resolved(node: DictConfig, key: str | None = None) -> Any:
             f"{where}{err.full_key}: {first_line(err)}; does the model fit the dataset "
             "(dlpy list shows both)?"
         ) from None
+    except InterpolationResolutionError as err:
+        cause = raised_by_dlpy(err)  # a resolver's own refusal (dataset.id), which names its key
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def options(node: DictConfig, key: str) -> tuple[str, dict[str, Any]]:

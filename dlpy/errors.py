@@ -92,9 +92,25 @@ def report(err: BaseException) -> tuple[str, int] | None:
     if isinstance(err, DlpyError):
         return f"dlpy: error: {err}", err.exit_code
     if isinstance(err, (HydraException, OmegaConfBaseException)):
+        cause = raised_by_dlpy(err)  # in a resolver: `${dlpy.env:...}` refusing dataset.id, say
+        if cause is not None:
+            return f"dlpy: error: {cause}", cause.exit_code
         return f"dlpy: error: {config_error(err)}", 2
     if isinstance(err, OSError):
         return f"dlpy: error: {err}", 1
+    return None
+
+
+def raised_by_dlpy(err: BaseException) -> DlpyError | None:
+    """The DlpyError that an OmegaConf error wraps, if any: OmegaConf re-raises what a resolver
+    raises as its own error, whose message then begins with "DlpyError raised while resolving"."""
+    chain = []
+    cause = err.__cause__ or err.__context__
+    while cause is not None and cause not in chain:  # a chain may loop back on itself
+        if isinstance(cause, DlpyError):
+            return cause
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
     return None
 
 

@@ -2,6 +2,7 @@
 seeding, stopping."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -11,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from PIL import Image
 
-from dlpy.build import build_data, build_task
+from dlpy.build import build_data, build_task, check_config
 from dlpy.cli import main as cli
 from dlpy.data.env import EnvData
-from dlpy.errors import DlpyError
+from dlpy.errors import DlpyError, report
 from dlpy.io import load_checkpoint
 from dlpy.plots import save_gif
 from dlpy.registry import DATASETS
@@ -429,3 +431,77 @@ def test_recording_without_a_display_prints_nothing_from_sdl(tmp_path):
     assert done.returncode == 0, done.stderr
     assert int(done.stdout.split()[-1]) >= 2
     assert "XDG_RUNTIME_DIR" not in done.stderr and "error" not in done.stderr.lower()
+
+
+# -- which environments may be made, and their bounds -------------------------------------
+
+
+def test_a_module_in_the_id_is_refused_and_not_imported(make_cfg, monkeypatch):
+    """gymnasium's make imports `module` of `module:Env-v0`: `this` prints the Zen of Python."""
+    monkeypatch.delitem(sys.modules, "this", raising=False)
+    cfg = make_cfg("model=reinforce", "dataset=gym", "dataset.id=this:Foo-v0")
+    with pytest.raises(DlpyError, match="dataset.id='this:Foo-v0' would import the module 'this'"):
+        check_config(cfg)
+    with pytest.raises(DlpyError, match="dataset.allow_import=true allows that"):
+        DATASETS.build("gym", id="this:Foo-v0", num_features=4, num_actions=2)
+    assert "this" not in sys.modules
+
+
+def test_the_command_line_says_the_resolvers_refusal_in_one_line(make_cfg):
+    """The sizes are resolved from the id (`${dlpy.env:...}`), and OmegaConf wraps what the
+    resolver raises: dlpy's own line still reaches the user."""
+    cfg = make_cfg("model=reinforce", "dataset=gym", "dataset.id=CartPol-v1")
+    with pytest.raises(Exception) as caught:
+        OmegaConf.to_container(cfg.model, resolve=True)
+    line, status = report(caught.value)
+    assert status == 2 and line.startswith("dlpy: error: dataset.id: Unknown gymnasium id")
+
+
+DUMMY_ENVS = """
+import gymnasium
+gymnasium.register("DlpyDummy-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+"""
+
+
+def test_a_module_in_the_id_is_imported_with_allow_import(make_cfg, tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    (tmp_path / "dlpy_dummy_envs.py").write_text(DUMMY_ENVS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_id = "dlpy_dummy_envs:DlpyDummy-v0"
+    given = (
+        "dataset=gym",
+        f"dataset.id={env_id}",
+        "dataset.allow_import=true",
+        "dataset.num_envs=1",
+    )
+    allowed = make_cfg("model=reinforce", *given)
+    refused = allowed.copy()
+    refused.dataset.allow_import = False
+    try:
+        with pytest.raises(DlpyError, match="would import the module 'dlpy_dummy_envs'"):
+            check_config(refused)
+        assert "dlpy_dummy_envs" not in sys.modules
+        data = build_data(allowed)
+        assert "dlpy_dummy_envs" in sys.modules and (data.num_features, data.num_actions) == (4, 2)
+    finally:
+        sys.modules.pop("dlpy_dummy_envs", None)
+        gym.registry.pop("DlpyDummy-v0", None)
+
+
+def test_environment_options_out_of_range_are_refused_naming_the_key(make_cfg):
+    cfg = make_cfg("model=reinforce", "dataset=gym", "dataset.id=CartPole-v1")
+    for key, value, message in (
+        ("id", "CartPol-v1", "dataset.id: Unknown gymnasium id 'CartPol-v1'. Did you mean "),
+        ("allow_import", "maybe", "dataset.allow_import must be true or false, got 'maybe'"),
+        ("num_envs", 1e12, "dataset.num_envs must be an integer in [1, 1024], got 1000000000000.0"),
+        ("num_envs", 0, "dataset.num_envs must be an integer in [1, 1024], got 0"),
+        ("max_episode_steps", 0, "dataset.max_episode_steps must be an integer >= 1 or null"),
+        ("reward_threshold", math.nan, "dataset.reward_threshold must be a finite number or null"),
+        ("reward_threshold", -math.inf, "dataset.reward_threshold must be a finite number or null"),
+    ):
+        changed = cfg.copy()
+        changed.dataset[key] = value
+        with pytest.raises(DlpyError) as caught:
+            check_config(changed)
+        assert str(caught.value).startswith(message), key

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from dlpy.data.base import Batch
-from dlpy.errors import DlpyError, check_number
+from dlpy.errors import DlpyError, unknown
 from dlpy.registry import DATASETS
-from dlpy.schema import Range, Real, Size
+from dlpy.schema import Option, Range, Real, Size
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -26,6 +26,35 @@ if TYPE_CHECKING:
 WINDOW = 100  # episodes in the mean that decides "solved", as gymnasium's thresholds mean it
 
 Act = Callable[[torch.Tensor], torch.Tensor]  # a policy: (N, features) observations -> N actions
+
+
+# Copies stepped side by side in training (dataset.num_envs): SyncVectorEnv steps them one after
+# another in this process, so more copies only make each step longer and hold more simulators in
+# memory. The books and cleanrl use 1 to 16 (cleanrl's PPO: 4; RL Baselines3 Zoo's CartPole PPO:
+# 8); 1024 leaves room for cheap environments, where num_envs=1e12 ended in a MemoryError.
+NumEnvs = Annotated[int, Range(ge=1, le=1024)]
+
+
+def check_id(env_id: object, allow_import: object = False) -> None:
+    """dataset.id must be an id gymnasium has registered, unless dataset.allow_import=true.
+
+    gymnasium's make imports the module written before a colon (`module:Env-v0`), so that it
+    registers its environments: such an id runs whatever code that module holds, named by a config
+    or a command line (`dataset.id=this:Foo-v0` imports `this`). Only allow_import=true hands it on.
+    """
+    import gymnasium as gym  # slow to import: only the runs that play need it
+
+    Option(str).check("dataset.id", env_id)
+    Option(bool).check("dataset.allow_import", allow_import)
+    module, colon, _ = env_id.partition(":")
+    if colon and not allow_import:
+        raise DlpyError(
+            f"dataset.id={env_id!r} would import the module {module!r} (gymnasium's "
+            "module:Env-v0); dataset.allow_import=true allows that, else give a registered id "
+            "such as CartPole-v1"
+        )
+    if not colon and env_id not in gym.registry:
+        raise DlpyError("dataset.id: " + unknown("gymnasium id", env_id, gym.registry))
 
 
 def probe(env_id: str, limits: dict[str, Any]) -> tuple["gym.Env", dict[str, int]]:
@@ -57,15 +86,15 @@ def probe(env_id: str, limits: dict[str, Any]) -> tuple["gym.Env", dict[str, int
 
 
 @cache
-def env_shape(env_id: str) -> dict[str, int] | None:
-    """The shape of a gymnasium id (see `probe`), or None where it has none.
+def env_shape(env_id: str, allow_import: bool = False) -> dict[str, int]:
+    """The shape of a gymnasium id (see `probe`), once the id is checked (see `check_id`).
 
-    The config reads it (`${dlpy.env:${.id},num_actions}`, a resolver in dlpy/__init__.py), so a
-    network fits any environment without numbers typed by hand; EnvData names a key at fault."""
-    try:
-        env, shape = probe(env_id, {})
-    except DlpyError:
-        return None
+    The config reads it (`${dlpy.env:${.id},num_actions,${.allow_import}}`, a resolver in
+    dlpy/__init__.py), so a network fits any environment without numbers typed by hand. It is
+    resolved before any builder runs, so an id that cannot be played fails here, naming
+    dataset.id, and not as a model size that came out None."""
+    check_id(env_id, allow_import)
+    env, shape = probe(env_id, {})
     env.close()
     return shape
 
@@ -91,13 +120,13 @@ class EnvData:
         num_actions: int | None,
         reward_threshold: float | None = None,
         max_episode_steps: int | None = None,
+        allow_import: bool = False,
     ) -> None:
-        check_number("dataset.num_envs", num_envs, at_least=1, integer=True)
-        check_number("dataset.updates_per_epoch", updates_per_epoch, at_least=1, integer=True)
+        check_id(env_id, allow_import)
         self.id = env_id
         self.num_envs = num_envs
         self.updates_per_epoch = updates_per_epoch
-        self.limits = {"max_episode_steps": max_episode_steps} if max_episode_steps else {}
+        self.limits = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
         env, shape = probe(env_id, self.limits)
         for key, value in (("num_features", num_features), ("num_actions", num_actions)):
             if value != shape[key]:
@@ -287,17 +316,20 @@ def quiet_sdl() -> None:
 def gym_env(
     *,
     id: str,
-    num_envs: Annotated[int, Range(ge=1, le=1024)] = 8,
+    num_envs: NumEnvs = 8,
     updates_per_epoch: Size = 50,
     num_features: Size | None,
     num_actions: Size | None,
     reward_threshold: Real | None = None,
     max_episode_steps: Size | None = None,
+    allow_import: bool = False,
     agent: dict | None = None,
 ) -> EnvData:
     """Any gymnasium environment with discrete actions (dataset.id), in seeded copies.
 
-    `agent` holds what the environment suggests to the agent's config (model presets read it).
+    `id` is one gymnasium has registered; `module:Env-v0`, which makes gymnasium import `module`
+    first, only with allow_import=true (see `check_id`). `agent` holds what the environment
+    suggests to the agent's config (model presets read it).
     """
     return EnvData(
         id,
@@ -307,4 +339,5 @@ def gym_env(
         num_actions,
         reward_threshold,
         max_episode_steps,
+        allow_import,
     )
