@@ -23,11 +23,13 @@ commands:
   train [overrides]        train; Hydra overrides such as model=resnet optimizer.lr=1e-3
                            (dlpy train --help lists the config groups; -m runs a sweep)
   eval <run dir> [k=v]     evaluate a run's best checkpoint on the test split; an agent plays
-                           episodes=20 greedy and sampled episodes; record=true writes episode.gif;
+                           episodes=20 (1 to 10000) greedy and sampled episodes; record=true
+                           writes episode.gif;
                            several run dirs: each classifier and their ensemble (mean probability)
   sample <run dir> [n=64]  write the images of a run's best checkpoint (samples, reconstructions,
-                           predictions) as PNGs into <run dir>/samples/; for a character model,
-                           print text: length=400 temperature=0.2,0.5,1.0,1.2
+                           predictions; n up to 1024) as PNGs into <run dir>/samples/; for a
+                           character model, print text: length=400 (up to 10000)
+                           temperature=0.2,0.5,1.0,1.2
   visualize <run dir> kind=activations|filters|gradcam|deepdream|style_transfer [k=v]
                            what a convnet sees, as PNGs in <run dir>/visualize/ and in
                            TensorBoard: activations|filters [layer=a,b index=0], gradcam
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from dlpy import commands  # heavy (torch): `dlpy train` and --help start without it
 
-            commands.COMMANDS[command](rest)
+            # SIGTERM too ends a long evaluation with one line and 128 + the signal, as Ctrl-C
+            with handling(raise_interrupted):
+                commands.COMMANDS[command](rest)
         return 0
     except (Exception, KeyboardInterrupt) as err:
         if report(err) is None:

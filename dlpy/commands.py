@@ -10,6 +10,7 @@ without.
 """
 
 from pathlib import Path
+from typing import Annotated
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
@@ -23,10 +24,25 @@ from dlpy.plots import save_png
 from dlpy.precision import resolve_device
 from dlpy.predict import predict_command
 from dlpy.report import write_report
-from dlpy.runs import TRUE, class_names, load_run, own_options, paths_and_overrides
+from dlpy.runs import class_names, load_run, own_options, paths_and_overrides, typed_options
+from dlpy.schema import Option, Positive, Range, option
 from dlpy.tasks.classification import Classification
 from dlpy.tasks.language_model import CharLanguageModel
-from dlpy.tasks.reinforce import Reinforce
+from dlpy.tasks.reinforce import EvalEpisodes, Reinforce
+
+# The commands' own options, checked (dlpy/runs.py typed_options) before any run is read.
+EVAL_OPTIONS = {"episodes": option(EvalEpisodes), "record": Option(bool)}  # see EvalEpisodes
+SAMPLE_OPTIONS = {
+    # Images in the grids: 1024 Fashion-MNIST images are a 32 x 32 grid of 900 pixels a side,
+    # generated in one batch; past that the grid is too small to read and the batch too big.
+    "n": option(Annotated[int, Range(ge=1, le=1024)]),
+    # Characters per text: 25 times the book's 400 (Chollet 8.1). Each is one pass of the network
+    # over the last 60 characters, about 7 ms for the book's LSTM on one core: 10,000 are a
+    # minute, shown by a bar.
+    "length": option(Annotated[int, Range(ge=1, le=10_000)]),
+    # Each log-probability is divided by the temperature (Chollet 8.1): 0 and less mean nothing.
+    "temperature": option(list[Positive]),
+}
 
 
 def announce_checkpoint(args: list[str]) -> int:
@@ -49,7 +65,8 @@ def eval_command(args: list[str]) -> None:
     episodes instead, and with record=true also writes one greedy episode to
     <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py).
     A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/."""
-    own, rest = own_options(args, ("episodes", "record"))
+    own, rest = own_options(args, EVAL_OPTIONS)
+    own = typed_options(own, EVAL_OPTIONS)
     runs, overrides = paths_and_overrides(rest)
     if len(runs) > 1:
         if own:
@@ -68,12 +85,9 @@ def eval_command(args: list[str]) -> None:
             "dlpy eval: episodes= and record= apply to agents (model=reinforce); "
             f"{run_dir} trained {type(task).__name__}"
         )
-    if "episodes" in own:
-        if not own["episodes"].isdigit() or int(own["episodes"]) < 1:
-            raise DlpyError(
-                f"dlpy eval: episodes takes a positive whole number, got {own['episodes']!r}"
-            )
-        task.eval_episodes = int(own["episodes"])
+    if isinstance(task, Reinforce):
+        task.eval_episodes = own.get("episodes", task.eval_episodes)
+        task.show_progress = True
     for key, value in trainer.test().items():
         print(f"{key:12s} {value:.4f}")
     classes = class_names(trainer.data)
@@ -81,35 +95,36 @@ def eval_command(args: list[str]) -> None:
         from dlpy.analysis import error_analysis  # matplotlib takes a second to import: if drawn
 
         error_analysis(trainer, run_dir, classes, step)
-    if own.get("record", "false").lower() in TRUE:
+    if own.get("record"):
         frames = task.record(run_dir / "episode.gif")
         print(f"{run_dir / 'episode.gif'}  ({frames} frames)")
 
 
-def sample_options(own: dict[str, str], trained: str, text: bool) -> dict:
-    """`dlpy sample`'s n=, length= and temperature= as the task's examples() arguments."""
+def sample_options(own: dict, trained: str, text: bool) -> dict:
+    """`dlpy sample`'s n=, length= and temperature= (checked) as the task's examples()
+    arguments; a character model takes n= for length= too."""
+    if not text and ("length" in own or "temperature" in own):
+        raise DlpyError(f"dlpy sample: length= and temperature= apply to text models; {trained}")
     kwargs = {} if text else {"n": 64}
-    try:
-        if "n" in own or "length" in own:
-            kwargs["n"] = int(own.get("length", own.get("n")))
-        if "temperature" in own:
-            kwargs["temperatures"] = [float(t) for t in own["temperature"].split(",")]
-    except ValueError as err:
-        raise DlpyError(f"dlpy sample: n, length and temperature take numbers ({err})") from None
-    if "temperatures" in kwargs and not text:
-        raise DlpyError(f"dlpy sample: temperature= applies to text models; {trained}")
+    if "n" in own or "length" in own:
+        kwargs["n"] = own.get("length", own.get("n"))
+    if "temperature" in own:
+        kwargs["temperatures"] = own["temperature"]
     return kwargs
 
 
 def sample_command(args: list[str]) -> None:
     """The task's examples from the best checkpoint: images as PNGs, texts printed and saved,
     in <run dir>/samples/."""
-    own, rest = own_options(args, ("n", "length", "temperature"))
+    own, rest = own_options(args, SAMPLE_OPTIONS)
+    own = typed_options(own, SAMPLE_OPTIONS)
     usage = "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]"
     run_dir, _, trainer = load_run(rest, usage)
     text = isinstance(trainer.task, CharLanguageModel)
     trained = f"{run_dir} trained {type(trainer.task).__name__}"
     kwargs = sample_options(own, trained, text)
+    if text:
+        trainer.task.show_progress = True  # a text is written a character at a time: a bar
     trainer.task.eval()
     with torch.inference_mode():
         examples = trainer.task.examples(trainer.data, **kwargs)

@@ -26,7 +26,8 @@ from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError, first_line
 from dlpy.io import atomic_write
 from dlpy.plots import labelled_grid, save_png
-from dlpy.runs import TRUE, class_names, load_run, own_options, paths_and_overrides
+from dlpy.runs import class_names, load_run, own_options, paths_and_overrides, typed_options
+from dlpy.schema import Option, Size, option
 from dlpy.tasks.autoencoder import Reconstruction
 from dlpy.tasks.base import Task
 from dlpy.tasks.classification import Classification
@@ -41,6 +42,8 @@ USAGE = "dlpy predict <run dir> <file|folder|glob> ... [topk=3] [gradcam=true] [
 GRID_LIMIT = 64  # images drawn in the grids; the CSV and the printout have every file
 CELL = 112  # pixels of an image in the grids: room for a caption of about 18 characters
 GLOB = "*?["
+# topk: at most the classes, however many are asked for
+PREDICT_OPTIONS = {"topk": option(Size), "gradcam": Option(bool)}
 # the files of a folder that predict reads; a file named on the command line is tried whatever
 # its suffix (PIL tells an image by its content)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
@@ -162,16 +165,13 @@ def write_grids(trainer: Trainer, pixels: torch.Tensor, top, folder: Path, gradc
         print(folder / "gradcam.png")
 
 
-def parse_options(own: dict[str, str], data: object) -> tuple[int, bool]:
-    """topk= as a whole number of at least 1 (at most the classes); gradcam= for images only."""
-    classes = len(class_names(data))
-    topk = own.get("topk", "3")
-    if not topk.isdigit() or int(topk) < 1:
-        raise DlpyError(f"dlpy predict: topk takes a whole number >= 1, got {topk!r}")
-    gradcam = own.get("gradcam", "false").lower() in TRUE
+def parse_options(own: dict, data: object) -> tuple[int, bool]:
+    """topk= (checked: PREDICT_OPTIONS) at most the classes; gradcam= for images only."""
+    topk = own.get("topk", 3)
+    gradcam = own.get("gradcam", False)
     if gradcam and not isinstance(data, ImageData):
         raise DlpyError("dlpy predict: gradcam=true applies to image classifiers")
-    return min(int(topk), classes), gradcam
+    return min(topk, len(class_names(data))), gradcam
 
 
 def network_inputs(
@@ -196,7 +196,8 @@ def read_picture(path: Path, size: int, channels: int) -> torch.Tensor:
 
 def predict_command(args: list[str]) -> None:
     """Top-k classes for each file, printed and saved in <run dir>/predictions/."""
-    own, rest = own_options(args, ("topk", "gradcam"))
+    own, rest = own_options(args, PREDICT_OPTIONS)
+    own = typed_options(own, PREDICT_OPTIONS)
     paths, overrides = paths_and_overrides(rest)
     if len(paths) < 2:
         raise DlpyError(f"usage: {USAGE}")

@@ -7,6 +7,7 @@ checkpoint fills in the weights.
 
 import re
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,9 +18,12 @@ from dlpy.data.vision import ImageData
 from dlpy.ema import evaluated_weights
 from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint
+from dlpy.schema import Option
 from dlpy.trainer import Trainer
 
 TRUE = ("true", "1", "yes")
+BOOLEANS = {word: True for word in TRUE} | {"false": False, "0": False, "no": False}
+INTEGER = re.compile(r"[+-]?\d+")
 REVIEW_CLASSES = ["neg", "pos"]  # read_reviews's labels 0 and 1
 # `key=value` with a config key on the left: a run override, not a file to read
 OVERRIDE = re.compile(r"[A-Za-z_][\w.]*=")
@@ -58,6 +62,35 @@ def own_options(args: list[str], names: set[str] | tuple[str, ...]) -> tuple[dic
         else:
             rest.append(arg)
     return own, rest
+
+
+def typed_options(own: dict[str, str], declared: dict[str, Option]) -> dict[str, Any]:
+    """The command's own `key=value` strings as the values their declarations (dlpy/schema.py)
+    say, each checked before anything runs: `episodes must be an integer in [1, 10000], got
+    100000`. A string that does not parse as its kind is checked as it is, so the same line
+    refuses `episodes=many`, `record=maybe` and `temperature=nan`."""
+    values = {key: parsed(text, declared[key]) for key, text in own.items()}
+    for key, value in values.items():
+        declared[key].check(key, value)
+    return values
+
+
+def parsed(text: str, declared: Option) -> Any:
+    """One option's string as its declared kind, where it is one (else the string itself)."""
+    if declared.item is not None:  # temperature=0.2,0.5: a list, comma-separated
+        return [parsed(part, declared.item) for part in text.split(",")]
+    if text == "null" and declared.nullable:
+        return None
+    if declared.kind is bool:
+        return BOOLEANS.get(text.lower(), text)
+    if declared.kind is int:
+        return int(text) if INTEGER.fullmatch(text.strip()) else text
+    if declared.kind is float:
+        try:
+            return float(text)  # "nan" and "inf" parse, and the range refuses them
+        except ValueError:
+            return text
+    return text
 
 
 def paths_and_overrides(args: list[str]) -> tuple[list[str], list[str]]:

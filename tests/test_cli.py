@@ -274,3 +274,36 @@ def test_train_help_lists_every_group_with_its_presets_and_the_composed_config(c
     assert "model: autoencoder, char_lstm," in out and "optimizer: adam, adamw, rmsprop, sgd" in out
     assert "  max_epochs: 7\n" in out and "name: mlp\n" in out
     assert "hydra" not in out.partition("== Config ==")[2].replace("--hydra-help", "")
+
+
+@pytest.mark.parametrize(
+    "command, options, message",
+    [
+        ("eval", ["episodes=100000"], "episodes must be an integer in [1, 10000], got 100000"),
+        ("eval", ["episodes=-3"], "episodes must be an integer in [1, 10000], got -3"),
+        ("eval", ["record=maybe"], "record must be true or false, got 'maybe'"),
+        ("sample", ["n=0"], "n must be an integer in [1, 1024], got 0"),
+        ("sample", ["n=many"], "n must be an integer in [1, 1024], got 'many'"),
+        ("sample", ["length=100001"], "length must be an integer in [1, 10000], got 100001"),
+        ("sample", ["temperature=0.5,-1"], "temperature[1] must be a number > 0, got -1.0"),
+        ("sample", ["temperature=nan"], "temperature[0] must be a number > 0, got nan"),
+        ("sample", ["temperature=0"], "temperature[0] must be a number > 0, got 0.0"),
+        ("predict", ["topk=0", "a.png"], "topk must be an integer >= 1, got 0"),
+        ("predict", ["gradcam=maybe", "a.png"], "gradcam must be true or false, got 'maybe'"),
+        ("visualize", ["kind=filters", "steps=0"], "steps must be an integer in [1, 10000], got 0"),
+        ("visualize", ["kind=filters", "lr=-1"], "lr must be a number > 0, got -1.0"),
+        ("visualize", ["kind=gradcam", "n=100000"], "n must be an integer in [1, 256], got 100000"),
+        ("visualize", ["kind=deepdream", "size=99999"], "size must be an integer in [1, 2048]"),
+        ("visualize", ["kind=deepdream", "octaves=0"], "octaves must be an integer in [1, 10]"),
+        ("visualize", ["kind=style_transfer", "solver=sgd"], "solver must be one of 'lbfgs', "),
+    ],
+)
+def test_command_options_out_of_range_are_refused_before_the_run_is_read(
+    command, options, message, tmp_path, capsys
+):
+    """A folder that is no run: each option is checked before it would be read."""
+    from dlpy.cli import main
+
+    assert main([command, str(tmp_path / "no_run"), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlpy: error: {message}") and len(err.strip().splitlines()) == 1

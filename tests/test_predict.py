@@ -119,7 +119,7 @@ def test_nothing_readable_fails_naming_every_file(runs, pictures, tmp_path, caps
 
 @pytest.mark.parametrize(
     "options, message",
-    [(["topk=0"], "topk takes a whole number >= 1, got '0'"), ([], "usage: dlpy predict")],
+    [(["topk=0"], "topk must be an integer >= 1, got 0"), ([], "usage: dlpy predict")],
 )
 def test_bad_options_fail_in_one_line(options, message, runs, pictures, capsys):
     files = [] if not options else [str(pictures)]

@@ -4,6 +4,7 @@ seeding, stopping."""
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from collections import deque
@@ -433,7 +434,102 @@ def test_recording_without_a_display_prints_nothing_from_sdl(tmp_path):
     assert "XDG_RUNTIME_DIR" not in done.stderr and "error" not in done.stderr.lower()
 
 
-# -- which environments may be made, and their bounds -------------------------------------
+# -- bounds on evaluation, and which environments may be made -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def agent_run(tmp_path_factory):
+    """A run folder of an untrained CartPole agent, as `dlpy eval` reads one: the config and
+    checkpoints/best.pt (its weights as built; training a step takes seconds more)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dlpy import CONF_DIR
+
+    run = tmp_path_factory.mktemp("agent")
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("train", ["trainer=debug", "~callbacks.progress_bar", *TINY])
+    config = OmegaConf.to_container(cfg, resolve=True)
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(json.dumps(config))
+    (run / "checkpoints").mkdir()
+    state = {"task": build_task(cfg).state_dict(), "epoch": 0, "step": 0, "config": config}
+    torch.save(state, run / "checkpoints" / "best.pt")
+    return run
+
+
+def files_in(folder):
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        ("episodes=100000", "episodes must be an integer in [1, 10000], got 100000"),
+        ("episodes=0", "episodes must be an integer in [1, 10000], got 0"),
+        ("episodes=nan", "episodes must be an integer in [1, 10000], got 'nan'"),
+        ("record=maybe", "record must be true or false, got 'maybe'"),
+    ],
+)
+def test_eval_options_out_of_range_are_refused_before_anything_runs(
+    option, message, agent_run, capsys
+):
+    assert cli(["eval", str(agent_run), option]) == 2
+    out, err = capsys.readouterr()
+    assert err.strip() == f"dlpy: error: {message}"
+    assert "evaluating" not in out  # refused before the checkpoint was even read
+
+
+def test_eval_episodes_in_the_config_are_bounded_too(agent_run, capsys):
+    assert cli(["eval", str(agent_run), "model.task.eval_episodes=100000"]) == 2
+    assert "model.task.eval_episodes must be an integer in [1, 10000]" in capsys.readouterr().err
+
+
+def test_eval_shows_its_episodes_in_a_bar_and_plays_as_many_as_asked(agent_run, capsys):
+    assert cli(["eval", str(agent_run), "episodes=3"]) == 0
+    out, err = capsys.readouterr()
+    assert "eval episodes:" in err and "0/6" in err  # 3 greedy and 3 sampled
+    assert "eval/return_mean" in out
+
+
+def test_sigint_stops_eval_in_one_line_with_status_130(agent_run, capsys, monkeypatch):
+    """Ctrl-C while the episodes are played: the bar closes, one line says why, nothing is
+    written, and the handlers are the previous ones again."""
+    from dlpy.tasks.reinforce import Reinforce
+
+    act = Reinforce.act
+    calls = []
+
+    def act_then_sigint(self, obs, greedy=False):
+        calls.append(greedy)
+        if len(calls) == 5:  # in the middle of the greedy episodes
+            os.kill(os.getpid(), signal.SIGINT)
+        return act(self, obs, greedy)
+
+    monkeypatch.setattr(Reinforce, "act", act_then_sigint)
+    before = files_in(agent_run)
+    assert cli(["eval", str(agent_run), "episodes=1000", "record=true"]) == 130
+    out, err = capsys.readouterr()
+    assert err.strip().splitlines()[-1] == "dlpy: interrupted by SIGINT"
+    assert "eval episodes:" in err and "/2000" in err
+    assert "eval/return_mean" not in out and len(calls) == 5 and all(calls)
+    assert files_in(agent_run) == before  # no episode.gif, nor anything else
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_evaluation_plays_each_episode_from_its_own_seed_in_batches(monkeypatch):
+    """More episodes than are played side by side: episode i still starts from seed + i, and
+    every one is counted once."""
+    from dlpy.data import env
+
+    data = cartpole()
+    always_left = lambda obs: torch.zeros(len(obs), dtype=torch.long)  # noqa: E731
+    ended = []
+    returns, lengths = data.play(always_left, 5, seed=7, ended=ended.append)
+    monkeypatch.setattr(env, "PLAYED_TOGETHER", 2)
+    batched, batched_lengths = data.play(always_left, 5, seed=7)
+    assert np.array_equal(returns, batched) and np.array_equal(lengths, batched_lengths)
+    assert sum(ended) == 5 and len(set(lengths.tolist())) > 1  # the seeds differ
 
 
 def test_a_module_in_the_id_is_refused_and_not_imported(make_cfg, monkeypatch):

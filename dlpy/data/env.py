@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     import gymnasium as gym
 
 WINDOW = 100  # episodes in the mean that decides "solved", as gymnasium's thresholds mean it
+# Evaluation episodes are played at most this many side by side: memory holds 256 simulators
+# however many episodes are asked for, and each step's one forward pass of the policy still
+# serves 256 of them.
+PLAYED_TOGETHER = 256
 
 Act = Callable[[torch.Tensor], torch.Tensor]  # a policy: (N, features) observations -> N actions
 
@@ -265,19 +269,40 @@ class EnvData:
             and self.return_mean() >= self.reward_threshold
         )
 
-    def play(self, act: Act, episodes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        """Returns and lengths of `episodes` fresh episodes played side by side, from seed + i."""
-        envs = self.copies(episodes)
-        obs, _ = envs.reset(seed=seed)
-        returns = np.zeros(episodes)
-        lengths = np.zeros(episodes, dtype=np.int64)
-        running = np.ones(episodes, dtype=bool)
-        while running.any():  # a copy that ended goes on into a new episode, which is not counted
-            obs, reward, terminated, truncated, _ = envs.step(act(self.tensor(obs)).cpu().numpy())
-            returns += reward * running
-            lengths += running
-            running &= ~(terminated | truncated)
-        envs.close()
+    def play(
+        self, act: Act, episodes: int, seed: int, ended: Callable[[int], Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Returns and lengths of `episodes` fresh episodes, episode i from seed + i, played
+        PLAYED_TOGETHER at a time side by side; `ended(k)` hears of each k that end."""
+        returns = []
+        lengths = []
+        for start in range(0, episodes, PLAYED_TOGETHER):
+            n = min(PLAYED_TOGETHER, episodes - start)
+            played = self.play_together(act, n, seed + start, ended or (lambda k: None))
+            returns.append(played[0])
+            lengths.append(played[1])
+        return np.concatenate(returns), np.concatenate(lengths)
+
+    def play_together(
+        self, act: Act, n: int, seed: int, ended: Callable[[int], Any]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Returns and lengths of n episodes played side by side, from seed + i."""
+        envs = self.copies(n)
+        try:
+            obs, _ = envs.reset(seed=seed)
+            returns = np.zeros(n)
+            lengths = np.zeros(n, dtype=np.int64)
+            running = np.ones(n, dtype=bool)
+            while running.any():  # a copy that ended goes on into a new episode, not counted
+                actions = act(self.tensor(obs)).cpu().numpy()
+                obs, reward, terminated, truncated, _ = envs.step(actions)
+                returns += reward * running
+                lengths += running
+                done = running & (terminated | truncated)
+                running &= ~done
+                ended(int(done.sum()))
+        finally:
+            envs.close()  # also when a signal stops the evaluation
         return returns, lengths
 
     def frames(self, act: Act, seed: int) -> list[np.ndarray]:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import trange
 
 from dlpy.data.text import CharData
 from dlpy.registry import TASKS
@@ -35,6 +36,7 @@ class CharLanguageModel(Classification):
     ) -> None:
         super().__init__(net, optimizer, label_smoothing, l1, l2)
         self.temperatures = list(temperatures)
+        self.show_progress = False  # `dlpy sample` shows a bar over the characters written
 
     @torch.no_grad()
     def generate(
@@ -49,11 +51,15 @@ class CharLanguageModel(Classification):
         window = prompt.expand(len(temperatures), -1).clone()
         temps = torch.tensor(temperatures, device=prompt.device).view(-1, 1)
         out = []
-        for _ in range(length):
-            probs = reweight(self.net(window), temps.clamp_min(1e-6))
-            nxt = torch.multinomial(probs, 1, generator=generator)
-            out.append(nxt)
-            window = torch.cat([window[:, 1:], nxt], 1)
+        bar = trange(
+            length, desc="characters", unit="char", leave=False, disable=not self.show_progress
+        )
+        with bar:  # closed also when a signal stops the writing, before the line that says so
+            for _ in bar:
+                probs = reweight(self.net(window), temps.clamp_min(1e-6))
+                nxt = torch.multinomial(probs, 1, generator=generator)
+                out.append(nxt)
+                window = torch.cat([window[:, 1:], nxt], 1)
         return torch.cat(out, 1) if out else window[:, :0]
 
     def examples(

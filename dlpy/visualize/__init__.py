@@ -15,10 +15,9 @@ PNGs and into TensorBoard. The modules, in reading order:
     augmented.py kind=augment (1st ed. 5.2.5: one image augmented 16 ways)
 """
 
-import inspect
-import typing
-
 from dlpy.errors import DlpyError
+from dlpy.runs import typed_options
+from dlpy.schema import Option, declared
 from dlpy.visualize import augmented, dream, features, heatmaps
 from dlpy.visualize.imagenet import pretrained
 from dlpy.visualize.network import Network
@@ -36,34 +35,22 @@ KINDS = {
 PRETRAINED_KINDS = ("deepdream", "style_transfer")  # they also run on weights=<torchvision net>
 
 
-def options(kind: str) -> dict[str, type]:
-    """A kind's own options: the keyword parameters of its function, with their types."""
-    params = list(inspect.signature(KINDS[kind]).parameters.values())[2:]
-    own = {p.name: plain_type(p.annotation) for p in params}
-    return own | ({"weights": str} if kind in PRETRAINED_KINDS else {})
-
-
-def plain_type(annotation: object) -> type:
-    """`int | None` -> int: the type an option's `key=value` string is converted to."""
-    given = [t for t in typing.get_args(annotation) if t is not type(None)]
-    return given[0] if given else annotation
+def options(kind: str) -> dict[str, Option]:
+    """A kind's own options, as its function declares them (after the network and the data)."""
+    own = {name: found for name, found, _ in list(declared(KINDS[kind]))[2:]}
+    return own | ({"weights": Option(str)} if kind in PRETRAINED_KINDS else {})
 
 
 def typed(kind: str, given: dict[str, str]) -> dict[str, object]:
-    """`key=value` strings as the kind's keyword arguments.
+    """`key=value` strings as the kind's keyword arguments, each checked against its declaration
+    (`steps must be an integer in [1, 10000], got 0`).
 
     An option the kind does not take fails naming the options it does take.
     """
     known = options(kind)
-    kwargs = {}
-    for key, value in given.items():
+    for key in given:
         if key not in known:
             raise DlpyError(
                 f"{key}= does not apply to kind={kind}; its options: {', '.join(known)}"
             )
-        try:
-            kwargs[key] = known[key](value)
-        except ValueError:
-            kind_of_value = {int: "a whole number", float: "a number"}[known[key]]
-            raise DlpyError(f"{key}= takes {kind_of_value}, got {value!r}") from None
-    return kwargs
+    return typed_options(given, known)

@@ -8,18 +8,18 @@ of the batch is the same one.
 import torch
 
 from dlpy.data.vision import ImageData
-from dlpy.errors import DlpyError, check_number
+from dlpy.errors import DlpyError
+from dlpy.schema import Count
 from dlpy.visualize.network import Network
-from dlpy.visualize.pictures import tiles
+from dlpy.visualize.pictures import Images, tiles
 
 
 def augment(
-    network: Network, data: ImageData, *, index: int = 0, n: int = 16
+    network: Network, data: ImageData, *, index: Count = 0, n: Images = 16
 ) -> dict[str, torch.Tensor]:
     """Training image `index`, `n` times through the run's augmentations, in a grid."""
     if not 0 <= index < len(data.train):
         raise DlpyError(f"index={index}: the training split has images 0 .. {len(data.train) - 1}")
-    check_number("n", n, at_least=1, integer=True)
     if not data.augmentation.steps:
         raise DlpyError(
             "kind=augment: the run's dataset.augment changes no pixels; try one here, "

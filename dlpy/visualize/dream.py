@@ -5,16 +5,21 @@ Gatys, Ecker and Bethge, "A Neural Algorithm of Artistic Style" (2015).
 """
 
 from collections.abc import Callable
+from typing import Annotated, Literal
 
 import torch
 
 from dlpy.data.vision import ImageData
 from dlpy.errors import check_choice
+from dlpy.schema import NonNegative, Positive, Range
 from dlpy.visualize.network import Network
-from dlpy.visualize.pictures import climb, inner, load_picture, picture, resize
+from dlpy.visualize.pictures import Side, Steps, climb, inner, load_picture, picture, resize
 
 Loss = Callable[[torch.Tensor], torch.Tensor]  # network input -> a scalar to descend or climb
 SOLVERS = ("lbfgs", "adam")
+# The book's 3 octaves, 1.4 apart, shrink the picture to half; 10 shrink it 1.4^9 = 21 times, to
+# a few pixels of most pictures.
+Octaves = Annotated[int, Range(ge=1, le=10)]
 
 
 def deepdream(
@@ -23,11 +28,11 @@ def deepdream(
     *,
     image: str | None = None,
     layer: str | None = None,
-    steps: int = 20,
-    lr: float = 0.05,
-    octaves: int = 3,
-    octave_scale: float = 1.4,
-    size: int | None = None,
+    steps: Steps = 20,
+    lr: Positive = 0.05,
+    octaves: Octaves = 3,
+    octave_scale: Annotated[float, Range(ge=1)] = 1.4,  # below 1 the octaves would grow
+    size: Side | None = None,
 ) -> dict[str, torch.Tensor]:
     """DeepDream (Chollet 12.2): gradient ascent on a picture, octave by octave.
 
@@ -92,13 +97,13 @@ def style_transfer(
     style: str | None = None,
     content_layer: str | None = None,
     layer: str | None = None,
-    content_weight: float | None = None,
-    style_weight: float | None = None,
-    tv_weight: float | None = None,
-    solver: str = "lbfgs",
-    steps: int = 200,
-    lr: float = 0.05,
-    size: int | None = None,
+    content_weight: NonNegative | None = None,
+    style_weight: NonNegative | None = None,
+    tv_weight: NonNegative | None = None,
+    solver: Literal[SOLVERS] = "lbfgs",
+    steps: Steps = 200,
+    lr: Positive = 0.05,
+    size: Side | None = None,
 ) -> dict[str, torch.Tensor]:
     """Neural style transfer (Gatys et al., 2015; Chollet 12.3), from the content picture.
 

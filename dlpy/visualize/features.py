@@ -7,12 +7,13 @@ import torch
 
 from dlpy.data.vision import ImageData
 from dlpy.models import ACTIVATIONS
+from dlpy.schema import Count, Positive
 from dlpy.visualize.network import Network
-from dlpy.visualize.pictures import climb, held_out_images, inner, tiles, visible
+from dlpy.visualize.pictures import Steps, climb, held_out_images, inner, tiles, visible
 
 
 def activations(
-    network: Network, data: ImageData, *, layer: str | None = None, index: int = 0
+    network: Network, data: ImageData, *, layer: str | None = None, index: Count = 0
 ) -> dict[str, torch.Tensor]:
     """The feature maps one test image produces in each conv layer, each map a grey image."""
     x, _ = held_out_images(data, index, 1)
@@ -61,8 +62,8 @@ def filters(
     data: ImageData,
     *,
     layer: str | None = None,
-    steps: int = 30,
-    lr: float = 0.1,
+    steps: Steps = 30,
+    lr: Positive = 0.1,
 ) -> dict[str, torch.Tensor]:
     """The pattern each filter responds to most, one grid per conv layer."""
     images = {}

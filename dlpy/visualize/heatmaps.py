@@ -9,8 +9,9 @@ import torch.nn.functional as F
 from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError
 from dlpy.plots import labelled_grid
+from dlpy.schema import Count
 from dlpy.visualize.network import Network
-from dlpy.visualize.pictures import held_out_images, jet, resize
+from dlpy.visualize.pictures import Images, held_out_images, jet, resize
 
 
 def gradcam_maps(
@@ -68,8 +69,8 @@ def gradcam(
     data: ImageData,
     *,
     layer: str | None = None,
-    index: int = 0,
-    n: int = 16,
+    index: Count = 0,
+    n: Images = 16,
     target: str | None = None,
 ) -> dict[str, torch.Tensor]:
     """Grad-CAM heatmaps over test images, one grid per layer.

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -11,7 +12,17 @@ from PIL import Image, UnidentifiedImageError
 from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError
 from dlpy.plots import grid
+from dlpy.schema import Range
 from dlpy.visualize.network import Network
+
+# The ranges of the kinds' options, checked before any run is read (`dlpy visualize ... steps=`).
+# Gradient steps: the book's longest is 12.3's 4,000 for style transfer.
+Steps = Annotated[int, Range(ge=1, le=10_000)]
+# Held-out images in one grid (a 16 x 16 grid at most), all in one batch.
+Images = Annotated[int, Range(ge=1, le=256)]
+# A painted picture's longer side: VGG16's first block alone holds 64 float32 maps of the picture's
+# size, 1 GiB at 2048 x 2048, and its gradient as much again.
+Side = Annotated[int, Range(ge=1, le=2048)]
 
 
 def held_out_images(data: ImageData, index: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
