@@ -383,3 +383,54 @@ def test_through_the_console_script_too(override, key, base, run_cli, tmp_path):
     assert "Traceback" not in out + err
     assert status != 0 and err.count("\n") == 1 and key in err, err
     assert not (run / "checkpoints").exists()
+
+
+# The commands' own options (dlpy eval episodes=, dlpy sample n=, ...), generated from their
+# declarations the same way: each value outside one ends the command in one line naming it, before
+# the run folder (here, one that does not exist) is read.
+
+
+def command_options() -> list[tuple[str, list[str], str, schema.Option]]:
+    """(command, the arguments that choose what it does, option, declaration) for every option."""
+    from dlpy import commands, predict, visualize
+
+    found = [("eval", [], key, o) for key, o in commands.EVAL_OPTIONS.items()]
+    found += [("sample", [], key, o) for key, o in commands.SAMPLE_OPTIONS.items()]
+    found += [("predict", ["a.png"], key, o) for key, o in predict.PREDICT_OPTIONS.items()]
+    for kind in visualize.KINDS:
+        found += [("visualize", [f"kind={kind}"], k, o) for k, o in visualize.options(kind).items()]
+    return found
+
+
+def on_the_command_line(found: schema.Option) -> list[str]:
+    """outside() as a command's key=value text: a list is comma-separated, so its cases are its
+    elements'; a mapping means nothing there; any text is a string."""
+    if found.kind is str:
+        return []
+    values = [value for value in outside(found) if not value.startswith("{")]
+    if found.item is not None:
+        return [value[1:-1] for value in values if value.startswith("[") and value != "[1]"]
+    return values
+
+
+COMMAND_CASES = [
+    (command, [*chosen, f"{key}={value}"], key)
+    for command, chosen, key, found in command_options()
+    for value in on_the_command_line(found)
+]
+
+
+def test_every_command_option_has_cases():
+    covered = {(command, key) for command, _, key in COMMAND_CASES}
+    for command, _, key, found in command_options():
+        # a text option (a layer's name, an image's path) is checked where it is looked up
+        assert (command, key) in covered or found.kind is str, (command, key)
+
+
+@pytest.mark.parametrize(
+    "command, args, key", COMMAND_CASES, ids=[f"{c[0]}:{' '.join(c[1])}" for c in COMMAND_CASES]
+)
+def test_a_command_option_outside_its_declaration_fails_in_one_line(command, args, key, run_cli):
+    status, out, err = run_cli(command, "/nonexistent/run", *args)
+    assert "Traceback" not in out + err
+    assert status == 2 and err.count("\n") == 1 and err.startswith(f"dlpy: error: {key}"), err
