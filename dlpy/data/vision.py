@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from dlpy.data.augment import Augmentation
-from dlpy.data.base import Batch, Shuffled
+from dlpy.data.base import Batch, Shapes, Shuffled
 from dlpy.data.sources import Images, load_torchvision
 from dlpy.errors import DlpyError, check_choice, check_number
 from dlpy.registry import DATASETS
@@ -75,6 +75,7 @@ class ImageData(Shuffled):
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         # x * scale + shift, one multiply-add on the uint8 pixels
         self.scale, self.shift = SCALINGS[scaling](self.mean, self.std)
+        self.scaling = scaling
         self.normalized: torch.Tensor | None = None  # normalized_train's, made on first use
         self.name: str | None = None  # set by the builder; the FID feature cache uses them
         self.root: Path | None = None
@@ -100,12 +101,22 @@ class ImageData(Shuffled):
         scale, shift = SCALINGS[scaling](self.mean, self.std)
         other.scale = scale.to(self.device)
         other.shift = shift.to(self.device)
+        other.scaling = scaling
         other.normalized = None
         other.generator = torch.Generator(self.device)
         return other
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.train) // self.batch_size)  # a last, smaller batch counts too
+
+    def shapes(self) -> Shapes:
+        _, channels, height, _ = self.train.x.shape
+        return {
+            "channels": channels,
+            "image_size": height,
+            "num_classes": len(self.classes),
+            "scaling": self.scaling,
+        }
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         # one new float tensor, scaled in place: half the time of x.float() * scale + shift
