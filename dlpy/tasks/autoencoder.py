@@ -52,6 +52,7 @@ class Reconstruction(Task):
     """Shared by both tasks: one optimizer over the network, sums of per-image terms to evaluate."""
 
     headline_metrics = ("test/recon",)
+    scaling = "unit"  # the decoder's sigmoid gives Bernoulli means: the pixels must be in [0, 1]
 
     def terms(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The loss terms of each image of a batch: {"recon": (n,) tensor, ...}."""

@@ -29,6 +29,7 @@ class GAN(Task):
 
     optimizer_names = ("discriminator", "generator")  # configure_optimizers' order
     headline_metrics = ("test/fid",)
+    scaling = "symmetric"  # real images in the range of the generator's tanh, [-1, 1]
 
     def __init__(
         self, net: nn.Module, optimizer: OptimizerFactory, d_steps: int = 1, fid: bool = True
