@@ -20,6 +20,7 @@ from dlpy.figures import new_figure, save_figure
 from dlpy.io import atomic_write, save_json
 from dlpy.range_test import Curve, Options, RangeTrainer, minimum, range_test, steepest, suggestion
 from dlpy.runs import own_options
+from dlpy.shapes import check_sizes, probe
 from dlpy.train import check_seed
 
 USAGE = (
@@ -74,7 +75,10 @@ def prepare(cfg: DictConfig) -> RangeTrainer:
             "and the range test needs a loss on batches of data"
         )
     data.seed(cfg.seed)
-    trainer.setup(build_task(cfg), data)
+    check_sizes(cfg, data)
+    task = build_task(cfg)
+    probe(task, cfg, data)
+    trainer.setup(task, data)
     trainer.optimizers = trainer.task.configure_optimizers()
     trainer.schedulers = [None] * len(trainer.optimizers)  # the test sets the rate itself
     if len(trainer.optimizers) != 1:

@@ -19,6 +19,7 @@ from dlpy.ema import evaluated_weights
 from dlpy.errors import DlpyError
 from dlpy.io import load_checkpoint, resolve_checkpoint
 from dlpy.schema import Option
+from dlpy.shapes import check_sizes
 from dlpy.trainer import Trainer
 
 TRUE = ("true", "1", "yes")
@@ -44,6 +45,7 @@ def load_run(args: list[str], usage: str) -> tuple[Path, DictConfig, Trainer]:
     )
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)  # an agent then plays the episodes its run was evaluated on
+    check_sizes(cfg, data)  # an override of the data (dataset.classes=...) may not fit the model
     trainer.setup(build_task(cfg), data)
     checkpoint = resolve_checkpoint(run_dir, "best.pt")
     # a run with trainer.ema is evaluated, exported and predicted with its averaged weights

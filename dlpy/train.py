@@ -1,5 +1,8 @@
 """The recipe: compose config -> build data, model, task, trainer -> fit -> test -> metrics.json.
 
+The model is checked against the data between the builds: its sizes against the data's, then one
+rehearsed step (dlpy/shapes.py).
+
 dlpy/job.py is Hydra's entry point; it calls `run` once per job (a run, or a job of a sweep).
 """
 
@@ -21,6 +24,7 @@ from dlpy.data.base import DataSet
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.precision import native_bf16
+from dlpy.shapes import check_sizes, probe
 from dlpy.summary import example_inputs, log_summary
 from dlpy.tasks.base import Task
 from dlpy.trainer import Trainer
@@ -55,7 +59,9 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
         announce(cfg, trainer, run_dir)
     data = build_data(cfg).to(trainer.device)
     data.seed(cfg.seed)
+    check_sizes(cfg, data)  # the model's sizes are the data's, before a model is built of them
     task = build_task(cfg)
+    probe(task, cfg, data)  # one step's forward pass and loss on a few samples, kept from the run
     sizes = model_summary(task, cfg, data) if trainer.is_main else {}
     check_output_folder(run_dir, need=checkpoint_bytes(task, averaged=bool(cfg.trainer.ema)))
     try:

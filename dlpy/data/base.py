@@ -3,6 +3,8 @@
 `DataSet` declares the interface; the kinds in dlpy/data (`ImageData`, `TensorData` and its
 subclasses, `EnvData`) each implement all of it. What only one kind has (pixels to draw, an
 environment to play, word vectors) the tasks reach through that kind's class, by `isinstance`.
+Each also declares its sizes once built (`shapes`), so that a model's options can be checked
+against the data itself, not against the config that asked for it (dlpy/shapes.py).
 """
 
 from collections.abc import Iterator
@@ -11,6 +13,19 @@ from typing import Any, Protocol
 import torch
 
 Batch = tuple[torch.Tensor, ...]  # (inputs, targets, ...) for one step, on the data's device
+# A data set's sizes, as `DataSet.shapes` declares them: only the keys that apply, named as the
+# dataset config keys that ask for them (SHAPES).
+Shapes = dict[str, int | str]
+SHAPES = {
+    "channels": "the channels of an image",
+    "image_size": "the height and width of an image",
+    "scaling": "the pixel scaling of the network's inputs (vision.SCALINGS: their range)",
+    "num_classes": "the classes of the targets; 1 for a number regressed",
+    "num_features": "the numbers in a row of a table, in one step of a series, or multi-hot words",
+    "sequence_length": "the steps of a sequence sample",
+    "vocab_size": "the tokens a sample's indices are drawn from",
+    "num_actions": "an environment's discrete actions (num_features: what it observes)",
+}
 
 
 class DataSet(Protocol):
@@ -46,6 +61,11 @@ class DataSet(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Put back what `state_dict` returned."""
+        ...
+
+    def shapes(self) -> Shapes:
+        """The sizes a model must agree with, read from the data as built (the keys of SHAPES
+        that apply to it)."""
         ...
 
 

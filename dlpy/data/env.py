@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 import numpy as np
 import torch
 
-from dlpy.data.base import Batch
+from dlpy.data.base import Batch, Shapes
 from dlpy.errors import DlpyError, unknown
 from dlpy.registry import DATASETS
 from dlpy.schema import Option, Range, Real, Size
@@ -186,6 +186,10 @@ class EnvData:
         raise DlpyError(
             f"trainer.strategy=ddp shards tensor data sets; the environment {self.id} is not one"
         )
+
+    def shapes(self) -> Shapes:
+        """What the agent observes and can do: checked against the environment when built."""
+        return {"num_features": self.num_features, "num_actions": self.num_actions}
 
     def to(self, device: torch.device | str) -> "EnvData":
         self.device = torch.device(device)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from dlpy.data import checks
-from dlpy.data.base import Batch
+from dlpy.data.base import Batch, Shapes
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task, standardize
@@ -54,6 +54,9 @@ class TableData(TensorData):
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
         rows = self.splits[split][idx]
         return self.x.index_select(0, rows), self.y.index_select(0, rows)  # whole rows: fast
+
+    def shapes(self) -> Shapes:
+        return {"num_features": self.x.shape[1], "num_classes": 1}  # one number regressed
 
 
 def check_folds(folds: int, fold: int | None) -> None:

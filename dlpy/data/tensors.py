@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dlpy.data.base import Batch, Shuffled
+from dlpy.data.base import Batch, Shapes, Shuffled
 from dlpy.errors import DlpyError, check_number
 
 
@@ -36,6 +36,10 @@ class TensorData(Shuffled):
 
     def batch(self, split: str, idx: torch.Tensor) -> Batch:
         """The tensors of samples `idx` of `split`: (inputs, targets[, extra])."""
+        raise NotImplementedError
+
+    def shapes(self) -> Shapes:
+        """The sizes of a sample and its target (dlpy/data/base.py's SHAPES)."""
         raise NotImplementedError
 
     def tensors(self) -> dict[str, torch.Tensor]:

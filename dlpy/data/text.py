@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 import torch
 
 from dlpy.data import checks
-from dlpy.data.base import Batch
+from dlpy.data.base import Batch, Shapes
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task
@@ -163,6 +163,13 @@ class ReviewData(TensorData):
         rows = self.splits[split][idx]
         return self.inputs(self.ids.index_select(0, rows).long()), self.labels[rows]
 
+    def shapes(self) -> Shapes:
+        """Positive or negative; multi-hot rows as wide as the vocabulary, or indices into it."""
+        shapes = {"num_classes": 2, "vocab_size": self.vocab_size}
+        if self.mode == "index":
+            return shapes | {"sequence_length": self.ids.shape[1]}
+        return shapes | {"num_features": self.vocab_size}
+
     def inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """Padded word indices as the network's input: multi-hot rows, or the indices."""
         if self.mode == "index":
@@ -261,6 +268,10 @@ class CharData(TensorData):
         starts = self.splits[split][idx]
         x = self.codes[starts[:, None] + torch.arange(self.maxlen, device=starts.device)].long()
         return x, self.codes[starts + self.maxlen].long()
+
+    def shapes(self) -> Shapes:
+        """maxlen bytes in, the next byte out: both of 256 values."""
+        return {"vocab_size": 256, "num_classes": 256, "sequence_length": self.maxlen}
 
     def prompt(self) -> torch.Tensor:
         """The first maxlen bytes of the validation text (else the training text): samples start.

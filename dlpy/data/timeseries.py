@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dlpy.data import checks
-from dlpy.data.base import Batch
+from dlpy.data.base import Batch, Shapes
 from dlpy.data.files import reading
 from dlpy.data.sources import find_or_download
 from dlpy.data.tensors import TensorData, check_task, standardize
@@ -104,6 +104,13 @@ class SeriesData(TensorData):
             starts, self.sequence_length, self.sampling_rate, self.delay
         )
         return self.series[rows], self.target[target_rows], self.target[rows[:, -1]]
+
+    def shapes(self) -> Shapes:
+        return {
+            "num_features": self.series.shape[1],
+            "sequence_length": self.sequence_length,
+            "num_classes": 1,  # one number forecast
+        }
 
 
 def check_options(

@@ -16,7 +16,7 @@ import torch
 
 from dlpy.data import checks
 from dlpy.data.augment import Augmentation
-from dlpy.data.base import Batch, Shuffled
+from dlpy.data.base import Batch, Shapes, Shuffled
 from dlpy.data.sources import Images, load_torchvision
 from dlpy.errors import DlpyError, check_choice, check_number
 from dlpy.registry import DATASETS
@@ -79,6 +79,7 @@ class ImageData(Shuffled):
         # x * scale + shift, one multiply-add on the uint8 pixels
         self.scaling = scaling
         self.scale, self.shift = SCALINGS[scaling](self.mean, self.std)
+        self.scaling = scaling
         self.normalized: torch.Tensor | None = None  # normalized_train's, made on first use
         self.name: str | None = None  # set by the builder; the FID feature cache uses them
         self.root: Path | None = None
@@ -105,6 +106,7 @@ class ImageData(Shuffled):
         scale, shift = SCALINGS[scaling](self.mean, self.std)
         other.scale = scale.to(self.device)
         other.shift = shift.to(self.device)
+        other.scaling = scaling
         other.normalized = None
         other.generator = torch.Generator(self.device)
         return other
@@ -116,6 +118,15 @@ class ImageData(Shuffled):
         """The least and the greatest value a normalised pixel can take, over the channels."""
         ends = torch.cat([self.shift, 255 * self.scale + self.shift]).flatten()
         return float(ends.min()), float(ends.max())
+
+    def shapes(self) -> Shapes:
+        _, channels, height, _ = self.train.x.shape
+        return {
+            "channels": channels,
+            "image_size": height,
+            "num_classes": len(self.classes),
+            "scaling": self.scaling,
+        }
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         # one new float tensor, scaled in place: half the time of x.float() * scale + shift

@@ -40,6 +40,11 @@ class Task(nn.Module):
     # The final numbers that compare this family's runs (TensorBoard's HPARAMS columns).
     headline_metrics: tuple[str, ...] = ("test/loss",)
     unit = "samples"  # what a batch's rows are, for the throughput the epoch lines print
+    # The pixel scaling its loss assumes (dataset.scaling, dlpy/data/vision.py); None: any.
+    scaling: str | None = None
+    # Whether one training step on a few samples rehearses it before training (dlpy/shapes.py):
+    # not where a batch is played, not read.
+    probed = True
 
     def __init__(self, optimizer: OptimizerFactory) -> None:
         super().__init__()

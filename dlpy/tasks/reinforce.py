@@ -47,6 +47,7 @@ class Reinforce(Task):
 
     headline_metrics = ("eval/return_mean",)
     unit = "env steps"  # a rollout's rows are the environment's steps
+    probed = False  # a rollout is played, not read: the policy's sizes are checked against the env
 
     def __init__(
         self,

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 class TransferTask(Classification):
     """Cross-entropy for a pretrained body and a new head, in phases: head alone, then the body."""
 
+    scaling = "standardize"  # the network undoes the data's (x - mean) / std before its own
+
     def __init__(
         self,
         net: Transfer,
