@@ -61,7 +61,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     try:
         trainer.fit(task, data)
     except (Interrupted, Diverged) as stop:
-        if not (isinstance(stop, Interrupted) and stop.step is None):  # None: nothing was saved
+        if trainer.is_main:  # data-parallel runs: rank 0 saves, and knows what it saved
             stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
         raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
@@ -137,13 +137,21 @@ def run_numbers(trainer: Trainer, start: float) -> Metrics:
 
 
 def what_is_kept(stop: Interrupted | Diverged, run_dir: str | Path) -> str:
-    """For a run that stopped early: what its checkpoint holds, and how to go on."""
+    """For a run that stopped early: which checkpoint it leaves, and how to go on.
+
+    Only a checkpoint that is on disk is claimed saved: the one the trainer wrote at the stop
+    (`Interrupted.checkpoint`), else an earlier one. A signal that came before the run's first
+    step (while a GAN's FID feature network trained, say) saved nothing.
+    """
     last = Path(run_dir) / "checkpoints" / "last.pt"
+    resume = f"resume with: dlpy train trainer.resume={run_dir}"
+    if isinstance(stop, Interrupted) and stop.checkpoint is not None:
+        return f"checkpoint saved to {stop.checkpoint}; {resume}"
+    if not last.is_file():
+        return "no checkpoint had been saved yet"
     if isinstance(stop, Interrupted):
-        return f"checkpoint saved to {last}; resume with: dlpy train trainer.resume={run_dir}"
-    if last.is_file():
-        return f"the last good checkpoint is {last}"
-    return "no checkpoint had been saved yet"
+        return f"no checkpoint was saved at this stop; the last one is {last}; {resume}"
+    return f"the last good checkpoint is {last}"
 
 
 def cross_validate(cfg: DictConfig, run_dir: str | Path) -> Metrics:
