@@ -69,6 +69,7 @@ class Trainer:
         strategy: Literal[STRATEGIES] = "single",
         on_nan: Literal[ON_NAN] = "stop",
         resume: str | None = None,
+        overwrite: bool = False,
         scheduler: Callable | None = None,
         callbacks: Iterable[Callback] = (),
         config: dict | None = None,
@@ -96,6 +97,9 @@ class Trainer:
         self.scheduler_factory = scheduler
         self.callbacks = list(callbacks)
         self.on_nan = on_nan
+        # trainer.overwrite: whether the run may replace another in its folder, which dlpy decides
+        # before the Trainer exists (dlpy/run_folder.py); kept to say how the run was started
+        self.overwrite = overwrite
         set_kernels(deterministic, threads)
 
     def setup(self, task: Task, data: DataSet) -> None:
