@@ -78,6 +78,12 @@ def _job_dirname(num: int, overrides: str) -> str:
     return job_dirname(num, overrides)
 
 
+def _new_dir(path: str) -> str:
+    from dlpy.run_folder import new_dir  # when Hydra names a run's folder: the run imports it
+
+    return new_dir(path)
+
+
 def _threads_per_job() -> int:
     from dlpy.sweep import threads_per_job  # Hydra's: when a launcher preset is resolved
 
@@ -95,6 +101,8 @@ def _register_resolvers() -> None:
     OmegaConf.register_new_resolver("dlpy.env", _env_shape, replace=True)
     OmegaConf.register_new_resolver("dlpy.folder_classes", _folder_classes, replace=True)
     OmegaConf.register_new_resolver("dlpy.job_dirname", _job_dirname, replace=True)
+    # cached, as Hydra's `now` is: the folder is made once per run however often it is read
+    OmegaConf.register_new_resolver("dlpy.new_dir", _new_dir, replace=True, use_cache=True)
     OmegaConf.register_new_resolver("dlpy.threads_per_job", _threads_per_job, replace=True)
     OmegaConf.register_new_resolver("dlpy.direction", _direction, replace=True)
 

@@ -10,6 +10,7 @@ import difflib
 import math
 import signal
 from collections.abc import Iterable
+from pathlib import Path
 
 
 class DlpyError(Exception):
@@ -36,11 +37,19 @@ class Interrupted(KeyboardInterrupt):
 
     status = "interrupted"
 
-    def __init__(self, signum: int, message: str | None = None, step: int | None = None) -> None:
+    def __init__(
+        self,
+        signum: int,
+        message: str | None = None,
+        step: int | None = None,
+        checkpoint: Path | None = None,
+    ) -> None:
         super().__init__(message or f"interrupted by {signal.Signals(signum).name}")
         self.signum = signum
         self.exit_code = 128 + signum
-        self.step = step  # set where the training loop stopped and saved a checkpoint at this step
+        self.step = step  # set where the training loop stopped, at the end of this step
+        # the file saved at that step, set once it is on disk (None: nothing was saved)
+        self.checkpoint = checkpoint
 
 
 def first_line(err: BaseException) -> str:

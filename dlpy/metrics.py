@@ -8,6 +8,7 @@ The floor, FID between real training and real test images, says how low a perfec
 """
 
 import logging
+import signal
 import time
 from functools import partial
 
@@ -15,6 +16,7 @@ import torch
 
 from dlpy.callbacks.progress import ProgressBar
 from dlpy.data.vision import ImageData
+from dlpy.errors import Interrupted
 from dlpy.io import load_checkpoint, save_checkpoint
 from dlpy.models.cnn import CNN
 from dlpy.tasks.classification import Classification
@@ -127,7 +129,13 @@ def feature_network(data: ImageData) -> FeatureNet:
         task = Classification(net, optimizer=partial(torch.optim.Adam, lr=2e-3))
         bar = ProgressBar(label="FID feature network: ")
         trainer = Trainer(max_epochs=2, device=str(data.device), monitor="val/acc", callbacks=[bar])
-        trainer.fit(task, train_data)
+        try:
+            trainer.fit(task, train_data)
+        except Interrupted as stop:  # its epoch and step are the feature network's, not the run's
+            name = signal.Signals(stop.signum).name
+            raise Interrupted(
+                stop.signum, f"interrupted by {name} while the FID feature network trained"
+            ) from None
     features = FeatureNet(net, data)
     features.floor = fid(features(data.train.x[:10000]), features(data.test.x[:10000]))
     save_checkpoint({"task": net.state_dict(), "floor": features.floor}, path)

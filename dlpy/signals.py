@@ -12,6 +12,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -73,9 +74,10 @@ class StopRequest:
             log.warning("%s: already stopping, saving the checkpoint first", name)
 
 
-def interrupted(signum: int, epoch: int, step: int) -> Interrupted:
-    """The error that stops a run after the step at which a signal came, saying where."""
+def interrupted(signum: int, epoch: int, step: int, checkpoint: Path | None) -> Interrupted:
+    """The error that stops a run after the step at which a signal came, saying where, and the
+    checkpoint saved there if one was (and is on disk)."""
     name = signal.Signals(signum).name
-    return Interrupted(
-        signum, f"interrupted by {name} at epoch {epoch + 1}, step {step}", step=step
-    )
+    message = f"interrupted by {name} at epoch {epoch + 1}, step {step}"
+    saved = checkpoint if checkpoint is not None and checkpoint.is_file() else None
+    return Interrupted(signum, message, step=step, checkpoint=saved)

@@ -6,12 +6,10 @@ rehearsed step (dlpy/shapes.py).
 dlpy/job.py is Hydra's entry point; it calls `run` once per job (a run, or a job of a sweep).
 """
 
-import json
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -24,13 +22,20 @@ from dlpy.data.base import DataSet
 from dlpy.errors import Diverged, DlpyError, Interrupted, first_line, report
 from dlpy.io import check_output_folder, save_json
 from dlpy.precision import native_bf16
+from dlpy.run_folder import (
+    FolderRefused,
+    Metrics,
+    claim,
+    finished_metrics,
+    read_metrics,
+    record_config,
+)
 from dlpy.shapes import check_sizes, probe
 from dlpy.summary import example_inputs, log_summary
 from dlpy.tasks.base import Task
 from dlpy.trainer import Trainer
 
 log = logging.getLogger("dlpy")
-Metrics = dict[str, Any]  # metrics.json: numbers, the status, an error line
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> float | None:
@@ -67,7 +72,7 @@ def fit_and_test(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     try:
         trainer.fit(task, data)
     except (Interrupted, Diverged) as stop:
-        if not (isinstance(stop, Interrupted) and stop.step is None):  # None: nothing was saved
+        if trainer.is_main:  # data-parallel runs: rank 0 saves, and knows what it saved
             stop.args = (f"{stop}; {what_is_kept(stop, run_dir)}",)
         raise
     metrics = trainer.test(checkpoint=Path(run_dir) / "checkpoints" / "best.pt")
@@ -143,13 +148,21 @@ def run_numbers(trainer: Trainer, start: float) -> Metrics:
 
 
 def what_is_kept(stop: Interrupted | Diverged, run_dir: str | Path) -> str:
-    """For a run that stopped early: what its checkpoint holds, and how to go on."""
+    """For a run that stopped early: which checkpoint it leaves, and how to go on.
+
+    Only a checkpoint that is on disk is claimed saved: the one the trainer wrote at the stop
+    (`Interrupted.checkpoint`), else an earlier one. A signal that came before the run's first
+    step (while a GAN's FID feature network trained, say) saved nothing.
+    """
     last = Path(run_dir) / "checkpoints" / "last.pt"
+    resume = f"resume with: dlpy train trainer.resume={run_dir}"
+    if isinstance(stop, Interrupted) and stop.checkpoint is not None:
+        return f"checkpoint saved to {stop.checkpoint}; {resume}"
+    if not last.is_file():
+        return "no checkpoint had been saved yet"
     if isinstance(stop, Interrupted):
-        return f"checkpoint saved to {last}; resume with: dlpy train trainer.resume={run_dir}"
-    if last.is_file():
-        return f"the last good checkpoint is {last}"
-    return "no checkpoint had been saved yet"
+        return f"no checkpoint was saved at this stop; the last one is {last}; {resume}"
+    return f"the last good checkpoint is {last}"
 
 
 def cross_validate(cfg: DictConfig, run_dir: str | Path) -> Metrics:
@@ -184,25 +197,6 @@ def cross_validate(cfg: DictConfig, run_dir: str | Path) -> Metrics:
     return metrics
 
 
-def finished_metrics(run_dir: str | Path) -> Metrics | None:
-    """The metrics of a run that finished, else None (failed, interrupted, or never started).
-
-    A diverged run counts as finished: resumed from its last good checkpoint it would diverge
-    again.
-    """
-    metrics = read_metrics(run_dir)
-    return metrics if metrics.get("status") in ("finished", "diverged") else None
-
-
-def read_metrics(run_dir: str | Path) -> Metrics:
-    """A run folder's metrics.json; {} when there is none or it cannot be read (a run killed
-    before writing it)."""
-    try:
-        return json.loads((Path(run_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def record_failure(run_dir: str | Path, err: BaseException) -> str:
     """A run that did not finish says so in metrics.json (keeping what it had measured), so it
     never looks finished; returns the error's line.
@@ -229,21 +223,26 @@ def run(cfg: DictConfig) -> float | None:
     metrics.json and printed on one line."""
     run_dir = HydraConfig.get().runtime.output_dir
     try:
+        # before anything is written: no run writes over another (rank 0 alone writes files)
+        if distributed.rank() == 0 and claim(cfg, run_dir):
+            check_config(cfg)  # a bad option costs no config written: the fuzz runs thousands
+            record_config(cfg, run_dir)
         return train(cfg, run_dir)
     except (Exception, KeyboardInterrupt) as err:
         # Interrupted and Diverged stop every process of a ddp run together; others may not
         if not isinstance(err, (Interrupted, Diverged)):
             distributed.leave_at_once()
-        error = record_failure(run_dir, err)
+        refused = isinstance(err, FolderRefused)  # the folder may be another run's: no line changes
+        error = first_line(err) if refused else record_failure(run_dir, err)
         if HydraConfig.get().mode == RunMode.MULTIRUN and not isinstance(err, KeyboardInterrupt):
             # One broken job must not sink a sweep: it is recorded as failed and the launcher
-            # goes on. Ctrl-C or SIGTERM stops the whole sweep, though.
-            log.error(
-                "job %s: %s (run folder %s); the sweep goes on",
-                getattr(err, "status", "failed"),
-                error,
-                run_dir,
-            )
+            # goes on. Ctrl-C or SIGTERM stops the whole sweep, though. (A refused job's line
+            # is printed: its log file is the other run's.)
+            line = f"job {getattr(err, 'status', 'failed')}: {error} (run folder {run_dir})"
+            if refused:
+                print(f"dlpy: {line}; the sweep goes on", file=sys.stderr)
+            else:
+                log.error("%s; the sweep goes on", line)
             return float("nan")
         if isinstance(err, KeyboardInterrupt) or report(err) is None:
             raise  # Hydra lets a signal through to dlpy.cli; a bug shows its traceback

@@ -69,6 +69,7 @@ class Trainer:
         strategy: Literal[STRATEGIES] = "single",
         on_nan: Literal[ON_NAN] = "stop",
         resume: str | None = None,
+        overwrite: bool = False,
         scheduler: Callable | None = None,
         callbacks: Iterable[Callback] = (),
         config: dict | None = None,
@@ -96,6 +97,9 @@ class Trainer:
         self.scheduler_factory = scheduler
         self.callbacks = list(callbacks)
         self.on_nan = on_nan
+        # trainer.overwrite: whether the run may replace another in its folder, which dlpy decides
+        # before the Trainer exists (dlpy/run_folder.py); kept to say how the run was started
+        self.overwrite = overwrite
         set_kernels(deterministic, threads)
 
     def setup(self, task: Task, data: DataSet) -> None:
@@ -129,6 +133,7 @@ class Trainer:
         self.train_samples = 0.0
         self.first_step_at = None  # wall-clock time of this process's first training step
         self.examples_cache = None  # (step, the task's example images at that step)
+        self.saved = None  # the last checkpoint this trainer wrote
 
     def fit(self, task: Task, data: DataSet) -> None:
         """Train until max_epochs or max_steps, an early stop, a NaN loss or a signal."""
@@ -209,8 +214,9 @@ class Trainer:
             return
         self.settle()
         self.checkpointer.gather_own_states()
-        self._call("on_interrupt")
-        raise interrupted(signum, self.epoch, self.step)
+        self.saved = None
+        self._call("on_interrupt")  # the checkpoint callback saves here (rank 0's, under DDP)
+        raise interrupted(signum, self.epoch, self.step, self.saved)
 
     def settle(self) -> None:
         """Read back the NaN flags of the steps since the last read, in one sync, and count each
@@ -309,3 +315,4 @@ class Trainer:
         """A checkpoint of everything needed to continue exactly (dlpy/checkpointing.py)."""
         self.settle()
         self.checkpointer.save(path)
+        self.saved = Path(path)  # written: what an interrupted run may say it saved
