@@ -7,6 +7,7 @@ added by the registries themselves on first use. Import it before looking a name
 
 from dlpy import callbacks, data, models, optim
 from dlpy.tasks import (
+    aae,
     autoencoder,
     classification,
     gan,
@@ -18,4 +19,4 @@ from dlpy.tasks import (
 
 __all__ = ["callbacks", "data", "models", "optim"]
 __all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]
-__all__ += ["transfer"]
+__all__ += ["aae", "transfer"]

@@ -8,6 +8,7 @@ from torch.distributions import Normal
 from torch.distributions import kl_divergence as torch_kl
 
 from dlpy.build import build_data, build_task
+from dlpy.errors import DlpyError
 from dlpy.tasks.autoencoder import RECONSTRUCTION, kl_divergence
 from dlpy.train import train
 
@@ -148,25 +149,148 @@ def test_fid_of_identical_sets_is_zero_and_of_two_gaussians_the_closed_form():
     assert kid(x[:2000], y[:2000]) > 10 * abs(kid(x[:2000], x[2000:4000]))
 
 
-@pytest.mark.parametrize("model", ["dcgan", pytest.param("wgan_gp", marks=pytest.mark.slow)])
-def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
-    cfg = make_cfg(f"model={model}", "model.task.fid=false")
-    task, data = build_task(cfg), build_data(cfg)
+def ready(task, data):
+    """The task with a CPU trainer and its optimizers, as Trainer.fit leaves it before a step."""
     from dlpy.trainer import Trainer
 
     trainer = Trainer(device="cpu")
     trainer.setup(task, data)
     trainer.optimizers = task.configure_optimizers()
-    trainer.schedulers = [None, None]
+    trainer.schedulers = [None] * len(trainer.optimizers)
+    return task
+
+
+def changed_parts(task, before):
+    """The networks (generator, encoder, ...) whose weights differ from `before`."""
+    return {k.split(".")[1] for k, v in task.state_dict().items() if not torch.equal(v, before[k])}
+
+
+# Small networks where the preset's own size adds nothing to what a round tests; the wgan preset's
+# round is the clipping test's below.
+SMALL = {
+    "fc_gan": ["model.generator_hidden=[32,64]", "model.discriminator_hidden=[32]"],
+    "lsgan": ["model.width=8"],
+}
+
+
+@pytest.mark.parametrize(
+    "model", ["dcgan", "fc_gan", "lsgan", pytest.param("wgan_gp", marks=pytest.mark.slow)]
+)
+def test_one_generator_round_updates_both_players_with_finite_losses(model, make_cfg):
+    cfg = make_cfg(f"model={model}", "model.task.fid=false", *SMALL.get(model, []))
+    data = build_data(cfg)
+    task = ready(build_task(cfg), data)
     before = {k: v.clone() for k, v in task.state_dict().items()}
     batches = data.train_batches()
     for step in range(task.d_steps):  # the generator steps on the last of them
         logs = task.training_step(next(batches), step)
     assert all(torch.isfinite(v) for v in logs.values())
-    changed = {
-        k.split(".")[1] for k, v in task.state_dict().items() if not torch.equal(v, before[k])
-    }
-    assert changed == {"generator", "discriminator"}
+    assert changed_parts(task, before) == {"generator", "discriminator"}
+
+
+def test_the_gan_variants_are_options_of_the_two_tasks(make_cfg):
+    from dlpy.models.gan import DenseGAN
+    from dlpy.tasks.gan import GAN, WGANGP, least_squares
+
+    lsgan, wgan, fc = (build_task(make_cfg(f"model={m}")) for m in ("lsgan", "wgan", "fc_gan"))
+    assert type(lsgan) is GAN and lsgan.adversarial.loss is least_squares
+    assert type(wgan) is WGANGP and (wgan.gp_weight, wgan.clip, wgan.d_steps) == (0, 0.01, 5)
+    assert isinstance(fc.net, DenseGAN) and not any(
+        isinstance(m, torch.nn.Conv2d) for m in fc.net.modules()
+    )
+    # the generator maps noise to 28x28 images in [-1, 1]; the discriminator gives one score each
+    images = fc.net.eval()(torch.randn(3, 100))
+    assert images.shape == (3, 1, 28, 28) and images.abs().max() <= 1
+    assert fc.net.discriminator(images).shape == (3,)
+
+
+def test_the_lsgan_loss_is_half_the_mean_squared_distance_to_the_labels():
+    from dlpy.tasks.gan import GAN
+
+    net = torch.nn.Module()
+    net.discriminator = torch.nn.Sequential(torch.nn.Linear(2, 1), torch.nn.Flatten(0))
+    with torch.no_grad():
+        net.discriminator[0].weight.copy_(torch.tensor([[1.0, 2.0]]))
+        net.discriminator[0].bias.zero_()
+    task = GAN(net, torch.optim.SGD, loss="lsgan")
+    real = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # scores 1 and 2
+    fake = torch.tensor([[0.0, 0.0], [1.0, 1.0]])  # scores 0 and 3
+    # Mao et al. (2017), eq. 9 with a = 0, b = c = 1:
+    # D: 1/2 mean((D(x) - 1)^2) + 1/2 mean(D(G(z))^2) = 1/2 (0 + 1)/2 + 1/2 (0 + 9)/2 = 2.5
+    loss_d, logs = task.discriminator_loss(real, fake)
+    assert loss_d.item() == pytest.approx(2.5)
+    assert logs["train/d_real"].item() == pytest.approx(1.5)  # the raw scores, not sigmoids
+    # G: 1/2 mean((D(G(z)) - 1)^2) = 1/2 (1 + 4)/2 = 1.25
+    assert task.generator_loss(fake).item() == pytest.approx(1.25)
+    # the same network under BCE: -[log s(1) + log s(2)]/2 - [log(1 - s(0)) + log(1 - s(3))]/2
+    s = torch.sigmoid
+    bce = -(s(torch.tensor(1.0)).log() + s(torch.tensor(2.0)).log()) / 2
+    bce -= ((1 - s(torch.tensor(0.0))).log() + (1 - s(torch.tensor(3.0))).log()) / 2
+    assert GAN(net, torch.optim.SGD).discriminator_loss(real, fake)[0].item() == pytest.approx(
+        bce.item()
+    )
+
+
+def test_weight_clipping_bounds_every_critic_parameter_after_a_critic_step(make_cfg):
+    cfg = make_cfg("model=wgan", "model.task.fid=false", "model.width=8")
+    data = build_data(cfg)
+    task = ready(build_task(cfg), data)
+    critic = list(task.net.discriminator.parameters())
+    with torch.no_grad():  # start far outside [-c, c], so that only the clipping can bring it in
+        for p in critic:
+            p.mul_(100).add_(0.5)
+    generator = [p.clone() for p in task.net.generator.parameters()]
+    batches = data.train_batches()
+    task.training_step(next(batches), 0)  # a critic step alone (n_critic 5)
+    assert all(p.abs().max() <= 0.01 for p in critic)
+    assert all((p.abs() == 0.01).any() for p in critic)  # every tensor had weights clipped
+    assert all(map(torch.equal, generator, task.net.generator.parameters()))  # the critic's alone
+    for step in range(1, task.d_steps):  # ... and after the round that steps the generator too
+        logs = task.training_step(next(batches), step)
+    assert all(p.abs().max() <= 0.01 for p in critic)
+    assert not all(map(torch.equal, generator, task.net.generator.parameters()))
+    assert all(torch.isfinite(v) for v in logs.values()) and "train/gp" not in logs
+
+
+def test_a_critic_with_neither_penalty_nor_clipping_is_refused():
+    from dlpy.tasks.gan import WGANGP
+
+    with pytest.raises(DlpyError, match="model.task.gp_weight and model.task.clip"):
+        WGANGP(torch.nn.Module(), torch.optim.SGD, gp_weight=0.0, clip=0.0)
+
+
+def test_one_aae_step_trains_the_autoencoder_and_the_code_discriminator(make_cfg):
+    cfg = make_cfg("model=aae", "model.hidden=[64,32]", "model.discriminator_hidden=[32]")
+    data = build_data(cfg)
+    task = ready(build_task(cfg), data)
+    assert task.optimizer_names == ("autoencoder", "discriminator", "encoder")
+    x, _ = next(data.train_batches())
+    before = {k: v.clone() for k, v in task.state_dict().items()}
+    d_before = task.net.discriminator(task.net.encode(x)).detach()
+    logs = task.training_step((x, None), 0)
+    assert {"train/recon", "train/loss_d", "train/loss_g"} <= logs.keys()
+    assert all(torch.isfinite(v) for v in logs.values())
+    assert changed_parts(task, before) == {"encoder", "decoder", "discriminator"}
+    assert not torch.equal(task.net.discriminator(task.net.encode(x)), d_before)
+    # the encoder took two steps, one per loss: each optimizer holds moments for it
+    encoder = list(task.net.encoder.parameters())
+    assert all(p in task.opt_ae.state and p in task.opt_g.state for p in encoder)
+    assert not any(p in task.opt_g.state for p in task.net.decoder.parameters())
+
+
+def test_aae_samples_decode_fixed_draws_of_the_prior(make_cfg, tmp_path):
+    cfg = make_cfg("model=aae", "model.hidden=[64,32]", "model.discriminator_hidden=[32]")
+    cfg.model.task.prior_std = 2.0
+    task, data = build_task(cfg), build_data(cfg)
+    z = task.prior(5, data.device, seed=0)
+    assert torch.equal(z, task.prior(5, data.device, seed=0))
+    assert torch.allclose(z, 2.0 * torch.randn(5, 8, generator=torch.Generator().manual_seed(0)))
+    with torch.inference_mode():
+        images = task.eval().examples(data, n=16)
+        scores = task.evaluate(data.eval_batches("val"), "val")
+    assert set(images) == {"images/samples", "images/reconstructions"}
+    assert images["images/samples"].shape[1:] == (2 * 86 + 2, 8 * 86 + 2)  # 16 in rows of 8
+    assert set(scores) == {"val/recon"} and scores["val/recon"] > 0
 
 
 @pytest.mark.slow

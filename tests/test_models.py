@@ -79,6 +79,10 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
         ):  # noise -> images in [-1, 1]; images -> one score each
             out, expected = net(torch.randn(2, cfg.model.latent)), x.shape
             assert out.abs().max() <= 1 and net.discriminator(out).shape == (2,)
+        elif cfg.model.task.name == "aae":  # reconstructs; its discriminator scores the codes
+            out, expected = net(x), x.shape
+            scores = net.discriminator(net.encode(x))
+            assert scores.shape == (2,) and torch.isfinite(scores).all()
         else:  # an autoencoder reconstructs the image (as logits)
             out, expected = net(x), x.shape
     assert out.shape == expected

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import write_aclimdb, write_boston, write_jena
+from torch import nn
 
 from dlpy.build import build_data, build_task
 from dlpy.data.tabular import kfold
@@ -426,6 +427,7 @@ def test_the_bidirectional_lstm_preset_trains_on_word_indices(make_cfg, imdb_roo
     )
     net = build_task(cfg).net
     assert net.rnn.bidirectional and net.rnn.hidden_size == 32 and net.head.in_features == 64
+    assert isinstance(net.head_dropout, nn.Dropout) and net.head_dropout.p == 0.5  # the book's
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["steps"] == 2 and math.isfinite(metrics["test/loss"])
@@ -445,6 +447,7 @@ def test_the_stacked_gru_preset_drops_recurrent_units_and_trains_on_jena(
     net = build_task(cfg).net.train()
     assert (net.rnn.mode, net.rnn.num_layers, net.rnn.hidden_size) == ("GRU", 2, 32)
     assert (net.rnn.dropout, net.recurrent_dropout, net.input.input_dropout) == (0.1, 0.5, 0.1)
+    assert isinstance(net.head_dropout, nn.Dropout) and net.head_dropout.p == 0.5  # the book's
     assert set(net.recurrent_weights()) == {"weight_hh_l0", "weight_hh_l1"}
     train(cfg, tmp_path)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -502,3 +505,20 @@ def test_recurrent_dropout_drops_whole_state_units_in_every_gate_and_rescales():
     assert 0 < zero.sum() < 50
     assert torch.allclose(dropped[:, ~zero], 2 * w[:, ~zero])
     assert net.eval().recurrent_weights() == {}
+
+
+def test_head_dropout_drops_units_of_the_last_state_and_is_absent_by_default():
+    torch.manual_seed(0)
+    plain = RecurrentNet(2, num_features=3, hidden=40)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    net = RecurrentNet(2, num_features=3, hidden=40, head_dropout=0.5)
+    assert [m.p for m in net.modules() if isinstance(m, nn.Dropout)] == [0.5]
+    assert net.state_dict().keys() == plain.state_dict().keys()  # old checkpoints still load
+    seen = []
+    net.head.register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    x = torch.randn(4, 6, 3)
+    net.train()(x)
+    assert 0 < (seen[-1] == 0).float().mean() < 1  # the head sees some state units dropped
+    with torch.no_grad():
+        assert torch.equal(net.eval()(x), net(x))  # and none at evaluation
+    assert (seen[-1] != 0).all()

@@ -171,3 +171,33 @@ class VAE(nn.Module):
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         mu, logvar = self.encode(x, y)
         return self.decode(self.reparameterize(mu, logvar), y), mu, logvar
+
+
+@MODELS.register("aae")
+class AdversarialAutoencoder(Autoencoder):
+    """Adversarial autoencoder (Makhzani et al., 2015): an autoencoder, a discriminator on codes."""
+
+    def __init__(
+        self,
+        in_channels: Size,
+        image_size: Size,
+        hidden: Sequence[Size] = (1000, 1000),
+        latent: Size = 8,
+        activation: Activation = "relu",
+        dropout: Dropout = 0.0,
+        conv: bool = False,
+        discriminator_hidden: Sequence[Size] = (1000, 1000),
+    ) -> None:
+        super().__init__(in_channels, image_size, hidden, latent, activation, dropout, conv)
+        self.latent = latent
+        # Codes -> one logit: is this a draw from the prior, or the code of an image?
+        sizes = [latent, *discriminator_hidden]
+        self.discriminator = nn.Sequential(
+            nn.Sequential(*dense_layers(sizes, activation)),
+            nn.Linear(sizes[-1], 1),
+            nn.Flatten(0),
+        )
+
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """The encoder's and the decoder's: what the reconstruction phase trains."""
+        return [*self.encoder.parameters(), *self.decoder.parameters()]

@@ -1,15 +1,20 @@
-"""DCGAN generator and discriminator (Radford et al., 2016) for 28, 32 and 64 pixel images.
+"""GAN generators and discriminators: DCGAN's convolutional pair (Radford et al., 2016) for 28, 32
+and 64 pixel images, and the fully connected pair of the first GAN (Goodfellow et al., 2014).
 
-The generator starts from a 7x7 (28 px) or 4x4 (32, 64 px) map and doubles it with stride-2
-transposed convs; the discriminator mirrors it with stride-2 convs. Both output logits or raw
-scores: the task picks the loss (BCE for DCGAN, the Wasserstein critic for WGAN-GP).
+The DCGAN generator starts from a 7x7 (28 px) or 4x4 (32, 64 px) map and doubles it with stride-2
+transposed convs; the discriminator mirrors it with stride-2 convs. Every discriminator outputs
+logits or raw scores: the task picks the loss (BCE for DCGAN, least squares for LSGAN, the
+Wasserstein critic for WGAN and WGAN-GP).
 """
+
+import math
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.registry import MODELS
-from dlpy.schema import Size
+from dlpy.schema import Dropout, Size
 
 
 def doublings(image_size: int) -> tuple[int, int]:
@@ -86,6 +91,62 @@ class GAN(nn.Module):
         self.latent = latent
         self.generator = Generator(latent, in_channels, image_size, width)
         self.discriminator = Discriminator(in_channels, image_size, width, batchnorm=not critic)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z)
+
+
+class DenseGenerator(nn.Sequential):
+    """Noise -> image in [-1, 1] through dense layers: LeakyReLU(0.2) (after batchnorm, where
+    set) between them, tanh on the pixels, reshaped to the image."""
+
+    def __init__(
+        self, latent: int, shape: tuple[int, int, int], hidden: Sequence[int], batchnorm: bool
+    ) -> None:
+        sizes = [latent, *hidden]
+        layers = []
+        for size_in, size_out in zip(sizes, sizes[1:], strict=False):
+            layers.append(nn.Linear(size_in, size_out, bias=not batchnorm))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(size_out))
+            layers.append(nn.LeakyReLU(0.2))
+        pixels = math.prod(shape)
+        super().__init__(*layers, nn.Linear(sizes[-1], pixels), nn.Tanh(), nn.Unflatten(1, shape))
+
+
+class DenseDiscriminator(nn.Sequential):
+    """Flattened image -> one score: dense layers with LeakyReLU(0.2), and dropout where set
+    (Goodfellow et al. trained their discriminator with dropout)."""
+
+    def __init__(self, pixels: int, hidden: Sequence[int], dropout: float) -> None:
+        sizes = [pixels, *hidden]
+        layers = [nn.Flatten()]
+        for size_in, size_out in zip(sizes, sizes[1:], strict=False):
+            layers += [nn.Linear(size_in, size_out), nn.LeakyReLU(0.2)]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+        super().__init__(*layers, nn.Linear(sizes[-1], 1), nn.Flatten(0))
+
+
+@MODELS.register("fc_gan")
+class DenseGAN(nn.Module):
+    """Fully connected GAN (Goodfellow et al., 2014): a dense generator and discriminator."""
+
+    def __init__(
+        self,
+        in_channels: Size,
+        image_size: Size,
+        latent: Size = 100,
+        generator_hidden: Sequence[Size] = (256, 512, 1024),
+        discriminator_hidden: Sequence[Size] = (512, 256),
+        batchnorm: bool = True,
+        dropout: Dropout = 0.0,
+    ) -> None:
+        super().__init__()
+        shape = (in_channels, image_size, image_size)
+        self.latent = latent
+        self.generator = DenseGenerator(latent, shape, generator_hidden, batchnorm)
+        self.discriminator = DenseDiscriminator(math.prod(shape), discriminator_hidden, dropout)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.generator(z)

@@ -108,6 +108,7 @@ class RecurrentNet(nn.Module):
         vocab_size: Count = 0,
         embedding_dim: Count = 0,
         embedding_trainable: bool = True,
+        head_dropout: Dropout = 0.0,
     ) -> None:
         super().__init__()
         check_choice("model.cell", cell, CELLS)
@@ -124,6 +125,9 @@ class RecurrentNet(nn.Module):
             dropout=dropout if layers > 1 else 0.0,  # torch drops between layers only
         )
         self.recurrent_dropout = recurrent_dropout
+        # Chollet's Dropout(0.5) between the last state and the Dense head (DLwP 2nd ed., 10.4
+        # and 11.3); none by default, so the head's weights keep their names either way
+        self.head_dropout = nn.Dropout(head_dropout) if head_dropout else nn.Identity()
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), num_classes)
 
     def load_vectors(self, vectors: Tensor) -> None:
@@ -164,7 +168,7 @@ class RecurrentNet(nn.Module):
         x, lengths = self.input(x)
         if lengths is not None:  # the padding is left out of the steps
             x = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        return self.head(self.final_state(x))
+        return self.head(self.head_dropout(self.final_state(x)))
 
 
 def conv1d_blocks(
