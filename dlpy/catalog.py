@@ -9,6 +9,7 @@ from dlpy import callbacks, data, models, optim
 from dlpy.tasks import (
     autoencoder,
     classification,
+    conditional_gan,
     gan,
     language_model,
     regression,
@@ -18,4 +19,4 @@ from dlpy.tasks import (
 
 __all__ = ["callbacks", "data", "models", "optim"]
 __all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]
-__all__ += ["transfer"]
+__all__ += ["conditional_gan", "transfer"]
