@@ -9,6 +9,7 @@ imports this module only when one of them runs: it imports torch, which `dlpy --
 without.
 """
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from dlpy.predict import predict_command
 from dlpy.report import write_report
 from dlpy.runs import TRUE, class_names, load_run, own_options, paths_and_overrides
 from dlpy.tasks.classification import Classification
+from dlpy.tasks.conditional_gan import Labelled
 from dlpy.tasks.language_model import CharLanguageModel
 from dlpy.tasks.reinforce import Reinforce
 
@@ -101,15 +103,37 @@ def sample_options(own: dict[str, str], trained: str, text: bool) -> dict:
     return kwargs
 
 
+def sample_labels(value: str, classes: list[str]) -> list[int]:
+    """`label=Sneaker,Bag` (class names, any case, or numbers) as class indices, in that order."""
+    known = {name.lower(): i for i, name in enumerate(classes)}
+    labels = []
+    for word in value.split(","):
+        word = word.strip()
+        if word.isdigit() and int(word) < len(classes):
+            labels.append(int(word))
+        elif word.lower() in known:
+            labels.append(known[word.lower()])
+        else:
+            close = difflib.get_close_matches(word, classes, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(f"{i} {name}" for i, name in enumerate(classes))
+            raise DlpyError(f"dlpy sample: label {word!r} is not a class.{hint} Classes: {listed}")
+    return labels
+
+
 def sample_command(args: list[str]) -> None:
     """The task's examples from the best checkpoint: images as PNGs, texts printed and saved,
-    in <run dir>/samples/."""
-    own, rest = own_options(args, ("n", "length", "temperature"))
-    usage = "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]"
+    in <run dir>/samples/. A class-conditioned GAN draws the classes of label= (a row each)."""
+    own, rest = own_options(args, ("n", "length", "temperature", "label"))
+    usage = "dlpy sample <run dir> [n=64 | label=Sneaker,Bag | length=400 temperature=0.2,1.0]"
     run_dir, _, trainer = load_run(rest, usage)
     text = isinstance(trainer.task, CharLanguageModel)
     trained = f"{run_dir} trained {type(trainer.task).__name__}"
     kwargs = sample_options(own, trained, text)
+    if "label" in own:
+        if not isinstance(trainer.task, Labelled):
+            raise DlpyError(f"dlpy sample: label= applies to model=cgan and acgan; {trained}")
+        kwargs["labels"] = sample_labels(own["label"], class_names(trainer.data))
     trainer.task.eval()
     with torch.inference_mode():
         examples = trainer.task.examples(trainer.data, **kwargs)
