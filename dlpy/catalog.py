@@ -10,6 +10,7 @@ from dlpy.tasks import (
     aae,
     autoencoder,
     classification,
+    conditional_gan,
     gan,
     language_model,
     regression,
@@ -19,4 +20,4 @@ from dlpy.tasks import (
 
 __all__ = ["callbacks", "data", "models", "optim"]
 __all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]
-__all__ += ["aae", "transfer"]
+__all__ += ["aae", "conditional_gan", "transfer"]

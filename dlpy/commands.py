@@ -9,6 +9,7 @@ imports this module only when one of them runs: it imports torch, which `dlpy --
 without.
 """
 
+import difflib
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,7 @@ from dlpy.report import write_report
 from dlpy.runs import class_names, load_run, own_options, paths_and_overrides, typed_options
 from dlpy.schema import Option, Positive, Range, option
 from dlpy.tasks.classification import Classification
+from dlpy.tasks.conditional_gan import Labelled
 from dlpy.tasks.language_model import CharLanguageModel
 from dlpy.tasks.reinforce import EvalEpisodes, Reinforce
 
@@ -42,6 +44,8 @@ SAMPLE_OPTIONS = {
     "length": option(Annotated[int, Range(ge=1, le=10_000)]),
     # Each log-probability is divided by the temperature (Chollet 8.1): 0 and less mean nothing.
     "temperature": option(list[Positive]),
+    # Classes of a conditioned GAN's rows, by name or number: checked against the run's classes.
+    "label": Option(str),
 }
 
 
@@ -113,18 +117,40 @@ def sample_options(own: dict, trained: str, text: bool) -> dict:
     return kwargs
 
 
+def sample_labels(value: str, classes: list[str]) -> list[int]:
+    """`label=Sneaker,Bag` (class names, any case, or numbers) as class indices, in that order."""
+    known = {name.lower(): i for i, name in enumerate(classes)}
+    labels = []
+    for word in value.split(","):
+        word = word.strip()
+        if word.isdigit() and int(word) < len(classes):
+            labels.append(int(word))
+        elif word.lower() in known:
+            labels.append(known[word.lower()])
+        else:
+            close = difflib.get_close_matches(word, classes, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            listed = ", ".join(f"{i} {name}" for i, name in enumerate(classes))
+            raise DlpyError(f"dlpy sample: label {word!r} is not a class.{hint} Classes: {listed}")
+    return labels
+
+
 def sample_command(args: list[str]) -> None:
     """The task's examples from the best checkpoint: images as PNGs, texts printed and saved,
-    in <run dir>/samples/."""
+    in <run dir>/samples/. A class-conditioned GAN draws the classes of label= (a row each)."""
     own, rest = own_options(args, SAMPLE_OPTIONS)
     own = typed_options(own, SAMPLE_OPTIONS)
-    usage = "dlpy sample <run dir> [n=64 | length=400 temperature=0.2,0.5,1.0,1.2]"
+    usage = "dlpy sample <run dir> [n=64 | label=Sneaker,Bag | length=400 temperature=0.2,1.0]"
     run_dir, _, trainer = load_run(rest, usage)
     text = isinstance(trainer.task, CharLanguageModel)
     trained = f"{run_dir} trained {type(trainer.task).__name__}"
     kwargs = sample_options(own, trained, text)
     if text:
         trainer.task.show_progress = True  # a text is written a character at a time: a bar
+    if "label" in own:
+        if not isinstance(trainer.task, Labelled):
+            raise DlpyError(f"dlpy sample: label= applies to model=cgan and acgan; {trained}")
+        kwargs["labels"] = sample_labels(own["label"], class_names(trainer.data))
     trainer.task.eval()
     with torch.inference_mode():
         examples = trainer.task.examples(trainer.data, **kwargs)

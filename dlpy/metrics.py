@@ -1,10 +1,11 @@
-"""FID and KID of generated images, on features of a classifier that dlpy trains itself.
+"""FID, KID and the Inception Score of generated images, on a classifier that dlpy trains itself.
 
 The usual Inception weights cannot be downloaded everywhere, so the features are the
 penultimate layer (256 units) of dlpy's `cnn` classifier, trained for two epochs on the
 dataset's training split with a fixed seed and cached in <dataset root>/dlpy-fid/. The numbers
 compare dlpy runs on one dataset with each other; they are not the Inception FIDs of papers.
 The floor, FID between real training and real test images, says how low a perfect generator goes.
+The Inception Score reads the same classifier's softmax (its last layer on those features).
 """
 
 import logging
@@ -68,6 +69,19 @@ def kid(a: torch.Tensor, b: torch.Tensor, subsets: int = 10, size: int = 1000) -
     return float(torch.stack(estimates).mean())
 
 
+def inception_score(probabilities: torch.Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) of (N, classes) softmax outputs (Salimans et al., 2016).
+
+    High when each image is classified confidently (p(y|x) peaked) and the classes are all made
+    (p(y), the mean of p(y|x), spread): at most the number of classes, at least 1. One score over
+    the whole set, not the paper's mean over 10 splits of 5,000. xlogy makes 0 log 0 = 0.
+    """
+    p = probabilities.double()
+    marginal = p.mean(0, keepdim=True)
+    kl = (torch.xlogy(p, p) - torch.xlogy(p, marginal)).sum(1)
+    return float(kl.mean().exp())
+
+
 def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """KID's polynomial kernel (x.y / d + 1)^3 between every row of x and every row of y."""
     return (x @ y.T / x.shape[1] + 1) ** 3
@@ -90,6 +104,11 @@ class FeatureNet:
                 for chunk in images.split(batch_size)
             ]
         )
+
+    @torch.inference_mode()
+    def probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """The classifier's softmax over the classes, from features this network gave."""
+        return self.net.classifier[-1](features).softmax(1)
 
 
 @torch.inference_mode(False)  # first use comes from inside an evaluation: step out to train

@@ -75,12 +75,8 @@ def networks(task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[nn
     forward pass encodes and decodes (a conditional VAE also takes the label); an agent's pass
     computes the policy and the value.
     """
-    if isinstance(task, GAN):
-        noise = torch.zeros(1, task.net.latent)
-        return {
-            "generator": (task.net.generator, [noise]),
-            "discriminator": (task.net.discriminator, [x]),
-        }
+    if isinstance(task, GAN):  # a conditioned GAN's players also take the label or codes
+        return task.networks(x, y)
     if isinstance(task, VAE):
         return {"net": (task.net, [x, y])}
     if isinstance(task, Reinforce):

@@ -33,6 +33,8 @@ CASES = [
     for shape in SHAPES
 ]
 ENVIRONMENTS = ["cartpole", "acrobot", "mountain_car"]
+# GANs whose generator takes a code beside the noise (dlpy/tasks/conditional_gan.py)
+CODED_GANS = ("cgan", "acgan", "infogan")
 
 
 def build_net(make_cfg, *overrides):
@@ -58,7 +60,8 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
             build_task(cfg)
         return
     torch.manual_seed(0)
-    net = build_task(cfg).net.eval()
+    task = build_task(cfg)
+    net = task.net.eval()
     x = torch.rand(2, channels, size, size)
     y = torch.tensor([0, 1])
     with torch.no_grad():
@@ -83,6 +86,16 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
             out, expected = net(x), x.shape
             scores = net.discriminator(net.encode(x))
             assert scores.shape == (2,) and torch.isfinite(scores).all()
+        elif cfg.model.task.name in CODED_GANS:  # noise and a class or codes -> images
+            code = task.fixed_code(2, "cpu")  # two classes, or two categories
+            out, expected = net(torch.randn(2, cfg.model.latent), code), x.shape
+            # cGAN's discriminator is told the class; ACGAN's and InfoGAN's also classify
+            if cfg.model.task.name == "cgan":
+                score, auxiliary = net.discriminator(out, code), []
+            else:
+                score, *auxiliary = net.discriminator(out)
+            assert out.abs().max() <= 1 and score.shape == (2,)
+            assert all(a.shape == (2, code.shape[1]) and torch.isfinite(a).all() for a in auxiliary)
         else:  # an autoencoder reconstructs the image (as logits)
             out, expected = net(x), x.shape
     assert out.shape == expected

@@ -3,7 +3,18 @@
 Each module below registers its builders in dlpy.registry.MODELS when it is imported.
 """
 
-from dlpy.models import autoencoder, cnn, gan, layers, mlp, policy, pretrained, resnet, rnn
+from dlpy.models import (
+    autoencoder,
+    cnn,
+    conditional_gan,
+    gan,
+    layers,
+    mlp,
+    policy,
+    pretrained,
+    resnet,
+    rnn,
+)
 from dlpy.models.layers import ACTIVATIONS
 
 # dlpy.visualize reads ACTIVATIONS from here, to tell activation layers apart.
@@ -11,6 +22,7 @@ __all__ = [
     "ACTIVATIONS",
     "autoencoder",
     "cnn",
+    "conditional_gan",
     "gan",
     "layers",
     "mlp",

@@ -5,8 +5,8 @@ Each batch gives the discriminator (critic) one step on fresh real images; every
 batch the generator takes a step too (WGAN, WGAN-GP: n_critic = 5 critic steps per generator step).
 Images are in [-1, 1] (the presets set dataset.scaling: symmetric) to match the tanh output.
 Evaluation is FID and KID against the split's real images (dlpy/metrics.py), on the features of
-a classifier trained once per data set before the first step (model.task.fid=false: no FID, for
-smoke runs).
+a classifier trained once per data set before the first step, and the Inception Score from the
+same classifier's softmax (model.task.fid=false: none of them, for smoke runs).
 """
 
 from collections.abc import Callable, Iterable
@@ -58,7 +58,7 @@ class GAN(Task):
     """DCGAN: the discriminator tells real from generated (BCE or LSGAN's least squares)."""
 
     optimizer_names = ("discriminator", "generator")  # configure_optimizers' order
-    headline_metrics = ("test/fid",)
+    headline_metrics = ("test/fid", "test/is")
     output_option = "model.task.name=gan (a tanh generator)"  # for the pixel range error
 
     def __init__(
@@ -73,7 +73,7 @@ class GAN(Task):
         check_choice("model.task.loss", loss, ADVERSARIAL)
         self.net = net
         self.d_steps = d_steps
-        self.fid = fid  # evaluate FID and KID (false: smoke runs skip the feature network)
+        self.fid = fid  # evaluate FID, KID and IS (false: smoke runs skip the feature network)
         self.adversarial = ADVERSARIAL[loss]
         self._features = None
         self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
@@ -150,11 +150,27 @@ class GAN(Task):
         scores = {
             f"{split}/fid": metrics.fid(real_f, fake_f),
             f"{split}/kid": metrics.kid(real_f, fake_f),
-        }
-        return scores | ({"test/fid_floor": self._features.floor} if split == "test" else {})
+        } | self.sample_scores(self._features.probabilities(fake_f), split)
+        if split == "test":  # what real images score: FID's floor, the Inception Score's ceiling
+            real_is = metrics.inception_score(self._features.probabilities(real_f))
+            scores |= {"test/fid_floor": self._features.floor, "test/is_real": real_is}
+        return scores
+
+    def sample_scores(self, probabilities: torch.Tensor, split: str) -> dict[str, float]:
+        """What the feature classifier's softmax over generate()'s images says: the Inception
+        Score (Salimans et al., 2016); a class-conditional GAN adds whether the class is right."""
+        return {f"{split}/is": metrics.inception_score(probabilities)}
 
     def examples(self, data: ImageData, n: int = 64) -> Logs:
         return {"images/samples": grid(data.to_uint8(self.generate(n, data.device)), 8)}
+
+    def networks(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[nn.Module, list]]:
+        """Each player with the arguments of its forward pass on one sample (`dlpy summary`)."""
+        noise = torch.zeros(1, self.net.latent)
+        return {
+            "generator": (self.net.generator, [noise]),
+            "discriminator": (self.net.discriminator, [x]),
+        }
 
 
 def gradient_penalty(
