@@ -3,14 +3,28 @@
 Each module below registers its builders in dlpy.registry.MODELS when it is imported.
 """
 
-from dlpy.models import autoencoder, cnn, gan, layers, mlp, policy, pretrained, resnet, rnn
+from dlpy.models import (
+    autoencoder,
+    classic,
+    cnn,
+    densenet,
+    gan,
+    layers,
+    mlp,
+    policy,
+    pretrained,
+    resnet,
+    rnn,
+)
 from dlpy.models.layers import ACTIVATIONS
 
 # dlpy.visualize reads ACTIVATIONS from here, to tell activation layers apart.
 __all__ = [
     "ACTIVATIONS",
     "autoencoder",
+    "classic",
     "cnn",
+    "densenet",
     "gan",
     "layers",
     "mlp",
