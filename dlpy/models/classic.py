@@ -5,6 +5,7 @@ On small images each keeps its paper's layers and widths and gives up the early 
 its strides and pools, and VGG skips a max-pool where the map is already down to one pixel.
 """
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -12,6 +13,8 @@ from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.models.cnn import CNN
+from dlpy.models.convs import NORMS
+from dlpy.models.layers import Activation
 from dlpy.registry import MODELS
 from dlpy.schema import Dropout, Positive, Size
 
@@ -48,9 +51,9 @@ def vgg(
     num_classes: Size,
     depth: Literal[11, 13, 16, 19] = 16,
     width: Size = 64,
-    norm: Literal["batch", "layer", "instance", "group", "none"] = "batch",
-    activation: str = "relu",
-    fc: list[Size] = (4096, 4096),
+    norm: Literal[NORMS] = "batch",
+    activation: Activation = "relu",
+    fc: Sequence[Size] = (4096, 4096),
     dropout: Dropout = 0.5,
 ) -> CNN:
     """VGG-11/13/16/19 (Simonyan & Zisserman, 2015): 3x3 convs in 5 stages, 2x2 max-pools, FCs."""
@@ -84,8 +87,8 @@ class AlexNet(nn.Module):
         in_channels: Size,
         image_size: Size,
         num_classes: Size,
-        channels: list[Size] = (96, 256, 384, 384, 256),
-        fc: list[Size] = (4096, 4096),
+        channels: Sequence[Size] = (96, 256, 384, 384, 256),
+        fc: Sequence[Size] = (4096, 4096),
         dropout: Dropout = 0.5,
         lrn: bool = True,
         groups: Literal[1, 2] = 1,

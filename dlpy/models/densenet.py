@@ -69,7 +69,9 @@ class DenseNetBC(nn.Module):
                 layers.append(DenseLayer(channels, growth, dropout))
                 channels += growth
             if block < 2:
-                kept = int(compression * channels)  # theta * m, floored as the paper's code does
+                kept = max(
+                    1, int(compression * channels)
+                )  # theta * m, floored as in the paper's code
                 layers.append(transition(channels, kept, dropout))
                 channels = kept
         self.features = nn.Sequential(*layers)
