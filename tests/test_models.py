@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import presets
+from conftest import SMALL_MODELS, presets
 from torch import nn
 
 from dlpy import CONF_DIR
@@ -19,8 +19,6 @@ from dlpy.train import train
 
 # (dataset preset, channels, image size): Fashion-MNIST's 1x28x28 and CIFAR-10's 3x32x32
 SHAPES = [("fashion_mnist", 1, 28), ("cifar10", 3, 32)]
-# Architectures that cannot fit the image: vgg13's five 2x2 pools take 28 -> 14 -> 7 -> 3 -> 1 -> 0.
-UNFIT = {("vgg13", "fashion_mnist")}
 # Agents read an environment's observations, not images: they are tested on each environment
 # preset below.
 AGENTS = {"reinforce"}
@@ -53,12 +51,8 @@ def n_params(net):
 def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
     model, dataset, channels, size, make_cfg
 ):
-    cfg = make_cfg(f"model={model}", f"dataset={dataset}")
+    cfg = make_cfg(f"model={model}", f"dataset={dataset}", *SMALL_MODELS.get(model, []))
     assert (cfg.dataset.channels, cfg.dataset.image_size) == (channels, size)
-    if (model, dataset) in UNFIT:
-        with pytest.raises(DlpyError, match="model.layers"):
-            build_task(cfg)
-        return
     torch.manual_seed(0)
     task = build_task(cfg)
     net = task.net.eval()
@@ -124,9 +118,8 @@ def test_the_agents_and_environments_are_real_presets():
     assert AGENTS <= set(presets("model")) and set(ENVIRONMENTS) <= set(presets("dataset"))
 
 
-def test_the_unfit_combinations_are_real_presets():
-    assert {m for m, _ in UNFIT} <= set(presets("model"))
-    assert {d for _, d in UNFIT} <= {d for d, _, _ in SHAPES}
+def test_the_shrunk_presets_are_real_presets():
+    assert set(SMALL_MODELS) <= set(presets("model"))
 
 
 @pytest.mark.parametrize("depth", [20, 56])
@@ -217,9 +210,8 @@ DATASET_FOR = {"reinforce": "cartpole"}
 def test_every_builder_taking_an_activation_accepts_selu_and_softplus(model, make_cfg):
     dataset = DATASET_FOR.get(model, "fashion_mnist")
     for name, layer in (("selu", nn.SELU), ("softplus", nn.Softplus)):
-        net = build_net(
-            make_cfg, f"model={model}", f"dataset={dataset}", f"model.activation={name}"
-        )
+        overrides = [f"model={model}", f"dataset={dataset}", f"model.activation={name}"]
+        net = build_net(make_cfg, *overrides, *SMALL_MODELS.get(model, []))
         assert any(isinstance(m, layer) for m in net.modules()), name
         assert not any(isinstance(m, nn.ReLU) for m in net.modules()), name
 

@@ -5,28 +5,26 @@ import math
 
 import pytest
 import torch
-from conftest import presets
+from conftest import SMALL_MODELS, presets
 from omegaconf import OmegaConf
 
 from dlpy.curves import read_history
 from dlpy.io import load_checkpoint
 from dlpy.train import train
 
-# vgg13's five pools need 32x32 inputs; the character model reads text; every other preset trains
-# on 28x28 Fashion-MNIST (the sequence models read the rows as steps); an agent plays CartPole, and
-# its final numbers come from playing episodes (eval/), not from a test split, and it draws no
-# images.
-DATASET_FOR = {"vgg13": "cifar10", "char_lstm": "text", "reinforce": "cartpole"}
+# The character model reads text; every other preset trains on 28x28 Fashion-MNIST (the sequence
+# models read the rows as steps); an agent plays CartPole, and its final numbers come from playing
+# episodes (eval/), not from a test split, and it draws no images. The big presets train shrunk.
+DATASET_FOR = {"char_lstm": "text", "reinforce": "cartpole"}
 
 
 @pytest.mark.slow
 # model=pretrained needs weights in torch's hub cache: tests/test_pretrained.py trains it there.
 @pytest.mark.parametrize("model", [m for m in presets("model") if m != "pretrained"])
-def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_path, request):
+def test_two_steps_of_every_model_train_and_write_metrics(model, make_cfg, tmp_path):
     dataset = DATASET_FOR.get(model, "fashion_mnist")
     overrides = [f"model={model}", f"dataset={dataset}", "trainer.max_steps=2"]
-    if dataset == "cifar10":
-        overrides.append(f"dataset.root={request.getfixturevalue('cifar_dir')}")
+    overrides += SMALL_MODELS.get(model, [])
     if dataset == "text":
         (tmp_path / "corpus.txt").write_text("the quick brown fox jumps over the lazy dog. " * 100)
         overrides += [f"dataset.path={tmp_path / 'corpus.txt'}", "dataset.test_size=500"]

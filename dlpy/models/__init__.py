@@ -5,8 +5,10 @@ Each module below registers its builders in dlpy.registry.MODELS when it is impo
 
 from dlpy.models import (
     autoencoder,
+    classic,
     cnn,
     conditional_gan,
+    densenet,
     gan,
     layers,
     mlp,
@@ -21,8 +23,10 @@ from dlpy.models.layers import ACTIVATIONS
 __all__ = [
     "ACTIVATIONS",
     "autoencoder",
+    "classic",
     "cnn",
     "conditional_gan",
+    "densenet",
     "gan",
     "layers",
     "mlp",
