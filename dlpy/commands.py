@@ -26,6 +26,7 @@ from dlpy.report import write_report
 from dlpy.runs import TRUE, class_names, load_run, own_options, paths_and_overrides
 from dlpy.tasks.classification import Classification
 from dlpy.tasks.language_model import CharLanguageModel
+from dlpy.tasks.multi_output import MultiOutput
 from dlpy.tasks.reinforce import Reinforce
 
 
@@ -48,7 +49,8 @@ def eval_command(args: list[str]) -> None:
     """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled
     episodes instead, and with record=true also writes one greedy episode to
     <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py).
-    A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/."""
+    A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/, and each head's
+    of a multi-head network in <run dir>/eval/<head>/."""
     own, rest = own_options(args, ("episodes", "record"))
     runs, overrides = paths_and_overrides(rest)
     if len(runs) > 1:
@@ -81,6 +83,10 @@ def eval_command(args: list[str]) -> None:
         from dlpy.analysis import error_analysis  # matplotlib takes a second to import: if drawn
 
         error_analysis(trainer, run_dir, classes, step)
+    if isinstance(task, MultiOutput):  # each head's errors, with its own targets' names
+        from dlpy.analysis import heads_analysis
+
+        heads_analysis(trainer, run_dir, classes, step)
     if own.get("record", "false").lower() in TRUE:
         frames = task.record(run_dir / "episode.gif")
         print(f"{run_dir / 'episode.gif'}  ({frames} frames)")

@@ -3,7 +3,7 @@
 Each module below registers its builders in dlpy.registry.MODELS when it is imported.
 """
 
-from dlpy.models import autoencoder, cnn, gan, layers, mlp, policy, pretrained, resnet, rnn
+from dlpy.models import autoencoder, cnn, gan, layers, mlp, multi, policy, pretrained, resnet, rnn
 from dlpy.models.layers import ACTIVATIONS
 
 # dlpy.visualize reads ACTIVATIONS from here, to tell activation layers apart.
@@ -14,6 +14,7 @@ __all__ = [
     "gan",
     "layers",
     "mlp",
+    "multi",
     "policy",
     "pretrained",
     "resnet",
