@@ -106,6 +106,7 @@ def test_a_multi_head_run_reports_every_head_and_keeps_the_best_class_accuracy(h
     )
 
 
+@pytest.mark.slow  # two heads' figures: a confusion matrix and 25 highest-loss images each
 def test_dlpy_eval_analyses_each_head_with_its_own_names(heads_run):
     out = io.StringIO()
     with redirect_stdout(out):

@@ -15,16 +15,13 @@ from torch import Tensor, nn
 
 from dlpy.errors import DlpyError
 from dlpy.models.cnn import ConvBlock, conv_stack
-from dlpy.models.convs import check_conv_options
-from dlpy.models.layers import dense_layers
+from dlpy.models.convs import CONVS, NORMS, check_conv_options
+from dlpy.models.layers import Activation, dense_layers
 from dlpy.registry import MODELS
 from dlpy.schema import Count, Dropout, Size
 
-Conv = Literal["standard", "separable", "depthwise"]
-Norm = Literal["batch", "layer", "instance", "group", "none"]
-Activation = Literal[
-    "relu", "gelu", "silu", "elu", "tanh", "sigmoid", "leaky_relu", "selu", "softplus"
-]
+Conv = Literal[CONVS]
+Norm = Literal[NORMS]
 
 
 def trunk(

@@ -70,8 +70,7 @@ def specs(cls: type, given: Any, key: str) -> dict[str, Any]:
         entry = {} if entry is None else entry
         if not isinstance(entry, dict):
             raise DlpyError(f"{where} must be a mapping of options, got {entry!r}")
-        check_kwargs(cls, entry, where, key=where)
-        schema.check(cls, entry, where)
+        check_kwargs(cls, entry, where, key=where)  # unknown options, and the declared ranges
         missing = [o for o, _, d in schema.declared(cls) if o not in entry and d is EMPTY]
         if missing:
             raise DlpyError(f"{where}.{missing[0]} is required")
