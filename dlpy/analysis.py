@@ -270,5 +270,8 @@ def heads_analysis(trainer: Trainer, run_dir: Path, classes: list[str] | None, s
     for name, predictions in predictions_of_heads(trainer).items():
         print(f"\nhead {name}:")
         names = task.target_names(name, classes)
+        if names is None:  # the data set's labels, unnamed (neither images nor reviews)
+            print(f"no error analysis: the targets of head {name} have no names")
+            continue
         done[name] = error_analysis(trainer, run_dir, names, step, predictions, name)
     return done

@@ -117,7 +117,6 @@ class MultiOutput(Task):
         for name, head in self.heads.items():
             check_head(name, head, net.heads[name].out_features)
         for name, extra in self.inputs.items():
-            check_values(f"model.task.inputs.{name}.from_labels", extra.from_labels, 0, None)
             width = net.input_sizes[name]
             if max(extra.from_labels, default=0) >= width:
                 raise DlpyError(
@@ -308,10 +307,10 @@ def same_names(what: str, task: list[str], net: list[str]) -> None:
         )
 
 
-def check_values(key: str, values: list[int], low: int, high: int | None) -> None:
+def check_values(key: str, values: list[int], low: int, high: int) -> None:
     """Every value of a table in [low, high)."""
     for i, value in enumerate(values):
-        if value < low or (high is not None and value >= high):
+        if value < low or value >= high:
             raise DlpyError(f"{key}[{i}] must be in [{low}, {high}), got {value}")
 
 
@@ -324,6 +323,8 @@ def check_head(name: str, head: Head, size: int) -> None:
     if not binary and size < 2:
         raise DlpyError(f"model.heads.{name} must be >= 2 classes for cross_entropy, got {size}")
     targets = 2 if binary else size
+    if binary and head.from_labels is None:  # the labels themselves are 0 to classes - 1
+        raise DlpyError(f"{key}.from_labels is required for binary_cross_entropy: 0 or 1 a class")
     if head.from_labels is not None:
         check_values(f"{key}.from_labels", head.from_labels, 0, targets)
     if head.names is not None and len(head.names) != targets:
