@@ -8,6 +8,9 @@ On the test split, in <run>/eval/ and in the run's TensorBoard at the checkpoint
   `classification_report`, a class never predicted scoring 0), printed and as per_class.csv;
 - for images, the test images of highest loss, each captioned with the predicted and the true
   class (fastai's `ClassificationInterpretation.plot_top_losses`), as highest_loss.png.
+
+A network of several heads (multi_output) has the same for each head, in <run>/eval/<head>/ and
+under eval/<head>/ in TensorBoard, with the head's own targets and their names.
 """
 
 import csv
@@ -24,6 +27,7 @@ from dlpy.data.vision import ImageData
 from dlpy.ensemble import test_logits
 from dlpy.figures import new_figure, save_figure
 from dlpy.io import atomic_write
+from dlpy.tasks.multi_output import MultiOutput
 from dlpy.trainer import Trainer
 
 FOLDER = "eval"  # <run>/eval/
@@ -53,6 +57,20 @@ def predictions_on_test(trainer: Trainer) -> Predictions:
     """The network's log-softmax over the whole test split."""
     logits, labels = test_logits(trainer)
     return Predictions(logits.log_softmax(1), labels)
+
+
+def predictions_of_heads(trainer: Trainer) -> dict[str, Predictions]:
+    """Each head's log-probabilities over the whole test split, with its own targets."""
+    task = trainer.task
+    assert isinstance(task, MultiOutput)
+    parts = {name: ([], []) for name in task.heads}
+    with trainer.precision.evaluating(task):
+        for x, y in map(trainer.precision.move, trainer.data.eval_batches("test")):
+            outputs = task.outputs(x, y)
+            for name, target in task.targets(y).items():
+                parts[name][0].append(task.log_probabilities(outputs[name], name).cpu())
+                parts[name][1].append(target.cpu())
+    return {name: Predictions(torch.cat(lp), torch.cat(t)) for name, (lp, t) in parts.items()}
 
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
@@ -160,7 +178,9 @@ def confusion_figure(matrix: torch.Tensor, classes: list[str]) -> Figure:
     return figure
 
 
-def top_losses_figure(data: ImageData, predictions: Predictions, n: int = TOP_LOSSES) -> Figure:
+def top_losses_figure(
+    data: ImageData, predictions: Predictions, classes: list[str], n: int = TOP_LOSSES
+) -> Figure:
     """The n test images of highest loss, each under its predicted class, true class, loss (minus
     the log-probability of the true class) and place in the test split; red where wrong."""
     losses, order = predictions.losses.topk(min(n, len(predictions.labels)))
@@ -177,8 +197,8 @@ def top_losses_figure(data: ImageData, predictions: Predictions, n: int = TOP_LO
             vmax=255,
         )
         ax.set_axis_off()
-        predicted = data.classes[int(predictions.predicted[index])]
-        true = data.classes[int(predictions.labels[index])]
+        predicted = classes[int(predictions.predicted[index])]
+        true = classes[int(predictions.labels[index])]
         caption = f"predicted {predicted}\ntrue {true}\nloss {loss:.2f} (test image {index})"
         ax.set_title(caption, fontsize=9, color="firebrick" if predicted != true else "black")
     figure.suptitle(f"the {len(order)} test images of highest loss")
@@ -186,23 +206,40 @@ def top_losses_figure(data: ImageData, predictions: Predictions, n: int = TOP_LO
 
 
 def log_to_tensorboard(
-    run_dir: Path, step: int, figures: dict[str, Figure], rows: list[list[str]], averages: dict
+    run_dir: Path,
+    step: int,
+    figures: dict[str, Figure],
+    rows: list[list[str]],
+    averages: dict,
+    head: str | None = None,
 ) -> None:
     """The figures (IMAGES), the per-class table (TEXT) and the macro averages (SCALARS) into
-    the run's own event folder, at the step of the checkpoint evaluated."""
+    the run's own event folder, at the step of the checkpoint evaluated; a head's under its name
+    (eval/<head>/..., test/<head>/f1_macro)."""
+    tag = f"{head}/" if head else ""
     writer = SummaryWriter(str(run_dir))
     for name, figure in figures.items():
-        writer.add_figure(f"eval/{name}", figure, step, close=False)
-    writer.add_text("eval/per_class", markdown_table(rows), step)
+        writer.add_figure(f"eval/{tag}{name}", figure, step, close=False)
+    writer.add_text(f"eval/{tag}per_class", markdown_table(rows), step)
     for key in ("precision", "recall", "f1"):
-        writer.add_scalar(f"test/{key}_macro", averages[key], step)
+        writer.add_scalar(f"test/{tag}{key}_macro", averages[key], step)
     writer.close()
 
 
-def error_analysis(trainer: Trainer, run_dir: Path, classes: list[str], step: int) -> dict:
+def error_analysis(
+    trainer: Trainer,
+    run_dir: Path,
+    classes: list[str],
+    step: int,
+    predictions: Predictions | None = None,
+    head: str | None = None,
+) -> dict:
     """Print the per-class table and the most confused pair; write the files of <run>/eval/ and
-    the same into TensorBoard. Returns the confusion matrix and the numbers."""
-    predictions = predictions_on_test(trainer)
+    the same into TensorBoard. Returns the confusion matrix and the numbers.
+
+    `predictions` and `head`: one head of a multi-head network, in <run>/eval/<head>/.
+    """
+    predictions = predictions if predictions is not None else predictions_on_test(trainer)
     matrix = confusion_matrix(predictions.labels, predictions.predicted, len(classes))
     numbers = per_class(matrix)
     rows = table_rows(numbers, classes)
@@ -212,14 +249,29 @@ def error_analysis(trainer: Trainer, run_dir: Path, classes: list[str], step: in
     print(f"most confused: {classes[true]} taken for {classes[predicted]}, {count} of {support}")
     figures = {"confusion_matrix": confusion_figure(matrix, classes)}
     if isinstance(trainer.data, ImageData):
-        figures["highest_loss"] = top_losses_figure(trainer.data, predictions)
-    folder = run_dir / FOLDER
+        figures["highest_loss"] = top_losses_figure(trainer.data, predictions, classes)
+    folder = run_dir / FOLDER / head if head else run_dir / FOLDER
     written = [folder / "confusion_matrix.csv", folder / "per_class.csv"]
     write_csv(written[0], matrix_rows(matrix, classes))
     write_csv(written[1], rows)
     for name, figure in figures.items():
         written.append(folder / f"{name}.png")
         save_figure(figure, written[-1])
-    log_to_tensorboard(run_dir, step, figures, rows, macro(numbers))
+    log_to_tensorboard(run_dir, step, figures, rows, macro(numbers), head)
     print("saved: " + ", ".join(map(str, written)) + f"; in TensorBoard at step {step}")
     return {"matrix": matrix, "per_class": numbers, "macro": macro(numbers)}
+
+
+def heads_analysis(trainer: Trainer, run_dir: Path, classes: list[str] | None, step: int) -> dict:
+    """`error_analysis` of every head of a multi-head network, each under its name."""
+    task = trainer.task
+    assert isinstance(task, MultiOutput)
+    done = {}
+    for name, predictions in predictions_of_heads(trainer).items():
+        print(f"\nhead {name}:")
+        names = task.target_names(name, classes)
+        if names is None:  # the data set's labels, unnamed (neither images nor reviews)
+            print(f"no error analysis: the targets of head {name} have no names")
+            continue
+        done[name] = error_analysis(trainer, run_dir, names, step, predictions, name)
+    return done

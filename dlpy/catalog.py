@@ -13,11 +13,14 @@ from dlpy.tasks import (
     conditional_gan,
     gan,
     language_model,
+    multi_output,
     regression,
     reinforce,
+    siamese,
     transfer,
 )
 
 __all__ = ["callbacks", "data", "models", "optim"]
 __all__ += ["autoencoder", "classification", "gan", "language_model", "regression", "reinforce"]
 __all__ += ["aae", "conditional_gan", "transfer"]
+__all__ += ["multi_output", "siamese"]

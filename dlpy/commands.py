@@ -30,6 +30,7 @@ from dlpy.schema import Option, Positive, Range, option
 from dlpy.tasks.classification import Classification
 from dlpy.tasks.conditional_gan import Labelled
 from dlpy.tasks.language_model import CharLanguageModel
+from dlpy.tasks.multi_output import MultiOutput
 from dlpy.tasks.reinforce import EvalEpisodes, Reinforce
 
 # The commands' own options, checked (dlpy/runs.py typed_options) before any run is read.
@@ -68,7 +69,8 @@ def eval_command(args: list[str]) -> None:
     """The best checkpoint on the test split; an agent plays `episodes` greedy and sampled
     episodes instead, and with record=true also writes one greedy episode to
     <run dir>/episode.gif. Several runs are evaluated as an ensemble (dlpy/ensemble.py).
-    A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/."""
+    A classifier's errors are analysed too (dlpy/analysis.py): <run dir>/eval/, and each head's
+    of a multi-head network in <run dir>/eval/<head>/."""
     own, rest = own_options(args, EVAL_OPTIONS)
     own = typed_options(own, EVAL_OPTIONS)
     runs, overrides = paths_and_overrides(rest)
@@ -99,6 +101,10 @@ def eval_command(args: list[str]) -> None:
         from dlpy.analysis import error_analysis  # matplotlib takes a second to import: if drawn
 
         error_analysis(trainer, run_dir, classes, step)
+    if isinstance(task, MultiOutput):  # each head's errors, with its own targets' names
+        from dlpy.analysis import heads_analysis
+
+        heads_analysis(trainer, run_dir, classes, step)
     if own.get("record"):
         frames = task.record(run_dir / "episode.gif")
         print(f"{run_dir / 'episode.gif'}  ({frames} frames)")

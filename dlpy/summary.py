@@ -31,7 +31,9 @@ from dlpy.errors import DlpyError, check_number, first_line
 from dlpy.tasks.autoencoder import VAE
 from dlpy.tasks.base import Task
 from dlpy.tasks.gan import GAN
+from dlpy.tasks.multi_output import MultiOutput
 from dlpy.tasks.reinforce import Reinforce
+from dlpy.tasks.siamese import SiameseMatch
 
 log = logging.getLogger("dlpy")
 
@@ -73,7 +75,8 @@ def networks(task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[nn
 
     A GAN has two networks, summarised apart; a VAE's encoder and decoder are one network, whose
     forward pass encodes and decodes (a conditional VAE also takes the label); an agent's pass
-    computes the policy and the value.
+    computes the policy and the value. A siamese network takes a pair of images; a multi-head
+    one its extra inputs beside the image, made from the label as training makes them.
     """
     if isinstance(task, GAN):  # a conditioned GAN's players also take the label or codes
         return task.networks(x, y)
@@ -81,6 +84,10 @@ def networks(task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[nn
         return {"net": (task.net, [x, y])}
     if isinstance(task, Reinforce):
         return {"net": (ActorCritic(task.net), [x])}
+    if isinstance(task, SiameseMatch):
+        return {"net": (task.net, [x, x])}
+    if isinstance(task, MultiOutput) and task.inputs:
+        return {"net": (task.net, [x, task.extra_inputs(y)])}
     return {"net": (task.net, [x])}
 
 

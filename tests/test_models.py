@@ -64,6 +64,17 @@ def test_every_model_maps_a_batch_to_finite_outputs_of_its_task(
             "char_lm",
         ):  # class logits (a character model's: of the next byte)
             out, expected = net(x), (2, cfg.dataset.num_classes)
+        elif cfg.model.task.name == "multi_output":  # each head's logits, extra inputs one-hot
+            heads = build_task(cfg).eval().outputs(x, y)
+            assert {k: v.shape for k, v in heads.items()} == {
+                name: (2, size) for name, size in cfg.model.heads.items()
+            }
+            for logits in heads.values():
+                assert torch.isfinite(logits).all() and not torch.equal(logits[0], logits[1])
+            out, expected = heads["class"], (2, cfg.dataset.num_classes)
+        elif cfg.model.task.name == "siamese":  # one match logit per pair, in either order
+            torch.testing.assert_close(net(x, x.flip(0)), net(x.flip(0), x))
+            out, expected = net(x, x), (2,)
         elif (
             cfg.model.task.name == "vae"
         ):  # Bernoulli logits of the image, the posterior's mean and log-variance
