@@ -225,8 +225,7 @@ def run(cfg: DictConfig) -> float | None:
     try:
         # before anything is written: no run writes over another (rank 0 alone writes files)
         if distributed.rank() == 0 and claim(cfg, run_dir):
-            check_config(cfg)  # a bad option costs no config written: the fuzz runs thousands
-            record_config(cfg, run_dir)
+            record_config(cfg, run_dir)  # a failed run's config too: dlpy report lists it
         return train(cfg, run_dir)
     except (Exception, KeyboardInterrupt) as err:
         # Interrupted and Diverged stop every process of a ddp run together; others may not
