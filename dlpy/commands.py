@@ -102,7 +102,7 @@ def eval_command(args: list[str]) -> None:
 
         error_analysis(trainer, run_dir, classes, step)
     if isinstance(task, MultiOutput):  # each head's errors, with its own targets' names
-        from dlpy.analysis import heads_analysis
+        from dlpy.analysis import heads_analysis  # matplotlib, as above: only when drawn
 
         heads_analysis(trainer, run_dir, classes, step)
     if own.get("record"):

@@ -46,8 +46,8 @@ def options_of(name: str) -> None:
     range and default, as its signature declares them (dlpy/schema.py); `model/cnn` picks one kind.
     """
     import dlpy.catalog  # noqa: F401  heavy (torch), only when a builder's options are asked for
-    from dlpy import schema
-    from dlpy.errors import DlpyError, unknown
+    from dlpy import schema  # beside catalog: the plain listing needs neither
+    from dlpy.errors import DlpyError, unknown  # only a name that is no builder's needs it
 
     kind, _, bare = name.rpartition("/")
     found = [reg for reg in ALL if bare in reg.names() and kind in ("", reg.kind)]

@@ -93,8 +93,8 @@ def test_tasks_that_step_more_than_once_a_batch_refuse_in_one_line(
         ({"accumulate": 0}, "trainer.accumulate must be an integer >= 1, got 0"),
         ({"accumulate": 2.5}, "trainer.accumulate must be an integer"),
         ({"val_every_n_epochs": 0}, "trainer.val_every_n_epochs must be an integer >= 1"),
-        ({"ema": 1.0}, "trainer.ema is the decay"),
-        ({"ema": True}, "trainer.ema is the decay"),
+        ({"ema": 1.0}, r"trainer.ema must be a number in \[0, 1\), got 1.0"),
+        ({"ema": True}, r"trainer.ema must be a number in \[0, 1\), got True"),
     ],
 )
 def test_bad_values_of_the_new_options_fail_naming_the_key(option, error):

@@ -174,7 +174,7 @@ def risky_calls(source):
                 "call",
             )
             or name.startswith(("pickle.", "hydra.utils.", "marshal.", "shelve."))
-            or (name.startswith("yaml.") and name != "yaml.safe_load")
+            or (name.startswith("yaml.") and name not in ("yaml.safe_load", "yaml.safe_dump"))
             or (name == "torch.load" and keywords.get("weights_only") != "True")
             or (name.endswith("np.load") and keywords.get("allow_pickle") == "True")
         ):

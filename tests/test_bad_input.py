@@ -341,6 +341,14 @@ def run_with(base: tuple[str, ...], override: str, run: Path, capsys) -> tuple[i
     return status, out, err
 
 
+@pytest.fixture(autouse=True, scope="module")
+def no_hydra_config_after_this_module():
+    """composed_job sets Hydra's config as a job sees it; the tests after this module's must not
+    see it (the HPARAMS read the chosen presets from it)."""
+    yield
+    HydraConfig.instance().cfg = None
+
+
 @cache
 def composed_job(base: tuple[str, ...]) -> DictConfig:
     """The job's config of `base` (no hydra node), with Hydra's config set as a job sees it."""

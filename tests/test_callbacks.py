@@ -166,10 +166,13 @@ def test_a_callback_of_an_installed_package_is_found_through_its_entry_point(dat
 
 
 BAD = [  # (override, the start of the one error line after `dlpy: error: `)
-    ("callbacks.early_stopping.patience=-1", "callbacks.early_stopping.patience must be >= 0"),
-    ("callbacks.early_stopping.patience=abc", "callbacks.early_stopping.patience must be a num"),
-    ("callbacks.early_stopping.patience=true", "callbacks.early_stopping.patience must be a num"),
-    ("+callbacks.early_stopping.bogus=1", "callbacks.early_stopping (callback 'early_stopping')"),
+    (
+        "callbacks.early_stopping.patience=-1",
+        "callbacks.early_stopping.patience must be an integer >= 0",
+    ),
+    ("callbacks.early_stopping.patience=abc", "callbacks.early_stopping.patience must be an int"),
+    ("callbacks.early_stopping.patience=true", "callbacks.early_stopping.patience must be an int"),
+    ("+callbacks.early_stopping.bogus=1", "callbacks.early_stopping: unknown option(s) bogus"),
     ("callbacks.image_files=5", "callbacks.image_files must be a mapping"),
     ("callbacks.image_files.name=nosuch", "callbacks.image_files.name: Unknown callback"),
     ("logger.tensorboard=5", "logger.tensorboard must be a mapping"),
@@ -177,7 +180,7 @@ BAD = [  # (override, the start of the one error line after `dlpy: error: `)
     ("+logger.tensorboard.run_dir=x", "logger.tensorboard.run_dir is dlpy's to give"),
     ("+callbacks.mine={every:1}", "callbacks.mine.name is missing"),
     ("+callbacks.checkpoint.run_dir=x", "callbacks.checkpoint.run_dir is dlpy's to give"),
-    ("+callbacks.progress_bar.refresh_every=0", "callbacks.progress_bar (callback 'progress_bar')"),
+    ("+callbacks.progress_bar.refresh_every=0", "callbacks.progress_bar.refresh_every must be"),
     ("+callbacks.progress_bar.enabled=abc", "callbacks.progress_bar.enabled must be true or false"),
 ]
 

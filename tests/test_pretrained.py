@@ -112,7 +112,7 @@ def test_offline_the_error_names_the_url_and_the_file_to_put_in_the_hub_cache(
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model.mode=fine_tuning", "model.mode: Unknown value 'fine_tuning'. Did you mean"),
+        ("model.mode=fine_tuning", "model.mode must be one of 'feature_extraction', 'fine_tune'"),
         ("model.arch=resnet19", "model.arch: Unknown value 'resnet19'. Did you mean"),
         ("model.unfreeze=-2", "model.unfreeze must be all or a number of blocks >= 1"),
     ],

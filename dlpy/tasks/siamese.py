@@ -58,6 +58,10 @@ class SiameseMatch(Task):
     """Same class or not, for pairs of images through one shared encoder (Chollet 7.1.5)."""
 
     headline_metrics = ("test/acc", "test/loss")
+    # The shape probe reads the data's batches; a pair's partners are places in the task's own
+    # (batches), which a probe's cut batch would point past: the encoder's sizes are checked
+    # against the data's (dlpy/shapes.py check_sizes) instead.
+    probed = False
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, pair_seed: Count = 0) -> None:
         super().__init__(optimizer)
