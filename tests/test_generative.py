@@ -194,6 +194,8 @@ def test_the_gan_variants_are_options_of_the_two_tasks(make_cfg):
 
     lsgan, wgan, fc = (build_task(make_cfg(f"model={m}")) for m in ("lsgan", "wgan", "fc_gan"))
     assert type(lsgan) is GAN and lsgan.adversarial.loss is least_squares
+    opt_d, opt_g = lsgan.configure_optimizers()  # Atienza's generator at half D's rate
+    assert (opt_d.param_groups[0]["lr"], opt_g.param_groups[0]["lr"]) == (2e-4, 1e-4)
     assert type(wgan) is WGANGP and (wgan.gp_weight, wgan.clip, wgan.d_steps) == (0, 0.01, 5)
     assert isinstance(fc.net, DenseGAN) and not any(
         isinstance(m, torch.nn.Conv2d) for m in fc.net.modules()

@@ -11,8 +11,8 @@
   I(c; G(z, c)) (Chen et al., eq. 4-5).
 
 GAN (dlpy/tasks/gan.py) gives the rest: the d_steps schedule, one optimizer per player, FID, KID
-and the Inception Score. Atienza's adversarial model trains at half the discriminator's learning
-rate: g_lr_scale.
+and the Inception Score, and g_lr_scale: Atienza's adversarial model trains at half the
+discriminator's learning rate.
 """
 
 import torch
@@ -65,14 +65,7 @@ class Coded(GAN):
         fid: bool = True,
         g_lr_scale: Positive = 1.0,
     ) -> None:
-        super().__init__(net, optimizer, d_steps, fid)
-        self.g_lr_scale = g_lr_scale  # the generator's learning rate over the discriminator's
-
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers = super().configure_optimizers()
-        for group in self.opt_g.param_groups:
-            group["lr"] *= self.g_lr_scale
-        return optimizers
+        super().__init__(net, optimizer, d_steps, fid, g_lr_scale=g_lr_scale)
 
     def random_code(self, n: int, device: torch.device) -> Tensor:
         """Codes to train on, drawn from the global generator (so a resumed run draws the same)."""

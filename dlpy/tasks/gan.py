@@ -23,7 +23,7 @@ from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError, check_choice
 from dlpy.plots import grid
 from dlpy.registry import TASKS
-from dlpy.schema import NonNegative, Size
+from dlpy.schema import NonNegative, Positive, Size
 from dlpy.tasks.autoencoder import fixed_noise
 from dlpy.tasks.base import Logs, OptimizerFactory, Task
 
@@ -70,6 +70,7 @@ class GAN(Task):
         d_steps: Size = 1,
         fid: bool = True,
         loss: Literal[tuple(ADVERSARIAL)] = "bce",
+        g_lr_scale: Positive = 1.0,
     ) -> None:
         super().__init__(optimizer)
         check_choice("model.task.loss", loss, ADVERSARIAL)
@@ -77,6 +78,9 @@ class GAN(Task):
         self.d_steps = d_steps
         self.fid = fid  # evaluate FID, KID and IS (false: smoke runs skip the feature network)
         self.adversarial = ADVERSARIAL[loss]
+        # the generator's learning rate over the discriminator's: Atienza's adversarial models
+        # train at half the discriminator's rate (chs. 4-6)
+        self.g_lr_scale = g_lr_scale
         self._features = None
         self._loss_g = torch.zeros(())  # the latest generator loss, reported on every batch
 
@@ -96,6 +100,8 @@ class GAN(Task):
         """One optimizer per player, so that each step moves one network only."""
         self.opt_d = self.optimizer_factory(self.net.discriminator.parameters())
         self.opt_g = self.optimizer_factory(self.net.generator.parameters())
+        for group in self.opt_g.param_groups:
+            group["lr"] *= self.g_lr_scale
         return [self.opt_d, self.opt_g]
 
     def noise(self, n: int, device: torch.device) -> torch.Tensor:
