@@ -12,11 +12,13 @@ FMNIST := /usr/share/datasets/fashion-mnist
 train: $(STAMP) data
 	$(BIN)/dlpy train $(ARGS)
 
+# -n auto: a pytest worker per core (pytest-xdist); --dist loadfile keeps each file on one worker, so
+# a module's trained-run fixture is built once. tests/conftest.py gives each worker its share of threads.
 test: lint
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(ARGS)
 
 test-fast: lint
-	$(BIN)/python -m pytest -q -m "not slow and not gpu" $(ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not slow and not gpu" $(ARGS)
 
 # ruff's lint rules and formatter, configured in pyproject.toml ([tool.ruff]).
 lint: $(STAMP)

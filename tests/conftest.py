@@ -7,6 +7,7 @@ for CIFAR. Images carry a class-dependent bright bar so that a few steps can lea
 
 import gzip
 import logging
+import os
 import pickle
 import struct
 import sys
@@ -17,6 +18,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from dlpy import CONF_DIR
+
+# make test runs one pytest worker per core (pytest -n auto): each worker's torch, and the dlpy
+# processes its tests start, take their share of the cores instead of all of them, since two
+# workers with a thread per core each would fight over the cores. Set before torch is imported.
+if workers := os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // int(workers))))
 
 # pytester runs pytest on generated test files: tests/test_markers.py checks the gpu skip with it.
 pytest_plugins = ["pytester"]
