@@ -241,3 +241,9 @@ def test_every_train_command_composes_with_hydra(args):
         for overrides in jobs(args):
             cfg = compose("train", overrides=overrides, return_hydra_config=True)
             assert "trainer" in cfg and "model" in cfg
+
+
+def test_the_readme_counts_every_model_preset():
+    """The README's "`model` (N presets" is the number of files in conf/model, as they grow."""
+    count = len(list((ROOT / "conf" / "model").glob("*.yaml")))
+    assert f"`model` ({count} presets" in (ROOT / "README.md").read_text()
