@@ -206,6 +206,14 @@ def test_weights_of_a_dlpy_run_start_the_body(make_cfg, tmp_path):
     assert json.loads((tmp_path / "target" / "metrics.json").read_text())["status"] == "finished"
 
 
+def test_a_classifier_on_a_one_class_subset_is_refused_before_a_step(make_cfg, tmp_path):
+    """One class labels every image 0: loss 0 and accuracy 1.0 from the start: never trained."""
+    cfg = make_cfg("dataset.classes=[3]", "dataset.num_classes=1", "dataset.val_size=10")
+    with pytest.raises(DlpyError, match=re.escape("dataset.classes holds one class (Dress)")):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_a_class_subset_is_relabelled_and_per_class_keeps_that_many(make_cfg):
     data = build_data(
         make_cfg("dataset.classes=[5,6,7,8,9]", "dataset.num_classes=5", "dataset.per_class=4")

@@ -3,6 +3,7 @@ from collections.abc import Iterable
 import torch.nn.functional as F
 from torch import nn
 
+from dlpy.data import checks
 from dlpy.data.base import Batch, DataSet
 from dlpy.data.vision import ImageData
 from dlpy.plots import labelled_grid
@@ -40,6 +41,11 @@ class Classification(Task):
         self.l2 = l2  # Keras's l2(...) on the dense and convolution kernels
 
     def attach(self, data: DataSet) -> None:
+        # one class (dataset.classes=[k]) makes every label 0: cross-entropy is 0 and accuracy
+        # 100% from the first step, a run that learns nothing and reports perfection
+        names = getattr(data, "classes", None)
+        if names is not None:
+            checks.classes("dataset.classes", names, how=": keep two or more")
         attach_vectors(self.net, data)
 
     def training_step(self, batch: Batch, step: int) -> Logs:
