@@ -12,8 +12,8 @@ FMNIST := /usr/share/datasets/fashion-mnist
 train: $(STAMP) data
 	$(BIN)/dlpy train $(ARGS)
 
-# -n auto: a pytest worker per core (pytest-xdist); --dist loadfile keeps each file on one worker, so
-# a module's trained-run fixture is built once. tests/conftest.py gives each worker its share of threads.
+# -n auto: a pytest worker per core (pytest-xdist). --dist loadfile keeps each file on one worker,
+# so a module's trained-run fixture is built once. tests/conftest.py shares the threads out.
 test: lint
 	$(BIN)/python -m pytest -q -n auto --dist loadfile $(ARGS)
 
