@@ -72,17 +72,25 @@ def check_choice(key: str, value: object, choices: Iterable[str]) -> None:
         raise DlpyError(f"{key}: {unknown('value', value, choices)}")
 
 
-def check_number(key: str, value: object, *, at_least: float = 0, integer: bool = False) -> None:
-    """`key` must be a finite number (a whole one if `integer`) of at least `at_least`.
+def check_number(
+    key: str,
+    value: object,
+    *,
+    at_least: float = 0,
+    at_most: float = math.inf,
+    integer: bool = False,
+) -> None:
+    """`key` must be a finite number (a whole one if `integer`) from `at_least` to `at_most`.
 
     A bool is not a number here: YAML's `true` would otherwise pass as 1.
     """
     kinds = int if integer else (int, float)
     kind = "an integer" if integer else "a number"
+    bounds = f">= {at_least:g}" + (f" and <= {at_most:g}" if at_most < math.inf else "")
     if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
-        raise DlpyError(f"{key} must be {kind} >= {at_least:g}, got {value!r}")
-    if value < at_least:
-        raise DlpyError(f"{key} must be {kind} >= {at_least:g}, got {value!r}")
+        raise DlpyError(f"{key} must be {kind} {bounds}, got {value!r}")
+    if not at_least <= value <= at_most:
+        raise DlpyError(f"{key} must be {kind} {bounds}, got {value!r}")
 
 
 def report(err: BaseException) -> tuple[str, int] | None:

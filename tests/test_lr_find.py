@@ -118,6 +118,7 @@ def test_lr_find_writes_its_plot_and_prints_the_override(run_cli, tmp_path, monk
         (["model=dcgan", *SMALL], "steps 2 optimizers"),
         (["model=reinforce", "dataset=cartpole", "trainer.device=cpu"], "is an environment"),
         (["steps=1"], "steps must be an integer >= 2"),
+        (["steps=1000000"], "steps must be an integer >= 2 and <= 100000, got 1000000"),
         (["min_lr=fast"], "min_lr takes float"),
         (["trainer.strategy=ddp"], "trainer.strategy=single"),
         (["-m", "seed=0,1"], "takes overrides, not flags"),
