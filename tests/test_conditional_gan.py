@@ -46,6 +46,26 @@ def test_inception_score_is_the_class_count_for_confident_uniform_output_and_1_f
     assert fid_metrics.inception_score(probabilities) == pytest.approx(math.exp(sum(kl) / 2))
 
 
+def test_code_information_is_1_when_each_code_makes_its_own_class_and_0_when_none_changes_it():
+    codes = torch.arange(10).repeat(7)
+    own_class = torch.eye(10)[codes]  # code c's images: class c, certainly
+    assert fid_metrics.code_information(own_class, codes, 10) == pytest.approx(1)
+    same = torch.softmax(torch.randn(10), 0).expand(70, 10)  # the code changes nothing seen
+    assert fid_metrics.code_information(same, codes, 10) == pytest.approx(0, abs=1e-12)
+    # codes 2j and 2j + 1 both make class j: 5 classes, I(c; y) = log 5 of H(c) = log 10
+    paired = torch.eye(10)[codes // 2]
+    assert fid_metrics.code_information(paired, codes, 10) == pytest.approx(
+        math.log(5) / math.log(10)
+    )
+    # by hand, 2 codes: p(y|0) = (1, 0), p(y|1) = (0.5, 0.5); I = H(0.75, 0.25) - 0.5 H(0.5, 0.5)
+    probabilities = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    expected = (h - 0.5 * math.log(2)) / math.log(2)
+    assert fid_metrics.code_information(probabilities, torch.tensor([0, 1]), 2) == pytest.approx(
+        expected
+    )
+
+
 def trained_step(cfg):
     """The task after one batch (D and G both step), its logs, and its weights before."""
     task, data = build_task(cfg), build_data(cfg)
@@ -99,6 +119,15 @@ def test_a_supervised_infogan_needs_one_category_per_class(make_cfg):
         build_task(cfg).attach(build_data(cfg))
 
 
+def test_the_infogan_preset_has_atienzas_discriminator_without_batchnorm(make_cfg):
+    def norms(*overrides):
+        net = build_task(make_cfg("model=infogan", *overrides)).net
+        return [m for m in net.discriminator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    assert not norms()
+    assert norms("model.batchnorm=true")
+
+
 def test_traversal_codes_hold_one_category_per_row_and_sweep_one_continuous_code():
     codes = traversal_codes(3, 2, swept=1, columns=len(TRAVERSAL)).view(3, len(TRAVERSAL), 5)
     for row in range(3):
@@ -138,7 +167,9 @@ def test_every_gan_preset_reports_the_inception_score(make_cfg, monkeypatch):
         with torch.inference_mode():
             scores = task.eval().evaluate(data.eval_batches("val"), "val")
         assert 1 - 1e-9 <= scores["val/is"] <= 10, model  # KL >= 0: at least 1
-        assert ("val/label_acc" in scores) == (model in ("cgan", "acgan")), model
+        assert ("val/label_acc" in scores) == (model in ("cgan", "acgan", "infogan")), model
+        if model == "infogan":
+            assert -1e-9 <= scores["val/code_information"] <= 1 + 1e-9
     assert set(CODED) | {"dcgan", "wgan_gp"} <= set(gan_presets())
 
 

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dlpy import metrics
 from dlpy.data.base import Batch
 from dlpy.data.vision import ImageData
 from dlpy.errors import DlpyError
@@ -255,6 +256,18 @@ class InfoGAN(Coded):
         values = fixed_noise((n, self.net.continuous), device, seed=1) * CODE_STD
         return torch.cat([category.float(), values], 1)
 
+    def sample_scores(self, probabilities: Tensor, split: str) -> dict[str, float]:
+        """The Inception Score, and code_information: I(c; y) / H(c) of the categorical code and
+        the feature classifier's class (dlpy/metrics.py), 0 when the code changes nothing seen.
+        A supervised code is the class, so label_acc says how often it is made, as cGAN's does."""
+        codes = balanced(len(probabilities), self.net.categories, probabilities.device)
+        information = metrics.code_information(probabilities, codes, self.net.categories)
+        scores = {f"{split}/code_information": information}
+        if self.supervised:
+            right = (probabilities.argmax(1) == codes).float().mean()
+            scores[f"{split}/label_acc"] = float(right)
+        return super().sample_scores(probabilities, split) | scores
+
     def information_terms(self, estimate: Tensor, code: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The weighted -log Q(c|x): L_I = E[log Q(c|x)] + H(c) bounds I(c; G(z, c)) from below
         (Chen et al., lemma 5.1), and H(c) is fixed, so the players minimise -log Q alone."""
@@ -283,6 +296,10 @@ class InfoGAN(Coded):
         score, estimate = self.net.discriminator(fake)
         return fooled(score) + self.information_terms(estimate, code)[0]
 
+    def row_name(self, data: ImageData, category: int) -> str:
+        """A supervised category is the class of that number; an unsupervised one is a number."""
+        return data.classes[category] if self.supervised else f"category {category}"
+
     def examples(self, data: ImageData, n: int = 64) -> Logs:
         """GAN's samples, and the traversals of Chen et al.'s fig. 2, one row per category:
         code_category's columns are 10 noise draws (shared down a column, continuous codes 0);
@@ -297,6 +314,8 @@ class InfoGAN(Coded):
         for name, (swept, noise, columns) in grids.items():
             code = traversal_codes(k, self.net.continuous, swept, columns).to(data.device)
             made = data.to_uint8(self.net.generator(noise, code))
-            rows = [(f"category {c}", made[c * columns : (c + 1) * columns]) for c in range(k)]
+            rows = [
+                (self.row_name(data, c), made[c * columns : (c + 1) * columns]) for c in range(k)
+            ]
             images[f"images/{name}"] = labelled_rows(rows, columns)
         return images
