@@ -119,9 +119,10 @@ def test_a_supervised_infogan_needs_one_category_per_class(make_cfg):
         build_task(cfg).attach(build_data(cfg))
 
 
-def test_the_infogan_preset_has_atienzas_discriminator_without_batchnorm(make_cfg):
+@pytest.mark.parametrize("model", ["acgan", "infogan"])
+def test_the_preset_has_atienzas_discriminator_without_batchnorm(make_cfg, model):
     def norms(*overrides):
-        net = build_task(make_cfg("model=infogan", *overrides)).net
+        net = build_task(make_cfg(f"model={model}", *overrides)).net
         return [m for m in net.discriminator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
 
     assert not norms()
