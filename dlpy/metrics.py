@@ -94,13 +94,16 @@ def code_information(probabilities: torch.Tensor, codes: torch.Tensor, categorie
     does not see.
     """
     p = probabilities.double()
-    per_code = torch.stack([p[codes == c].mean(0) for c in range(categories)])
+    drawn = [c for c in range(categories) if (codes == c).any()]  # all, unless images are fewer
+    if len(drawn) < 2:
+        return 0.0  # one code carries no information
+    per_code = torch.stack([p[codes == c].mean(0) for c in drawn])
 
     def entropy(q: torch.Tensor) -> torch.Tensor:
         return -torch.xlogy(q, q).sum(-1)
 
     information = entropy(per_code.mean(0)) - entropy(per_code).mean()
-    return float(information / math.log(categories))
+    return float(information / math.log(len(drawn)))
 
 
 def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -64,6 +64,9 @@ def test_code_information_is_1_when_each_code_makes_its_own_class_and_0_when_non
     assert fid_metrics.code_information(probabilities, torch.tensor([0, 1]), 2) == pytest.approx(
         expected
     )
+    # fewer images than codes: the codes drawn count; one code alone says nothing
+    assert fid_metrics.code_information(own_class[:4], codes[:4], 10) == pytest.approx(1)
+    assert fid_metrics.code_information(own_class[:1], codes[:1], 10) == 0
 
 
 def trained_step(cfg):

@@ -135,7 +135,7 @@ class InfoGAN(nn.Module):
 
     Atienza ch. 6: a categorical code and continuous codes, concatenated with the noise, and a
     discriminator without batchnorm. With batchnorm, on Fashion-MNIST, Q learnt to read the
-    category from faint marks no person sees, and G drew every category alike (the preset).
+    category from faint marks no person sees, and G drew every category alike (docs/results.md).
     """
 
     def __init__(
