@@ -11,7 +11,8 @@ data is built, before any step:
    `model.in_channels=3 but dataset.channels=1 (the images have 1 channel)`.
 2. `probe`: the pixel range the task's loss assumes (`Task.scaling`), then the task's training
    step, forward pass and loss, on a copy of the task and a few samples of the first training
-   batch, on the CPU, with no backward pass and no optimizer step. A shape error that no size
+   batch (in the task's own form: `Task.probe_batch`, which gives a siamese pair partners within
+   those few), on the CPU, with no backward pass and no optimizer step. A shape error that no size
    declares (a kernel longer than the sequence it slides over) ends in one line naming the preset
    and the batch's sizes. The run's weights, random generators and batch order stay as they were.
    An agent, whose batches are episodes played, is not probed: its sizes are checked in (1).
@@ -146,7 +147,7 @@ def probe(task: Task, cfg: DictConfig, data: DataSet) -> None:
             rehearsed.configure_optimizers()  # a step names its optimizer
             rehearsed.requires_grad_(False)
             rehearsed.train()
-            rehearsed.training_step(batch, 0)
+            rehearsed.training_step(rehearsed.probe_batch(batch), 0)
         except NotImplementedError:
             raise  # a task that is not finished, not a model that does not fit
         except (RuntimeError, ValueError, IndexError) as err:

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 from dlpy import CONF_DIR
 from dlpy.build import build_data, build_task
-from dlpy.shapes import probe
+from dlpy.shapes import PROBE_SAMPLES, first_samples, probe
 
 
 def model_node(preset):
@@ -137,8 +137,9 @@ def test_a_rebuilt_run_checks_the_sizes_too(make_cfg, run_cli, tmp_path):
         ["model=vae"],
         ["model=wgan_gp", "model.task.fid=false", "model.width=8"],
         ["model=lstm", "model.recurrent_dropout=0.5"],
+        ["model=siamese"],
     ],
-    ids=["cnn", "vae", "wgan_gp", "lstm"],
+    ids=["cnn", "vae", "wgan_gp", "lstm", "siamese"],
 )
 def test_the_probe_leaves_the_weights_generators_and_batch_order_as_they_were(overrides, make_cfg):
     cfg = make_cfg(*overrides)
@@ -158,3 +159,16 @@ def test_the_probe_leaves_the_weights_generators_and_batch_order_as_they_were(ov
     assert all(torch.equal(after[k], v) for k, v in weights.items())  # batch norm's too
     assert task.trainer is None and task.training  # no trainer attached, no mode changed
     assert all(p.requires_grad for p in task.parameters())
+
+
+def test_a_siamese_probe_pairs_its_few_samples_among_themselves(make_cfg):
+    cfg = make_cfg("model=siamese")
+    task, data = build_task(cfg), build_data(cfg)
+    x, y, same, other = task.probe_batch(first_samples(data))
+    assert len(x) == len(y) == PROBE_SAMPLES
+    assert same.max() < len(y) and other.max() < len(y)  # places in the probe's own batch
+    assert torch.equal(y[same], y)  # a partner of the same class (itself, if it has no other)
+    rehearsed = []
+    task.training_step = lambda batch, step: rehearsed.append(len(batch))
+    probe(task, cfg, data)
+    assert rehearsed == [4]  # images, labels and both partners: the step a pair trains on

@@ -55,6 +55,11 @@ class Task(nn.Module):
     def attach(self, data: DataSet) -> None:
         """Take what the networks need from the data before training; nothing by default."""
 
+    def probe_batch(self, batch: Batch) -> Batch:
+        """The shape probe's batch (dlpy/shapes.py) from the first few samples of the data's
+        first batch, in the form this task's training_step takes: the same, by default."""
+        return batch
+
     def prepare(self, data: DataSet) -> None:
         """Work that training's evaluations need, done by `Trainer.fit` once its options are
         checked and before the first step (a GAN's FID features); nothing by default."""

@@ -58,10 +58,6 @@ class SiameseMatch(Task):
     """Same class or not, for pairs of images through one shared encoder (Chollet 7.1.5)."""
 
     headline_metrics = ("test/acc", "test/loss")
-    # The shape probe reads the data's batches; a pair's partners are places in the task's own
-    # (batches), which a probe's cut batch would point past: the encoder's sizes are checked
-    # against the data's (dlpy/shapes.py check_sizes) instead.
-    probed = False
 
     def __init__(self, net: nn.Module, optimizer: OptimizerFactory, pair_seed: Count = 0) -> None:
         super().__init__(optimizer)
@@ -92,6 +88,15 @@ class SiameseMatch(Task):
             u = torch.rand(2, data.batch_size, generator=data.generator, device=data.device)
             same, other = partners(y, u[0, : len(y)], u[1, : len(y)])
             yield x, y, same, other
+
+    def probe_batch(self, batch: Batch) -> Batch:
+        """The probe's few samples with partners among themselves: a pair's partners are places
+        in its own batch, and the probe's is cut from the data's. Drawn from a generator of its
+        own, so the run's generators draw what they would have."""
+        x, y = batch
+        u = torch.rand(2, len(y), generator=torch.Generator().manual_seed(self.pair_seed))
+        same, other = partners(y, u[0], u[1])
+        return x, y, same, other
 
     def pairs(self, embeddings: Tensor, labels: Tensor, same: Tensor, other: Tensor):
         """(logits, targets) of every sample against both its partners: half the pairs match."""
