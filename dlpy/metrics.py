@@ -83,7 +83,7 @@ def inception_score(probabilities: torch.Tensor) -> float:
     return float(kl.mean().exp())
 
 
-def code_information(probabilities: torch.Tensor, codes: torch.Tensor, categories: int) -> float:
+def code_information(probabilities: torch.Tensor, codes: torch.Tensor) -> float:
     """I(c; y) / H(c): how much of a categorical code the feature classifier reads in the images
     made from it, 0 (the code changes no class) to 1 (each code makes a class of its own).
 
@@ -94,7 +94,7 @@ def code_information(probabilities: torch.Tensor, codes: torch.Tensor, categorie
     does not see.
     """
     p = probabilities.double()
-    drawn = [c for c in range(categories) if (codes == c).any()]  # all, unless images are fewer
+    drawn = codes.unique().tolist()  # every code, unless the images are fewer
     if len(drawn) < 2:
         return 0.0  # one code carries no information
     per_code = torch.stack([p[codes == c].mean(0) for c in drawn])

@@ -49,24 +49,22 @@ def test_inception_score_is_the_class_count_for_confident_uniform_output_and_1_f
 def test_code_information_is_1_when_each_code_makes_its_own_class_and_0_when_none_changes_it():
     codes = torch.arange(10).repeat(7)
     own_class = torch.eye(10)[codes]  # code c's images: class c, certainly
-    assert fid_metrics.code_information(own_class, codes, 10) == pytest.approx(1)
+    assert fid_metrics.code_information(own_class, codes) == pytest.approx(1)
     same = torch.softmax(torch.randn(10), 0).expand(70, 10)  # the code changes nothing seen
-    assert fid_metrics.code_information(same, codes, 10) == pytest.approx(0, abs=1e-12)
+    assert fid_metrics.code_information(same, codes) == pytest.approx(0, abs=1e-12)
     # codes 2j and 2j + 1 both make class j: 5 classes, I(c; y) = log 5 of H(c) = log 10
     paired = torch.eye(10)[codes // 2]
-    assert fid_metrics.code_information(paired, codes, 10) == pytest.approx(
-        math.log(5) / math.log(10)
-    )
+    assert fid_metrics.code_information(paired, codes) == pytest.approx(math.log(5) / math.log(10))
     # by hand, 2 codes: p(y|0) = (1, 0), p(y|1) = (0.5, 0.5); I = H(0.75, 0.25) - 0.5 H(0.5, 0.5)
     probabilities = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
     h = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
     expected = (h - 0.5 * math.log(2)) / math.log(2)
-    assert fid_metrics.code_information(probabilities, torch.tensor([0, 1]), 2) == pytest.approx(
+    assert fid_metrics.code_information(probabilities, torch.tensor([0, 1])) == pytest.approx(
         expected
     )
     # fewer images than codes: the codes drawn count; one code alone says nothing
-    assert fid_metrics.code_information(own_class[:4], codes[:4], 10) == pytest.approx(1)
-    assert fid_metrics.code_information(own_class[:1], codes[:1], 10) == 0
+    assert fid_metrics.code_information(own_class[:4], codes[:4]) == pytest.approx(1)
+    assert fid_metrics.code_information(own_class[:1], codes[:1]) == 0
 
 
 def trained_step(cfg):

@@ -54,6 +54,13 @@ def balanced(n: int, classes: int, device: torch.device | str = "cpu") -> Tensor
     return torch.arange(n, device=device) % classes
 
 
+def label_accuracy(probabilities: Tensor, classes: int) -> float:
+    """How often the feature classifier calls an image made for class `balanced(...)[i]` that
+    class (Odena et al. 2017, sec. 4.1, with Inception there)."""
+    asked = balanced(len(probabilities), classes, probabilities.device)
+    return float((probabilities.argmax(1) == asked).float().mean())
+
+
 class Coded(GAN):
     """GAN's two phases with a code beside the noise: every fake image gets a fresh random code,
     and the losses see the real images' labels and the fake images' codes."""
@@ -129,10 +136,9 @@ class Labelled(Coded):
 
     def sample_scores(self, probabilities: Tensor, split: str) -> dict[str, float]:
         """The Inception Score, and label_acc: how often the feature classifier calls a generated
-        image the class it was made for (Odena et al. 2017, sec. 4.1, with Inception there)."""
-        asked = balanced(len(probabilities), self.net.num_classes, probabilities.device)
-        right = (probabilities.argmax(1) == asked).float().mean()
-        return super().sample_scores(probabilities, split) | {f"{split}/label_acc": float(right)}
+        image the class it was made for."""
+        right = label_accuracy(probabilities, self.net.num_classes)
+        return super().sample_scores(probabilities, split) | {f"{split}/label_acc": right}
 
     def examples(self, data: ImageData, n: int = 64, labels: list[int] | None = None) -> Logs:
         """One row per class, named: every class, or `labels` (`dlpy sample <run> label=Bag`).
@@ -261,11 +267,10 @@ class InfoGAN(Coded):
         the feature classifier's class (dlpy/metrics.py), 0 when the code changes nothing seen.
         A supervised code is the class, so label_acc says how often it is made, as cGAN's does."""
         codes = balanced(len(probabilities), self.net.categories, probabilities.device)
-        information = metrics.code_information(probabilities, codes, self.net.categories)
+        information = metrics.code_information(probabilities, codes)
         scores = {f"{split}/code_information": information}
         if self.supervised:
-            right = (probabilities.argmax(1) == codes).float().mean()
-            scores[f"{split}/label_acc"] = float(right)
+            scores[f"{split}/label_acc"] = label_accuracy(probabilities, self.net.categories)
         return super().sample_scores(probabilities, split) | scores
 
     def information_terms(self, estimate: Tensor, code: Tensor) -> tuple[Tensor, dict[str, Tensor]]:

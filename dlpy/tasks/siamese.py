@@ -91,12 +91,10 @@ class SiameseMatch(Task):
 
     def probe_batch(self, batch: Batch) -> Batch:
         """The probe's few samples with partners among themselves: a pair's partners are places
-        in its own batch, and the probe's is cut from the data's. Drawn from a generator of its
-        own, so the run's generators draw what they would have."""
+        in its own batch, and the probe's is cut from the data's. Drawn as the held-out pairs are,
+        so the run's generators draw what they would have."""
         x, y = batch
-        u = torch.rand(2, len(y), generator=torch.Generator().manual_seed(self.pair_seed))
-        same, other = partners(y, u[0], u[1])
-        return x, y, same, other
+        return x, y, *self.held_out_pairs(y)
 
     def pairs(self, embeddings: Tensor, labels: Tensor, same: Tensor, other: Tensor):
         """(logits, targets) of every sample against both its partners: half the pairs match."""
