@@ -6,7 +6,8 @@ optimizer with a constant rate), timed three ways, each in a fresh process:
   (a) dlpy:  `dlpy train model=<preset> ...` as a user runs it (progress bar, TensorBoard,
              checkpoints); its time is metrics.json's time/train_s.
   (b) a tutorial's loop: a DataLoader over torchvision's FashionMNIST with ToTensor/Normalize
-      transforms, NCHW, the optimizer's default implementation (what dlpy's choices beat).
+      transforms, fp32, NCHW, the optimizer's default implementation (what dlpy's choices
+      beat).
   (c) a minimal loop over tensors normalised once in memory, with the same network, optimizer,
       batch size, layout, precision and gradient clipping as (a): what dlpy's loop itself costs
       is a/c.
@@ -116,13 +117,13 @@ class RecurrentFlops:
 
 def plain_loop(name: str, extra: list[str], batches, flop_batch=None, tutorial=False) -> dict:
     """Train on `batches` in a plain loop: the seconds, and the FLOPs of one step. A `tutorial`
-    loop keeps torch's defaults (NCHW, the optimizer's default implementation); otherwise the
-    layout and optimizer are dlpy's, so that only the loop differs."""
+    loop keeps torch's defaults (fp32, NCHW, the optimizer's default implementation); otherwise
+    the precision, layout and optimizer are dlpy's, so that only the loop differs."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from dlpy.build import build_task
-    from dlpy.precision import resolve_device
+    from dlpy.precision import resolve_device, resolve_precision
 
     cfg = compose(name, extra)
     device = resolve_device(cfg.trainer.device)
@@ -138,7 +139,8 @@ def plain_loop(name: str, extra: list[str], batches, flop_batch=None, tutorial=F
     opt = factory.func(net.parameters(), **{**factory.keywords, **fused})
     if cfg.trainer.compile:
         net.compile()
-    dtype = {"fp32": None, "bf16": torch.bfloat16}[cfg.trainer.precision]
+    precision = "fp32" if tutorial else resolve_precision(cfg.trainer.precision, device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
     kind = NETWORKS[name].loss
     clip = cfg.trainer.grad_clip
 
@@ -291,7 +293,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers for (b)")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (scripts/gpu_check.sh)")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16"), help="default: trainer.precision's"
+    )
     parser.add_argument("--compile", action="store_true", help="torch.compile in (a), (b), (c)")
     parser.add_argument("--channels-last", choices=("on", "off"), help="default: the preset's")
     parser.add_argument("--steps-scale", type=float, default=1.0, help="more or fewer steps")
@@ -319,7 +323,9 @@ def main() -> None:
         print(json.dumps(result))
         return
 
-    extra = [f"trainer.device={args.device}", f"trainer.precision={args.precision}", *args.extra]
+    extra = [f"trainer.device={args.device}", *args.extra]
+    if args.precision:
+        extra.insert(1, f"trainer.precision={args.precision}")
     if args.compile:
         extra.append("trainer.compile=true")
     if args.channels_last:
@@ -327,13 +333,19 @@ def main() -> None:
 
     import torch
 
+    from dlpy.precision import resolve_device, resolve_precision
+
     for override in args.extra:  # the matmul rate at the runs' own thread count
         if override.startswith("trainer.threads=") and int(override.partition("=")[2]):
             torch.set_num_threads(int(override.partition("=")[2]))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {extra}")
+    # what (a) and (c) run in: trainer.precision=auto resolved on this device, as dlpy resolves it
+    precision = resolve_precision(
+        compose(names[0], extra).trainer.precision, resolve_device(args.device)
+    )
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {precision}, {extra}")
     rates = {d: matmul_rate(d, args.device) for d in ("float32", "bfloat16")}
     print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
-    peak = rates["bfloat16" if args.precision == "bf16" else "float32"]
+    peak = rates["bfloat16" if precision == "bf16" else "float32"]
 
     ways = ["dlpy", *args.also, "tensors"] + ([] if args.no_dataloader else ["dataloader"])
     results = {(name, way): [] for name in names for way in ways}
