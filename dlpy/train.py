@@ -90,11 +90,19 @@ def announce(cfg: DictConfig, trainer: Trainer, run_dir: str | Path) -> None:
     model, dataset = cfg.model.name, cfg.dataset.name
     device, precision = trainer.device, trainer.precision.name
     log.info("training %s on %s: %s, %s; run folder %s", model, dataset, device, precision, run_dir)
-    if precision == "fp32" and (unit := native_bf16(device)):
+    unit = native_bf16(device)
+    if precision == "fp32" and unit:
         log.info(
             "%s runs bf16 natively: trainer.precision=bf16 (or auto) trains up to 2x faster "
             "(docs/performance.md)",
             unit,
+        )
+    if precision == "bf16" and device.type == "cpu" and not unit:
+        # Without AMX or AVX512-BF16 the kernels convert to fp32 and back around every op: on an
+        # AVX2 Zen 3 a fashion_mnist_multi_head step took 7x as long as in fp32.
+        log.warning(
+            "this CPU has neither AMX nor AVX512-BF16: bf16 is emulated and several times slower "
+            "than fp32 here; trainer.precision=auto picks fp32 (docs/performance.md)"
         )
 
 

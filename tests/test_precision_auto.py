@@ -1,11 +1,14 @@
 """trainer.precision=auto: bf16 autocast where the CPU runs it natively (AMX or AVX512-BF16), else
 fp32. The CPU's flags are mocked both ways, so the test holds on whatever machine runs it."""
 
+import logging
+
 import pytest
 import torch
 
 from dlpy.build import build_trainer
 from dlpy.precision import native_bf16, resolve_precision
+from dlpy.train import announce
 
 CPU = torch.device("cpu")
 FLAGS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
@@ -49,3 +52,26 @@ def test_the_trainer_autocasts_as_auto_resolved(make_cfg, tmp_path, cpu_flags, a
     with trainer.precision.autocast():
         product = torch.ones(4, 4) @ torch.ones(4, 4)
     assert product.dtype == (dtype or torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("amx", "precision", "hint"),
+    [
+        (True, "fp32", "runs bf16 natively"),  # a faster choice the user has not made
+        (False, "bf16", "bf16 is emulated"),  # a slower one they have
+        (True, "bf16", None),
+        (False, "fp32", None),
+    ],
+)
+def test_the_first_lines_say_when_another_precision_would_be_faster(
+    make_cfg, tmp_path, caplog, cpu_flags, amx, precision, hint
+):
+    cpu_flags(amx=amx)
+    cfg = make_cfg(f"trainer.precision={precision}", "trainer.device=cpu")
+    trainer = build_trainer(cfg, tmp_path)
+    with caplog.at_level(logging.INFO, logger="dlpy"):
+        announce(cfg, trainer, tmp_path)
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[0].startswith(f"training {cfg.model.name} on {cfg.dataset.name}: cpu, {precision}")
+    hints = [line for line in lines[1:] if "bf16" in line]
+    assert [hint in line for line in hints] == ([True] if hint else [])
