@@ -6,7 +6,8 @@ files), then normalised as the training batches were. An IMDB classifier reads t
 tokenised and indexed against its training vocabulary. Every file gets its top-k classes on one
 printed line and in <run>/predictions/predictions.csv; images also get a captioned grid,
 predictions.png, and with gradcam=true a grid with Grad-CAM on top, gradcam.png. A file the
-network cannot take is named on one line and skipped.
+network cannot take is named on one line and skipped. A multi-head network (model=multi_head)
+gives each head's top k, by the head's name: `class: Shirt 81%, ... | group: tops 99%, ...`.
 """
 
 import csv
@@ -33,6 +34,7 @@ from dlpy.tasks.base import Task
 from dlpy.tasks.classification import Classification
 from dlpy.tasks.gan import GAN
 from dlpy.tasks.language_model import CharLanguageModel
+from dlpy.tasks.multi_output import MultiOutput
 from dlpy.tasks.reinforce import Reinforce
 from dlpy.trainer import Trainer
 from dlpy.visualize import Network
@@ -56,8 +58,15 @@ def check_classifier(task: Task, data: object, run_dir: Path) -> None:
         raise DlpyError(f"dlpy predict: {trained}, which generates: use dlpy sample {run_dir}")
     if isinstance(task, Reinforce):
         raise DlpyError(f"dlpy predict: {trained}, an agent: dlpy eval {run_dir} record=true")
-    if not isinstance(task, Classification):
+    if not isinstance(task, (Classification, MultiOutput)):
         raise DlpyError(f"dlpy predict: needs a classifier; {trained}")
+    if isinstance(task, MultiOutput) and task.inputs:
+        # the extra inputs are mapped from each sample's label (Chollet 7.1.2), which a new file
+        # does not have
+        raise DlpyError(
+            f"dlpy predict: {run_dir} also takes the inputs {', '.join(task.inputs)} "
+            "(model.task.inputs), which come from labels that new files do not have"
+        )
     if not isinstance(data, (ImageData, ReviewData)):
         raise DlpyError(
             f"dlpy predict: reads images and IMDB reviews; {run_dir} trained on "
@@ -115,41 +124,90 @@ def read_all(files: list[Path], read: Callable[[Path], object]) -> tuple[list[Pa
     return kept, contents
 
 
-def probabilities(trainer: Trainer, x: torch.Tensor) -> torch.Tensor:
-    """The classifier's class probabilities for network inputs x, batch by batch, on the CPU."""
-    out = []
-    with trainer.precision.evaluating(trainer.task):
+def head_names(task: Task, data: object) -> dict[str, list[str]]:
+    """The names of each head's classes, by head: a classifier's one head is named ''."""
+    classes = class_names(data)
+    if isinstance(task, MultiOutput):
+        return {name: task.target_names(name, classes) for name in task.heads}
+    return {"": classes}
+
+
+def probabilities(trainer: Trainer, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each head's class probabilities for network inputs x, batch by batch, on the CPU."""
+    task = trainer.task
+    out: dict[str, list[torch.Tensor]] = {}
+    with trainer.precision.evaluating(task):
         for batch in x.split(trainer.data.eval_batch_size):
             (batch,) = trainer.precision.move((batch,))
-            out.append(trainer.task.net(batch).float().softmax(1).cpu())
-    return torch.cat(out)
+            if isinstance(task, MultiOutput):
+                # log_probabilities: a binary head's one logit becomes its two classes' odds
+                logits = task.net(batch)
+                heads = {n: task.log_probabilities(z.float(), n).exp() for n, z in logits.items()}
+            else:
+                heads = {"": task.net(batch).float().softmax(1)}
+            for name, p in heads.items():
+                out.setdefault(name, []).append(p.cpu())
+    return {name: torch.cat(parts) for name, parts in out.items()}
 
 
 def write_csv(
-    path: Path, files: list[Path], top: torch.return_types.topk, classes: list[str]
+    path: Path,
+    files: list[Path],
+    tops: dict[str, torch.return_types.topk],
+    names: dict[str, list[str]],
 ) -> None:
-    """One row per file: its name, then class and probability for each of the top k."""
-    k = top.values.shape[1]
+    """One row per file: its name, then class and probability for each of the top k, head by
+    head; a multi-head network's columns carry the head's name (`group/class_1`)."""
+    header = ["file"]
+    for head, top in tops.items():
+        prefix = f"{head}/" if head else ""
+        ranks = range(1, top.values.shape[1] + 1)
+        header += [f"{prefix}{key}_{r}" for r in ranks for key in ("class", "p")]
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["file", *[f"{key}_{r}" for r in range(1, k + 1) for key in ("class", "p")]])
-    for file, p, i in zip(files, top.values.tolist(), top.indices.tolist(), strict=True):
-        ranked = [value for c, q in zip(i, p, strict=True) for value in (classes[c], f"{q:.6f}")]
+    writer.writerow(header)
+    for row, file in enumerate(files):
+        ranked = []
+        for head, top in tops.items():
+            pairs = zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True)
+            ranked += [value for c, q in pairs for value in (names[head][c], f"{q:.6f}")]
         writer.writerow([str(file), *ranked])
     atomic_write(path, lambda f: f.write(text.getvalue().encode("utf-8")))
 
 
-def captions(top: torch.return_types.topk, classes: list[str]) -> tuple[list[str], list[bool]]:
-    """`Sneaker 97%` under each image, green where the network gives the class at least half."""
-    best = top.values[:, 0].tolist()
-    names = [f"{classes[i]} {p:.0%}" for i, p in zip(top.indices[:, 0].tolist(), best, strict=True)]
-    return names, [p >= 0.5 for p in best]
+def ranked_line(row: int, tops: dict[str, torch.return_types.topk], names: dict) -> str:
+    """`Shirt 81.0%, T-shirt/top 9.2%`; a multi-head network's heads by name, ` | ` apart."""
+    parts = []
+    for head, top in tops.items():
+        pairs = zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True)
+        ranked = ", ".join(f"{names[head][c]} {q:.1%}" for c, q in pairs)
+        parts.append(f"{head}: {ranked}" if head else ranked)
+    return " | ".join(parts)
 
 
-def write_grids(trainer: Trainer, pixels: torch.Tensor, top, folder: Path, gradcam: bool) -> None:
+def captions(
+    tops: dict[str, torch.return_types.topk], names: dict[str, list[str]]
+) -> tuple[list[str], list[bool]]:
+    """`Sneaker 97%` under each image (`Shirt 81% / tops 99%` for several heads), green where
+    the network gives every head's first class at least half."""
+    per_head = []
+    for head, top in tops.items():
+        pairs = zip(top.indices[:, 0].tolist(), top.values[:, 0].tolist(), strict=True)
+        per_head.append([f"{names[head][c]} {p:.0%}" for c, p in pairs])
+    least = torch.stack([top.values[:, 0] for top in tops.values()]).amin(0)
+    return [" / ".join(parts) for parts in zip(*per_head, strict=True)], (least >= 0.5).tolist()
+
+
+def write_grids(
+    trainer: Trainer,
+    pixels: torch.Tensor,
+    tops: dict[str, torch.return_types.topk],
+    folder: Path,
+    gradcam: bool,
+) -> None:
     """predictions.png: the images as the network saw them, captioned; gradcam.png with Grad-CAM."""
     pixels = pixels[:GRID_LIMIT]
-    names, confident = captions(top, class_names(trainer.data))
+    names, confident = captions(tops, head_names(trainer.task, trainer.data))
     scale = max(1, CELL // pixels.shape[-1])
     columns = min(8, len(pixels))  # a few files make one short row, not a wide white one
     grid = labelled_grid(pixels, names, confident, columns, cell=scale * pixels.shape[-1])
@@ -165,13 +223,16 @@ def write_grids(trainer: Trainer, pixels: torch.Tensor, top, folder: Path, gradc
         print(folder / "gradcam.png")
 
 
-def parse_options(own: dict, data: object) -> tuple[int, bool]:
-    """topk= (checked: PREDICT_OPTIONS) at most the classes; gradcam= for images only."""
+def parse_options(own: dict, task: Task, data: object) -> tuple[int, bool]:
+    """topk= (checked: PREDICT_OPTIONS; each head gives at most its classes); gradcam= for
+    single-head image classifiers: Grad-CAM follows one score."""
     topk = own.get("topk", 3)
     gradcam = own.get("gradcam", False)
     if gradcam and not isinstance(data, ImageData):
         raise DlpyError("dlpy predict: gradcam=true applies to image classifiers")
-    return min(topk, len(class_names(data))), gradcam
+    if gradcam and isinstance(task, MultiOutput):
+        raise DlpyError("dlpy predict: gradcam=true applies to networks of one head")
+    return topk, gradcam
 
 
 def network_inputs(
@@ -204,7 +265,7 @@ def predict_command(args: list[str]) -> None:
     run_dir, _, trainer = load_run([paths[0], *overrides], USAGE)
     data = trainer.data
     check_classifier(trainer.task, data, run_dir)
-    topk, gradcam = parse_options(own, data)
+    topk, gradcam = parse_options(own, trainer.task, data)
     suffixes = {".txt"} if isinstance(data, ReviewData) else IMAGE_SUFFIXES
     files, problems = expand(paths[1:], suffixes)
     for problem in problems:
@@ -213,13 +274,14 @@ def predict_command(args: list[str]) -> None:
     if x is None:
         raise DlpyError("dlpy predict: none of the files given could be read (each is named above)")
     inputs = data.normalize(x.to(data.device)) if isinstance(data, ImageData) else x
-    top = probabilities(trainer, inputs).topk(topk, 1)
-    classes = class_names(data)
-    for file, p, i in zip(files, top.values.tolist(), top.indices.tolist(), strict=True):
-        print(f"{file}: " + ", ".join(f"{classes[c]} {q:.1%}" for c, q in zip(i, p, strict=True)))
+    heads = probabilities(trainer, inputs)
+    tops = {head: p.topk(min(topk, p.shape[1]), 1) for head, p in heads.items()}
+    names = head_names(trainer.task, data)
+    for row, file in enumerate(files):
+        print(f"{file}: {ranked_line(row, tops, names)}")
     folder = run_dir / "predictions"
     folder.mkdir(exist_ok=True)
-    write_csv(folder / "predictions.csv", files, top, classes)
+    write_csv(folder / "predictions.csv", files, tops, names)
     print(folder / "predictions.csv")
     if isinstance(data, ImageData):
-        write_grids(trainer, x, top, folder, gradcam)
+        write_grids(trainer, x, tops, folder, gradcam)

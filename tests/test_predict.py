@@ -169,6 +169,58 @@ def test_an_imdb_classifier_reads_text_files(tmp_path, data_dir, capsys):
     assert f"skipped {tmp_path / 'binary.txt'}: not UTF-8 text" in err
 
 
+# -- several heads ---------------------------------------------------------------------------------
+
+FOOTWEAR = [0, 0, 0, 0, 0, 1, 0, 1, 0, 1]  # Sandal, Sneaker, Ankle boot
+BINARY_GROUP = [
+    "model.heads.group=1",
+    "+model.task.heads.group.loss=binary_cross_entropy",
+    f"model.task.heads.group.from_labels={FOOTWEAR}",
+    "model.task.heads.group.names=[other,footwear]",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "groups"),
+    [([], ["tops", "bottoms", "footwear", "bags"]), (BINARY_GROUP, ["other", "footwear"])],
+)
+def test_a_multi_head_network_gives_each_heads_classes(
+    overrides, groups, pictures, tmp_path, data_dir, capsys
+):
+    run = trained(tmp_path / "run", data_dir, "model=multi_head", *overrides)
+    assert main(["predict", str(run), str(pictures), "topk=3"]) == 0
+    out = capsys.readouterr().out
+    rows = read_csv(run)
+    k = min(3, len(groups))
+    header = ["file", *[f"class/{key}_{r}" for r in (1, 2, 3) for key in ("class", "p")]]
+    header += [f"group/{key}_{r}" for r in range(1, k + 1) for key in ("class", "p")]
+    assert list(rows[0]) == header
+    # each head's probabilities as the network gives them on the test split itself
+    _, _, trainer = load_run([str(run)], "")
+    with torch.inference_mode():
+        trainer.task.eval()
+        logits = trainer.task.net(trainer.data.normalize(trainer.data.test.x[:5]))
+        group = trainer.task.log_probabilities(logits["group"], "group").exp()
+    classes = trainer.data.classes
+    for row, p, q in zip(rows, logits["class"].softmax(1), group, strict=True):
+        assert row["class/class_1"] == classes[int(p.argmax())]
+        assert float(row["class/p_1"]) == pytest.approx(float(p.max()), abs=1e-5)
+        assert row["group/class_1"] == groups[int(q.argmax())]
+        assert float(row["group/p_1"]) == pytest.approx(float(q.max()), abs=1e-5)
+        assert f"{row['file']}: class: {row['class/class_1']} " in out
+        assert f" | group: {row['group/class_1']} " in out
+    with Image.open(run / "predictions" / "predictions.png") as grid:
+        assert grid.size[0] >= 5 * (112 + 4)  # one row of five, as wide as the captions need
+    assert main(["predict", str(run), str(pictures), "gradcam=true"]) == 2
+    assert "gradcam=true applies to networks of one head" in capsys.readouterr().err
+
+
+def test_a_network_whose_extra_inputs_come_from_labels_cannot_predict(make_cfg, tmp_path):
+    task = build_task(make_cfg("model=multi_input"))
+    with pytest.raises(DlpyError, match="labels that new files do not have"):
+        check_classifier(task, None, tmp_path)
+
+
 # -- ensembles -------------------------------------------------------------------------------------
 
 
