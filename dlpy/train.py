@@ -99,7 +99,7 @@ def announce(cfg: DictConfig, trainer: Trainer, run_dir: str | Path) -> None:
         )
     if precision == "bf16" and device.type == "cpu" and not unit:
         # Without AMX or AVX512-BF16 the kernels convert to fp32 and back around every op: on an
-        # AVX2 Zen 3 a fashion_mnist_multi_head step took 7x as long as in fp32.
+        # AVX2 Zen 3 a fashion_mnist_multi_head step took about 10x as long as in fp32.
         log.warning(
             "this CPU has neither AMX nor AVX512-BF16: bf16 is emulated and several times slower "
             "than fp32 here; trainer.precision=auto picks fp32 (docs/performance.md)"
