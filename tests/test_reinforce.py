@@ -508,13 +508,16 @@ def test_sigint_stops_eval_in_one_line_with_status_130(agent_run, capsys, monkey
 
     monkeypatch.setattr(Reinforce, "act", act_then_sigint)
     before = files_in(agent_run)
+    # the handler before the command: Python's default_int_handler, or SIG_IGN where a shell
+    # without job control started the suite in the background (`make test &`)
+    handler = signal.getsignal(signal.SIGINT)
     assert cli(["eval", str(agent_run), "episodes=1000", "record=true"]) == 130
     out, err = capsys.readouterr()
     assert err.strip().splitlines()[-1] == "dlpy: interrupted by SIGINT"
     assert "eval episodes:" in err and "/2000" in err
     assert "eval/return_mean" not in out and len(calls) == 5 and all(calls)
     assert files_in(agent_run) == before  # no episode.gif, nor anything else
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_evaluation_plays_each_episode_from_its_own_seed_in_batches(monkeypatch):
