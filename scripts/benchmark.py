@@ -14,9 +14,10 @@ optimizer with a constant rate), timed three ways, each in a fresh process:
 
 The runs are interleaved (a, c, b for every network, then again: this machine is noisy) and the
 table holds medians. It also prints the FLOP/s (a) achieves, counted with
-torch.utils.flop_counter, against the 4096x4096 matmul rate measured here in fp32 and bf16, and
-start-up: process start to dlpy's first training step, `dlpy --help`, `dlpy list` and
-`dlpy train --help`, each against `python -c "import torch"`.
+torch.utils.flop_counter, against the matmul rate measured here in fp32 and bf16 (4096x4096, or
+smaller where one call would take over 2 s: emulated bf16), and start-up: process start to
+dlpy's first training step, `dlpy --help`, `dlpy list` and `dlpy train --help`, each against
+`python -c "import torch"`.
 
     python scripts/benchmark.py [--networks mlp,cnn] [--repeats 3] [--precision bf16]
                                 [--compile] [--channels-last on|off] [--steps-scale 0.5]
@@ -240,23 +241,35 @@ def in_process(way: str, name: str, extra: list[str], workers: int) -> dict:
 # -- the machine's own rates and start-up -------------------------------------------------------
 
 
-def matmul_rate(dtype_name: str, device: str, n: int = 4096, repeats: int = 5) -> float:
-    """FLOP/s of an n x n matmul on `device` (2 n^3 FLOPs each), the best of `repeats`."""
+def matmul_rate(dtype_name: str, device: str, n_max: int = 4096, repeats: int = 5) -> tuple:
+    """(FLOP/s, n) of an n x n matmul on `device` (2 n^3 FLOPs each), the best of `repeats`.
+
+    n doubles from 512 up to n_max while one call would stay under 2 s: where bf16 is emulated
+    (no AMX or AVX512-BF16) it runs at about 1 GFLOP/s on a 2-core Zen 3, so one 4096x4096 call
+    (137 GFLOP) takes over 2 minutes, and the six of a measurement a quarter of an hour.
+    """
     import torch
 
     dtype = getattr(torch, dtype_name)
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
     sync = torch.cuda.synchronize if device.startswith("cuda") else lambda: None
-    a @ b  # the first call picks and caches the kernel
-    best = float("inf")
-    for _ in range(repeats):
+
+    def seconds(a, b) -> float:
         sync()
         start = time.perf_counter()
         a @ b
         sync()
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best
+        return time.perf_counter() - start
+
+    n = 512
+    while True:
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
+        a @ b  # the first call picks and caches the kernel
+        if n >= n_max or seconds(a, b) * 8 > 2:  # the next size takes 8x as long
+            break
+        n *= 2
+    best = min(seconds(a, b) for _ in range(repeats))
+    return 2 * n**3 / best, n
 
 
 def wall(command: list[str]) -> float:
@@ -343,8 +356,12 @@ def main() -> None:
         compose(names[0], extra).trainer.precision, resolve_device(args.device)
     )
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {precision}, {extra}")
-    rates = {d: matmul_rate(d, args.device) for d in ("float32", "bfloat16")}
-    print("4096x4096 matmul: " + ", ".join(f"{d} {r / 1e9:.0f} GFLOP/s" for d, r in rates.items()))
+    measured = {d: matmul_rate(d, args.device) for d in ("float32", "bfloat16")}
+    rates = {d: rate for d, (rate, _) in measured.items()}
+    print(
+        "matmul: "
+        + ", ".join(f"{d} {r / 1e9:.1f} GFLOP/s ({n}x{n})" for d, (r, n) in measured.items())
+    )
     peak = rates["bfloat16" if precision == "bf16" else "float32"]
 
     ways = ["dlpy", *args.also, "tensors"] + ([] if args.no_dataloader else ["dataloader"])
