@@ -127,9 +127,10 @@ def test_trainer_overwrite_must_be_true_or_false(run_cli, run):
     assert contents(run) == before
 
 
-def test_two_runs_started_in_the_same_second_get_folders_of_their_own(
-    run_cli, tmp_path, monkeypatch
-):
+@pytest.fixture
+def one_second(tmp_path, monkeypatch):
+    """Every ${now:...} reads 2026-01-02 12:00:00, in tmp_path: commands started in one second."""
+
     class Frozen(datetime):
         @classmethod
         def now(cls, tz=None):
@@ -137,6 +138,11 @@ def test_two_runs_started_in_the_same_second_get_folders_of_their_own(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(hydra.core.utils, "datetime", Frozen)  # Hydra's ${now:...}
+
+
+def test_two_runs_started_in_the_same_second_get_folders_of_their_own(
+    run_cli, tmp_path, one_second
+):
     for _ in range(2):
         status, _, err = run_cli("train", *QUICK)
         assert status == 0, err
@@ -144,6 +150,22 @@ def test_two_runs_started_in_the_same_second_get_folders_of_their_own(
     assert [folder.name for folder in folders] == ["12-00-00", "12-00-00_01"]
     for folder in folders:
         assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_two_sweeps_started_in_the_same_second_get_roots_of_their_own(
+    run_cli, tmp_path, one_second
+):
+    # One root for both would give the second sweep's jobs the first's folders (0_seed=1, ...),
+    # each refused as holding a run, and its multirun.yaml would replace the first's.
+    for _ in range(2):
+        status, _, err = run_cli("train", "-m", *QUICK, "seed=1,2")
+        assert status == 0, err
+    roots = sorted((tmp_path / "outputs" / "multirun" / "2026-01-02").iterdir())
+    assert [root.name for root in roots] == ["12-00-00", "12-00-00_01"]
+    for root in roots:
+        assert (root / "multirun.yaml").is_file()
+        for job in ("seed=1", "seed=2"):
+            assert json.loads((root / job / "metrics.json").read_text())["status"] == "finished"
 
 
 def signal_in_step(monkeypatch, step):
