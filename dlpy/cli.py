@@ -141,6 +141,8 @@ def train_command(args: list[str]) -> None:
     sys.argv = ["dlpy train", *args]
     with handling(raise_interrupted), config_errors_in_one_line():
         job.main()
+    if multirun:
+        sweep.check_jobs()
 
 
 def skip_mode_probe() -> None:

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from dlpy.errors import DlpyError
-from dlpy.report import write_report
+from dlpy.report import read_jobs, write_report
 
 log = logging.getLogger("dlpy")
 
@@ -191,13 +191,33 @@ def installed(module: str) -> bool:
         return False
 
 
+# A job that ended so fails its sweep: it did not run its values to the end. A diverged job did,
+# and is a result (a learning rate too high); an interrupted one stops the sweep itself.
+FAILED = ("failed", "unfinished", "unreadable")
+
+
+class SweepFailed(DlpyError):
+    """Jobs of the sweep failed: the sweep ran the others to the end and reported them all."""
+
+    exit_code = 1
+
+
 class SweepRecord(Callback):
     """The sweep's config at its root whichever sweeper runs it, and its report when it ends.
 
     Hydra's basic sweeper alone writes multirun.yaml; the report is that of `dlpy report`.
     """
 
+    # The last sweep this process drove, and its failed jobs' folders, for `dlpy train -m` to exit
+    # non-zero on (`check_jobs`): Hydra hands a sweep's results to no one after its callbacks.
+    root = ""
+    jobs = 0
+    failed: list[str] = []
+
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepRecord.root = str(config.hydra.sweep.dir)
+        SweepRecord.jobs = 0
+        SweepRecord.failed = []
         root = Path(config.hydra.sweep.dir)
         root.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, root / "multirun.yaml")
@@ -207,6 +227,22 @@ class SweepRecord(Callback):
             log.info("sweep report:\n%s", write_report(config.hydra.sweep.dir))
         except DlpyError as err:
             log.warning("no sweep report: %s", err)
+            return
+        jobs = read_jobs(Path(config.hydra.sweep.dir))
+        SweepRecord.jobs = len(jobs)
+        SweepRecord.failed = [job["folder"] for job in jobs if job["status"] in FAILED]
+
+
+def check_jobs() -> None:
+    """After a sweep: SweepFailed, naming the jobs, if any failed, so that a script running
+    `dlpy train -m ... && dlpy plot ...` stops there, as after a failed run."""
+    failed = SweepRecord.failed
+    if failed:
+        names = ", ".join(failed[:3]) + (f" and {len(failed) - 3} more" if len(failed) > 3 else "")
+        raise SweepFailed(
+            f"sweep {SweepRecord.root}: {len(failed)} of {SweepRecord.jobs} jobs failed ({names}); "
+            "each one's error is in the report above and in its metrics.json"
+        )
 
 
 class StopJoblibWorkers(Callback):

@@ -162,8 +162,15 @@ def test_a_failed_run_says_so_in_its_metrics(tmp_path, data_dir):
 
 @pytest.mark.slow
 def test_a_failing_job_does_not_sink_the_sweep(tmp_path, data_dir):
-    dlpy("train", "-m", *FAST, "model=mlp", "optimizer.lr=0.01,-1", cwd=tmp_path, data_dir=data_dir)
+    args = ("train", "-m", *FAST, "model=mlp", "optimizer.lr=0.01,-1")
+    proc = dlpy(*args, cwd=tmp_path, data_dir=data_dir, check=False)
     sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
+    # the other job ran to the end, and the sweep's status says one did not
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.splitlines()[-1] == (
+        f"dlpy: error: sweep {sweep.relative_to(tmp_path)}: 1 of 2 jobs failed (optimizer.lr=-1); "
+        "each one's error is in the report above and in its metrics.json"
+    )
     jobs = [sweep / f"optimizer.lr={lr}" for lr in ("0.01", "-1")]
     status = [json.loads((job / "metrics.json").read_text()) for job in jobs]
     assert [s["status"] for s in status] == ["finished", "failed"]

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from test_cli import dlpy
 
 from dlpy.report import write_report
-from dlpy.sweep import job_dirname, threads_per_job
+from dlpy.sweep import SweepFailed, SweepRecord, check_jobs, job_dirname, threads_per_job
 
 
 def only_sweep(tmp_path):
@@ -129,6 +129,26 @@ def test_report_groups_seeds_with_mean_and_std_best_first(tmp_path, mode):
     assert "| lr=1,seed=1 | unfinished |" in text  # no metrics.json: killed, or still running
     jobs = list(csv.DictReader((tmp_path / "jobs.csv").open()))
     assert len(jobs) == 6 and {j["status"] for j in jobs} == {"finished", "diverged", "unfinished"}
+
+
+def test_a_sweep_with_failed_jobs_fails_naming_them_and_a_diverged_job_does_not(tmp_path):
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    record = SweepRecord()
+    record.on_multirun_start(config)
+    write_job(tmp_path / "lr=0.1", ["optimizer.lr=0.1"], {"status": "finished", "val/acc": 0.9})
+    write_job(tmp_path / "lr=1", ["optimizer.lr=1"], {"status": "diverged", "error": "nan"})
+    record.on_multirun_end(config)
+    check_jobs()  # a diverged job ran its values to the end: a result, not a failure
+
+    write_job(tmp_path / "lr=-1", ["optimizer.lr=-1"], {"status": "failed", "error": "lr < 0"})
+    write_job(tmp_path / "lr=2", ["optimizer.lr=2"], None)  # no metrics.json: its process died
+    record.on_multirun_end(config)
+    with pytest.raises(SweepFailed, match=r"2 of 4 jobs failed \(lr=-1, lr=2\)") as failed:
+        check_jobs()
+    assert str(tmp_path) in str(failed.value) and failed.value.exit_code == 1
+
+    record.on_multirun_start(config)  # the next sweep in this process starts with none failed
+    check_jobs()
 
 
 @pytest.mark.slow  # starts dlpy report in a subprocess
