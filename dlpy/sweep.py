@@ -111,6 +111,7 @@ def multirun_args(args: list[str]) -> list[str]:
     Its folders are named by the swept keys alone; on trainer.resume=auto, the earlier sweep of
     the same overrides is the sweep folder.
     """
+    check_sweep_dir(args)
     extra = []
     if not any(a.startswith("hydra.job.config.override_dirname.exclude_keys=") for a in args):
         extra.append(exclude_fixed_keys(args))
@@ -122,6 +123,24 @@ def multirun_args(args: list[str]) -> list[str]:
             )
             extra.append(f"hydra.sweep.dir='{earlier.resolve()}'")
     return extra
+
+
+def check_sweep_dir(args: list[str]) -> None:
+    """A sweep folder named on the command line that holds a sweep is refused, in one line and
+    before anything in it is written, unless the new sweep continues it (trainer.resume) or
+    replaces its jobs (trainer.overwrite=true). Otherwise its multirun.yaml and report would
+    become the new sweep's, and the report would mix both sweeps' jobs. (The default folder is
+    new for every sweep.)"""
+    given = [a.split("=", 1)[1] for a in args if a.startswith("hydra.sweep.dir=")]
+    if not given or any(a.startswith(("trainer.resume=", "trainer.overwrite=true")) for a in args):
+        return
+    root = Path(given[-1].strip("'\""))
+    if (root / "multirun.yaml").is_file():
+        raise DlpyError(
+            f"sweep folder {root} holds a sweep already (multirun.yaml): continue it with "
+            "trainer.resume=auto, write elsewhere (hydra.sweep.dir=...), or replace the jobs "
+            "it runs with trainer.overwrite=true"
+        )
 
 
 def exclude_fixed_keys(args: list[str]) -> str:

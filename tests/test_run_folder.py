@@ -168,6 +168,29 @@ def test_two_sweeps_started_in_the_same_second_get_roots_of_their_own(
             assert json.loads((root / job / "metrics.json").read_text())["status"] == "finished"
 
 
+def test_a_sweep_folder_named_twice_is_refused_unchanged_unless_the_sweep_continues_it(
+    run_cli, tmp_path
+):
+    root = tmp_path / "sweep"
+    sweep = ("train", "-m", *QUICK, "seed=1,2", f"hydra.sweep.dir={root}")
+    status, _, err = run_cli(*sweep)
+    assert status == 0, err
+    before = contents(root)
+    status, _, err = run_cli(*sweep[:-2], "seed=3", sweep[-1])  # another sweep, the same folder
+    assert (status, err) == (
+        2,
+        f"dlpy: error: sweep folder {root} holds a sweep already (multirun.yaml): continue it "
+        "with trainer.resume=auto, write elsewhere (hydra.sweep.dir=...), or replace the jobs it "
+        "runs with trainer.overwrite=true\n",
+    )
+    assert contents(root) == before
+    status, _, err = run_cli(*sweep, "trainer.resume=auto")  # its finished jobs are skipped
+    assert status == 0, err
+    results = [name for name in before if name.endswith(("metrics.json", ".pt"))]
+    assert len(results) == 6  # each job's metrics.json, last.pt and best.pt
+    assert {name: contents(root)[name] for name in results} == {n: before[n] for n in results}
+
+
 def signal_in_step(monkeypatch, step):
     """SIGTERM to this process during the classifier's training step `step`."""
     training_step = Classification.training_step
