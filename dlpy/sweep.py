@@ -210,9 +210,10 @@ def installed(module: str) -> bool:
         return False
 
 
-# A job that ended so fails its sweep: it did not run its values to the end. A diverged job did,
-# and is a result (a learning rate too high); an interrupted one stops the sweep itself.
-FAILED = ("failed", "unfinished", "unreadable")
+# How a job ends that ran its values to the end, as finished_metrics reads them: a diverged job
+# is a result (a learning rate too high). Any other ending (failed, no metrics.json, ...) fails
+# its sweep.
+RAN = ("finished", "diverged")
 
 
 class SweepFailed(DlpyError):
@@ -249,7 +250,7 @@ class SweepRecord(Callback):
             return
         jobs = read_jobs(Path(config.hydra.sweep.dir))
         SweepRecord.jobs = len(jobs)
-        SweepRecord.failed = [job["folder"] for job in jobs if job["status"] in FAILED]
+        SweepRecord.failed = [job["folder"] for job in jobs if job["status"] not in RAN]
 
 
 def check_jobs() -> None:

@@ -142,8 +142,9 @@ def test_a_sweep_with_failed_jobs_fails_naming_them_and_a_diverged_job_does_not(
 
     write_job(tmp_path / "lr=-1", ["optimizer.lr=-1"], {"status": "failed", "error": "lr < 0"})
     write_job(tmp_path / "lr=2", ["optimizer.lr=2"], None)  # no metrics.json: its process died
+    write_job(tmp_path / "lr=3", ["optimizer.lr=3"], {"status": "interrupted"})
     record.on_multirun_end(config)
-    with pytest.raises(SweepFailed, match=r"2 of 4 jobs failed \(lr=-1, lr=2\)") as failed:
+    with pytest.raises(SweepFailed, match=r"3 of 5 jobs failed \(lr=-1, lr=2, lr=3\)") as failed:
         check_jobs()
     assert str(tmp_path) in str(failed.value) and failed.value.exit_code == 1
 
