@@ -1,5 +1,6 @@
 """dlpy: the classic deep-learning experiments, one Hydra-configured command each."""
 
+import itertools
 import os
 import time
 from collections.abc import Iterator
@@ -79,9 +80,24 @@ def _job_dirname(num: int, overrides: str) -> str:
 
 
 def _new_dir(path: str) -> str:
-    from dlpy.run_folder import new_dir  # when Hydra names a run's folder: the run imports it
+    """`${dlpy.new_dir:outputs/<date>/<time>}`, a run's folder or a sweep's: that folder, made
+    now; if a run started in the same second has it already, the first free of <time>_01,
+    <time>_02, ... (each sorts after the one before, and before the next second's). Made with
+    mkdir, which fails on a folder that exists, so two processes never get the same one.
 
-    return new_dir(path)
+    Here, not in dlpy/run_folder.py, which imports torch: the process that drives a joblib
+    sweep names the sweep's folder and would pay torch's import (about 3 s) for nothing.
+    """
+    base = Path(path)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        folder = base.with_name(f"{base.name}_{n:02d}") if n else base
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return str(folder)
+    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 def _threads_per_job() -> int:

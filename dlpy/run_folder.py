@@ -6,10 +6,9 @@ trained with, give or take those in MAY_CHANGE, or `trainer.overwrite=true` repl
 check has to come before anything is written: Hydra would write the new config into the folder
 before dlpy's job starts, so conf/train.yaml turns that off (`hydra.output_subdir: null`) and
 `record_config` writes .hydra/ once `claim` has made the folder this run's. The default folder is
-made unique when it is named (`new_dir`, the `${dlpy.new_dir:...}` resolver).
+made unique when it is named (the `${dlpy.new_dir:...}` resolver, in dlpy/__init__.py).
 """
 
-import itertools
 import json
 import logging
 import os
@@ -85,23 +84,6 @@ ABSENT = "(absent)"  # a key one of two configs does not have
 class FolderRefused(DlpyError):
     """The run folder holds another run, or the option that would replace it is wrong: refused
     before anything in it is written, metrics.json included."""
-
-
-def new_dir(path: str) -> str:
-    """`${dlpy.new_dir:outputs/<date>/<time>}`: that folder, made now; if a run started in the
-    same second has it already, the first free of <time>_01, <time>_02, ... (each sorts after
-    the one before, and before the next second's). Made with mkdir, which fails on a folder that
-    exists, so two processes never get the same one."""
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    for n in itertools.count():
-        folder = base.with_name(f"{base.name}_{n:02d}") if n else base
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        return str(folder)
-    raise AssertionError("unreachable")  # itertools.count never ends
 
 
 def read_metrics(run_dir: str | Path) -> Metrics:
