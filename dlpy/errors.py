@@ -12,6 +12,10 @@ import signal
 from collections.abc import Iterable
 from pathlib import Path
 
+# The statuses of a run that ran its values to the end: a diverged run is a result (a learning
+# rate too high; resumed, it would diverge again), not a failure to run.
+RAN = ("finished", "diverged")
+
 
 class DlpyError(Exception):
     """A user-facing error: the message names the config key or file at fault."""

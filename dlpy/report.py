@@ -257,12 +257,13 @@ def write_csv(rows: list[Row], path: Path) -> None:
     path.write_text(out.getvalue())
 
 
-def write_report(sweep_dir: Path | str) -> str:
-    """Write <sweep>/report.csv (the groups) and <sweep>/jobs.csv (every job); return the report."""
+def write_report(sweep_dir: Path | str, jobs: list[Job] | None = None) -> str:
+    """Write <sweep>/report.csv (the groups) and <sweep>/jobs.csv (every job); return the report.
+    `jobs`: the sweep's, when the caller has read them already."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise DlpyError(f"dlpy report: {sweep_dir} is not a folder")
-    jobs = read_jobs(sweep_dir)
+    jobs = read_jobs(sweep_dir) if jobs is None else jobs
     summary = summarize(jobs)
     grouped = grouped_rows(summary)
     per_job = job_rows(jobs, summary)

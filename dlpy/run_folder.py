@@ -21,7 +21,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from dlpy.errors import DlpyError, first_line
+from dlpy.errors import RAN, DlpyError, first_line
 from dlpy.io import atomic_write, resolve_checkpoint
 
 log = logging.getLogger("dlpy")
@@ -102,7 +102,7 @@ def finished_metrics(run_dir: str | Path) -> Metrics | None:
     again.
     """
     metrics = read_metrics(run_dir)
-    return metrics if metrics.get("status") in ("finished", "diverged") else None
+    return metrics if metrics.get("status") in RAN else None
 
 
 def claim(cfg: DictConfig, run_dir: str | Path) -> bool:

@@ -22,7 +22,7 @@ from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from dlpy.errors import DlpyError
+from dlpy.errors import RAN, DlpyError
 from dlpy.report import read_jobs, write_report
 
 log = logging.getLogger("dlpy")
@@ -210,12 +210,6 @@ def installed(module: str) -> bool:
         return False
 
 
-# How a job ends that ran its values to the end, as finished_metrics reads them: a diverged job
-# is a result (a learning rate too high). Any other ending (failed, no metrics.json, ...) fails
-# its sweep.
-RAN = ("finished", "diverged")
-
-
 class SweepFailed(DlpyError):
     """Jobs of the sweep failed: the sweep ran the others to the end and reported them all."""
 
@@ -235,21 +229,22 @@ class SweepRecord(Callback):
     failed: list[str] = []
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        SweepRecord.root = str(config.hydra.sweep.dir)
+        root = Path(config.hydra.sweep.dir)
+        SweepRecord.root = str(root)
         SweepRecord.jobs = 0
         SweepRecord.failed = []
-        root = Path(config.hydra.sweep.dir)
         root.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(config, root / "multirun.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            log.info("sweep report:\n%s", write_report(config.hydra.sweep.dir))
+            jobs = read_jobs(Path(config.hydra.sweep.dir))
         except DlpyError as err:
             log.warning("no sweep report: %s", err)
             return
-        jobs = read_jobs(Path(config.hydra.sweep.dir))
+        log.info("sweep report:\n%s", write_report(config.hydra.sweep.dir, jobs))
         SweepRecord.jobs = len(jobs)
+        # any other ending (failed, interrupted, no metrics.json) fails the sweep
         SweepRecord.failed = [job["folder"] for job in jobs if job["status"] not in RAN]
 
 
